@@ -1,0 +1,1 @@
+"""Input pipelines: dataset readers (tfds or local files) and tf.data plumbing."""

@@ -1,0 +1,1 @@
+"""SavedModel export in TF Serving's versioned layout, and reduced-precision variants."""

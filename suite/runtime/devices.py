@@ -1,0 +1,114 @@
+"""Device discovery, the strategy factory and the precision policy.
+
+Order matters and `setup_runtime()` keeps it: the precision policy is set before any model
+exists, and the strategy is created before any other TensorFlow op (MultiWorkerMirroredStrategy
+refuses to start once the runtime is initialised).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+
+def cuda_compute_capabilities() -> list[tuple[int, int]]:
+    """Compute capability of each visible GPU; listing devices does not initialise the runtime."""
+    caps = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        caps.append(tuple(details.get("compute_capability", (0, 0))))
+    return caps
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> mixed_float16 where tensor cores exist (CUDA cc >= 7.0), else float32.
+
+    On this project's 2-core CPU mixed_float16 trained 4-7x slower than float32 and
+    mixed_bfloat16 cost about nothing (../shared/FINDINGS.md), so CPUs stay at float32.
+    """
+    if precision != "auto":
+        return precision
+    caps = cuda_compute_capabilities()
+    return "mixed_float16" if caps and min(caps) >= (7, 0) else "float32"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """auto | one_device | mirrored | multi_worker, as in the Model Garden's factory."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        from suite.runtime import multiworker_compat
+
+        multiworker_compat.apply()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
+    raise ValueError(f"unknown --strategy={name!r}; valid: auto, one_device, mirrored, multi_worker")
+
+
+def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
+    """TF_CONFIG when set (launch.local, Kubeflow TFJob), else Slurm's variables."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if os.environ.get("SLURM_JOB_ID"):
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    raise ValueError("--strategy=multi_worker needs a cluster: set TF_CONFIG (python -m launch.local "
+                     "does it for local workers) or run inside a Slurm job (launch/slurm.sbatch)")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """Who this process is: only the chief writes the real checkpoints, summaries and exports."""
+    task_type: str | None
+    task_id: int
+    num_workers: int
+    is_chief: bool
+
+    @property
+    def name(self) -> str:
+        return "chief" if self.task_type is None else f"{self.task_type}-{self.task_id}"
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole:
+    """The chief is the 'chief' task if the cluster has one, else worker 0 (Keras's convention)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
+        return WorkerRole(None, 0, 1, True)
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    chief_type = "chief" if "chief" in spec else "worker"
+    num = sum(len(v) for k, v in spec.items() if k in ("chief", "worker"))
+    return WorkerRole(task_type, task_id, num, task_type == chief_type and task_id == 0)
+
+
+@dataclasses.dataclass
+class Runtime:
+    strategy: tf.distribute.Strategy
+    precision: str
+    role: WorkerRole
+
+    @property
+    def num_replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def describe(self) -> str:
+        return json.dumps({"strategy": type(self.strategy).__name__, "replicas": self.num_replicas,
+                           "precision": self.precision, "worker": self.role.name})
+
+
+def setup_runtime(strategy: str, precision: str, seed: int, deterministic: bool,
+                  strategy_override: tf.distribute.Strategy | None = None) -> Runtime:
+    """Policy, strategy, then seeds: the order the distributed runtime needs."""
+    policy = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    dist = strategy_override or make_strategy(strategy)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return Runtime(dist, policy, worker_role(dist))

@@ -1,0 +1,35 @@
+"""Evaluation helpers shared by the classifier apps."""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Inference-mode probabilities through one traced function (steadier than model.predict here)."""
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    outputs = [call(tf.cast(images[i:i + batch_size], tf.float32)).numpy()
+               for i in range(0, len(images), batch_size)]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def write_results(path: str, results: dict) -> None:
+    from suite.runtime.callbacks import atomic_write_json
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    atomic_write_json(path, results)
+
+
+def read_results(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,67 @@
+"""Figures written by the apps (matplotlib, headless Agg backend)."""
+from __future__ import annotations
+
+import csv
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_history(csv_path: str) -> dict[str, list[float]]:
+    """Columns of Keras's CSVLogger file; rows of resumed runs are already appended in order."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch overwrites its partial row
+    return {key: [float(by_epoch[e][key]) for e in sorted(by_epoch)]
+            for key in (rows[0].keys() if rows else [])}
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: str, title: str = "") -> str:
+    """Loss and accuracy per epoch, training against validation."""
+    epochs = [int(e) + 1 for e in history.get("epoch", [])]
+    metrics = [m for m in ("loss", "accuracy") if m in history]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        ax.plot(epochs, history[metric], marker="o", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], marker="s", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
+                       max_images: int = 40, columns: int = 10, title: str = "") -> str:
+    """A grid of wrongly classified images, true label top-left and prediction bottom-right (the book's figure)."""
+    wrong = np.flatnonzero(labels != predictions)[:max_images]
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.2), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].squeeze(), cmap="gray_r" if images[i].shape[-1] == 1 else None)
+        ax.text(0.02, 0.98, str(labels[i]), transform=ax.transAxes, va="top", ha="left",
+                color="tab:blue", fontsize=9, fontweight="bold")
+        ax.text(0.98, 0.02, str(predictions[i]), transform=ax.transAxes, va="bottom", ha="right",
+                color="tab:red", fontsize=9, fontweight="bold")
+    fig.suptitle(title or f"{len(np.flatnonzero(labels != predictions))} misclassified "
+                 "(true label top-left, prediction bottom-right)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,178 @@
+"""Runs one training command as an N-worker cluster on this machine (127.0.0.1).
+
+    python -m launch.local --num_workers=2 -- python -m apps.train_mnist --flagfile=apps/flags/mnist.flags
+
+Everything after `--` is the worker command, started N times. Worker i gets
+TF_CONFIG={"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}, the variable
+Kubeflow's TFJob sets on a real cluster, so the command runs unchanged on both: its
+MultiWorkerMirroredStrategy finds its peers from TF_CONFIG. Each output line is prefixed with
+"[worker i] ". If a worker fails, the others are stopped (SIGTERM, then SIGKILL after
+--grace_period_s) and the launcher exits with the failed worker's code: a collective training job
+cannot go on without one of its workers, and the survivors would otherwise wait on it forever.
+SIGINT and SIGTERM sent to the launcher are forwarded to every worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from absl import app, flags
+
+HOST = "127.0.0.1"
+_POLL_S = 0.05
+
+flags.DEFINE_integer("num_workers", 2, "How many worker processes to start.", lower_bound=1)
+flags.DEFINE_integer(
+    "port_base", None,
+    "Worker i listens on port_base + i. Default: ports the OS reports free on 127.0.0.1.",
+    lower_bound=1, upper_bound=65535)
+flags.DEFINE_float(
+    "grace_period_s", 10.0,
+    "Seconds a worker has to exit after SIGTERM before it is killed with SIGKILL.",
+    lower_bound=0.0)
+flags.register_multi_flags_validator(
+    ["port_base", "num_workers"],
+    lambda f: f["port_base"] is None or f["port_base"] + f["num_workers"] - 1 <= 65535,
+    "--port_base + --num_workers - 1 must be a port number (<= 65535): lower --port_base")
+FLAGS = flags.FLAGS
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports free on 127.0.0.1 right now (held open together so they differ)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def tf_config(ports: list[int], index: int) -> str:
+    """The TF_CONFIG of worker `index` in a cluster of workers on `ports`."""
+    cluster = {"worker": [f"{HOST}:{port}" for port in ports]}
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+def _pump(stream, out, prefix: bytes, lock: threading.Lock) -> None:
+    """Copies a worker's output to ours line by line, each line prefixed with its worker."""
+    for line in iter(stream.readline, b""):
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        with lock:
+            out.write(prefix + line)
+            out.flush()
+    stream.close()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    # Each worker leads its own process group, so a command such as `sh -c ...` goes down whole.
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_code(returncode: int) -> int:
+    """A shell's convention: killed by signal N reads as 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def launch(command: list[str], num_workers: int, port_base: int | None = None,
+           grace_period_s: float = 10.0) -> int:
+    """Runs `command` as `num_workers` workers until all exit.
+
+    Returns 0, the exit code of the first worker seen failing, or 128 + the signal the launcher got.
+    """
+    if port_base is None:
+        ports = free_ports(num_workers)
+    else:
+        ports = list(range(port_base, port_base + num_workers))
+    lock = threading.Lock()
+    procs, pumps = [], []
+    received = []  # signals sent to the launcher
+    kill_at = None  # when workers still running get SIGKILL
+
+    def stop_all(sig: int) -> None:
+        nonlocal kill_at
+        for proc in procs:
+            if proc.poll() is None:
+                _signal_group(proc, sig)
+        if kill_at is None:
+            kill_at = time.monotonic() + grace_period_s
+
+    def forward(signum, _frame):
+        received.append(signum)
+        stop_all(signum)
+
+    # Installed before any worker starts, so no signal can leave a worker orphaned.
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failure = 0
+    try:
+        for i in range(num_workers):
+            if received:
+                break
+            env = dict(os.environ, TF_CONFIG=tf_config(ports, i))
+            env.setdefault("PYTHONUNBUFFERED", "1")  # interleave live, not in 8 KiB blocks
+            try:
+                proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+            except OSError:
+                stop_all(signal.SIGKILL)
+                for started in procs:
+                    started.wait()
+                raise
+            procs.append(proc)
+            prefix = f"[worker {i}] ".encode()
+            for stream, out in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
+                pump = threading.Thread(target=_pump, args=(stream, out, prefix, lock), daemon=True)
+                pump.start()
+                pumps.append(pump)
+
+        while any(proc.poll() is None for proc in procs):
+            if not failure:
+                failure = next((_exit_code(p.returncode) for p in procs if p.returncode), 0)
+                if failure:
+                    stop_all(signal.SIGTERM)
+            if kill_at is not None and time.monotonic() >= kill_at:
+                for proc in procs:
+                    if proc.poll() is None:
+                        _signal_group(proc, signal.SIGKILL)
+            time.sleep(_POLL_S)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for pump in pumps:
+        pump.join(timeout=5)
+    if received:
+        return 128 + received[0]
+    return failure or next((_exit_code(p.returncode) for p in procs if p.returncode), 0)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1:]
+    if not command:
+        raise app.UsageError(
+            "no worker command: put the command to run after `--`, e.g. "
+            "python -m launch.local --num_workers=2 -- python -m apps.train_mnist "
+            "--flagfile=apps/flags/mnist_smoke.flags")
+    try:
+        return launch(command, FLAGS.num_workers, FLAGS.port_base, FLAGS.grace_period_s)
+    except (FileNotFoundError, PermissionError) as error:
+        raise app.UsageError(f"cannot start the worker command {command[0]!r}: {error}") from error
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,16 @@
+"""Bridges to weights trained outside the suite: `book` reads the "Deep Learning from Scratch" pickles."""
+from suite.interop.book import (
+    BookParamsError,
+    UnsafePickleError,
+    book_to_keras_weights,
+    import_book_params,
+    load_book_params,
+)
+
+__all__ = [
+    "BookParamsError",
+    "UnsafePickleError",
+    "book_to_keras_weights",
+    "import_book_params",
+    "load_book_params",
+]

@@ -90,14 +90,16 @@ def fit_resumable(
     if epoch or step:
         print(f"Resuming from the backup in {paths.backup}: epoch {epoch + 1}, step {step}.",
               flush=True)
+    # Order matters for kill -9 at any instant: logs first, then checkpoints, the backup last,
+    # so a finished epoch is never lost from the history (at worst it is logged twice).
     callbacks = [
         nan_guard,  # first: a non-finite step must be flagged before anything saves
-        backup,
-        AtomicCheckpoint(paths.checkpoints, monitor=monitor if val_ds is not None else "loss",
-                         mode="max" if "acc" in monitor and val_ds is not None else "min"),
         keras.callbacks.CSVLogger(paths.history_csv, append=True),
         keras.callbacks.TensorBoard(paths.logs, profile_batch=0),
         *extra_callbacks,
+        AtomicCheckpoint(paths.checkpoints, monitor=monitor if val_ds is not None else "loss",
+                         mode="max" if "acc" in monitor and val_ds is not None else "min"),
+        backup,
     ]
     fit = lambda first, last, steps: model.fit(  # noqa: E731
         train_ds, validation_data=val_ds, initial_epoch=first, epochs=last,

@@ -1,0 +1,141 @@
+"""Accuracy of the MNIST recipes over several seeds, and of their ensembles.
+
+    python bench/mnist_accuracy.py --recipes=mnist,mnist_augment --seeds=0,1,2,3,4 \
+        --data_dir=../shared/data/mnist --jobs=1
+
+Each recipe is an app flagfile (apps/flags/<recipe>.flags), parsed by the app's own flags, so
+the bench trains exactly what `python -m apps.train_mnist --flagfile=...` trains. Runs on any
+Keras backend: with KERAS_BACKEND=jax it needs no TensorFlow (used on a lent GPU), with the
+default TensorFlow backend it is the app's CPU path. One process per (recipe, seed), up to
+--jobs at once; then the summary: per-recipe mean/spread and the averaged-softmax ensemble.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[str]) -> dict:
+    import keras
+    from absl import flags
+
+    import apps.train_mnist  # noqa: F401  (defines the app's flags)
+    from suite.data.mnist import load_mnist_arrays
+    from suite.models.deep_convnet import build_augmentation, build_deep_convnet
+    from suite.runtime.flags import runtime_config_from_flags
+    from suite.runtime.optim import make_optimizer
+
+    f = flags.FLAGS
+    f([sys.argv[0], f"--flagfile={os.path.join(REPO, 'apps', 'flags', recipe + '.flags')}",
+       f"--seed={seed}", *extra])
+    config = runtime_config_from_flags()
+    (x_train, y_train), (x_test, y_test) = load_mnist_arrays(data_dir)
+    x_train, x_test = x_train.astype("float32"), x_test.astype("float32")
+    keras.utils.set_random_seed(seed)
+    steps = len(x_train) // config.batch_size
+    aug = build_augmentation(f.rotation_degrees, f.shift_pixels, seed) if f.augment else None
+    model = build_deep_convnet(augmentation=aug)
+    model.compile(optimizer=make_optimizer(config, steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    start = time.time()
+    history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        validation_data=(x_test, y_test), shuffle=True, verbose=2)
+    probs = model.predict(x_test, batch_size=1000, verbose=0)
+    result = {"recipe": recipe, "seed": seed, "epochs": config.epochs,
+              "test_accuracy": float(np.mean(probs.argmax(-1) == y_test)),
+              "train_seconds": round(time.time() - start, 1), "backend": keras.backend.backend(),
+              "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
+    np.save(os.path.join(out_dir, f"{recipe}-seed{seed}.probs.npy"), probs)
+    with open(os.path.join(out_dir, f"{recipe}-seed{seed}.json"), "w") as fh:
+        json.dump(result, fh)
+    return result
+
+
+def summarize(recipes: list[str], seeds: list[int], data_dir: str, out_dir: str) -> dict:
+    from suite.data.mnist import load_mnist_arrays
+
+    y_test = load_mnist_arrays(data_dir)[1][1]
+    summary = {}
+    for recipe in recipes:
+        runs = [json.load(open(os.path.join(out_dir, f"{recipe}-seed{s}.json"))) for s in seeds]
+        accs = np.array([r["test_accuracy"] for r in runs])
+        probs = np.mean([np.load(os.path.join(out_dir, f"{recipe}-seed{s}.probs.npy"))
+                         for s in seeds], axis=0)
+        summary[recipe] = {
+            "seeds": seeds, "accuracies": accs.tolist(), "mean": float(accs.mean()),
+            "std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+            "min": float(accs.min()), "max": float(accs.max()),
+            "ensemble_accuracy": float(np.mean(probs.argmax(-1) == y_test)),
+            "epochs": runs[0]["epochs"], "backend": runs[0]["backend"],
+            "train_seconds_median": float(np.median([r["train_seconds"] for r in runs])),
+        }
+    return summary
+
+
+def to_markdown(summary: dict) -> str:
+    lines = ["| recipe | epochs | seeds | test accuracy per seed (%) | mean ± std (%) | "
+             "ensemble of all seeds (%) |", "|---|---|---|---|---|---|"]
+    for recipe, s in summary.items():
+        per_seed = ", ".join(f"{100 * a:.2f}" for a in s["accuracies"])
+        lines.append(f"| {recipe} | {s['epochs']} | {len(s['seeds'])} | {per_seed} | "
+                     f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} | "
+                     f"{100 * s['ensemble_accuracy']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", default="mnist,mnist_augment",
+                        help="comma-separated flagfile names in apps/flags/")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--data_dir", default=os.path.join(REPO, "..", "shared", "data", "mnist"),
+                        help="folder with the four official MNIST IDX .gz files")
+    parser.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results", "mnist_accuracy"))
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # "recipe:seed", internal
+    parser.add_argument("--extra", default="", help="extra app flags for every run, space-separated")
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    extra = args.extra.split()
+    if args.one:
+        recipe, seed = args.one.split(":")
+        r = train_one(recipe, int(seed), args.data_dir, args.out_dir, extra)
+        print(f"{recipe} seed {seed}: {100 * r['test_accuracy']:.2f}% in {r['train_seconds']} s")
+        return
+    recipes, seeds = args.recipes.split(","), [int(s) for s in args.seeds.split(",")]
+    pending = [(r, s) for r in recipes for s in seeds]
+    running = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            r, s = pending.pop(0)
+            cmd = [sys.executable, __file__, f"--one={r}:{s}", f"--data_dir={args.data_dir}",
+                   f"--out_dir={args.out_dir}", f"--extra={args.extra}"]
+            log = open(os.path.join(args.out_dir, f"{r}-seed{s}.log"), "w")
+            running.append((r, s, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(1)
+        for item in list(running):
+            if item[2].poll() is not None:
+                running.remove(item)
+                print(f"{item[0]} seed {item[1]} finished (exit {item[2].returncode})", flush=True)
+                if item[2].returncode:
+                    sys.exit(f"run {item[0]}:{item[1]} failed; see its .log in {args.out_dir}")
+    summary = summarize(recipes, seeds, args.data_dir, args.out_dir)
+    with open(os.path.join(args.out_dir, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+    table = to_markdown(summary)
+    with open(os.path.join(args.out_dir, "summary.md"), "w") as fh:
+        fh.write(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

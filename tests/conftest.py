@@ -1,0 +1,50 @@
+"""Test-wide set-up: quiet TensorFlow, two logical CPUs for strategy tests, parsed absl flags."""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import pytest  # noqa: E402
+
+FIXTURE_MNIST = os.path.join(REPO, "tests", "fixtures", "mnist_small")
+
+
+def pytest_configure(config):
+    # Logical devices can only be configured before TensorFlow initialises its runtime, so once
+    # here: two CPU "replicas" let MirroredStrategy tests run on a one-CPU machine.
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    from suite.data.mnist import load_mnist_arrays
+
+    return load_mnist_arrays(FIXTURE_MNIST, verify_checksums=False)
+
+
+def run_app(module: str, *args: str, timeout: float = 300, env: dict | None = None):
+    """Runs `python -m <module> args` from the repo root and returns the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, "PYTHONPATH": REPO, **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_after_each_test():
+    """Apps set a global dtype policy; keep one test's policy from leaking into the next."""
+    yield
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")

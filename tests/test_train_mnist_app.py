@@ -1,0 +1,199 @@
+"""The MNIST app end to end on the 700-image fixture: training, resume, outputs, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FIXTURE_MNIST, REPO, run_app
+from suite.runtime.flags import RuntimeConfig
+
+import apps.train_mnist as train_mnist
+
+FIXTURE_FLAGS = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums"]
+
+
+def config(tmp_path, **kw) -> RuntimeConfig:
+    values = dict(model_dir=str(tmp_path / "run"), batch_size=50, epochs=2, steps_per_epoch=4,
+                  export=False, seed=0)
+    values.update(kw)
+    return RuntimeConfig(**values)
+
+
+def history(model_dir):
+    """Epoch numbers logged, a repeated (re-run) epoch counted once."""
+    from suite.viz.plots import read_history
+
+    return [str(int(e)) for e in read_history(os.path.join(model_dir, "history.csv"))["epoch"]]
+
+
+def test_training_lowers_the_loss_and_writes_every_output(tmp_path, mnist_small):
+    cfg = config(tmp_path, epochs=3, steps_per_epoch=30, learning_rate=2e-3)
+    results = train_mnist.run(cfg, datasets_override=mnist_small)
+    with open(os.path.join(cfg.model_dir, "history.csv")) as f:
+        rows = [line.split(",") for line in f.read().split()]
+    # val_loss: inference mode, free of the dropout noise in the training loss
+    loss = [float(r[rows[0].index("val_loss")]) for r in rows[1:]]
+    assert len(loss) == 3 and loss[0] > loss[1] > loss[2] and loss[-1] < 0.85 * loss[0]
+    assert results["status"] == "completed" and 0.5 < results["test_accuracy"] <= 1
+    for name in ("learning_curves.png", "misclassified.png", "results.json",
+                 "checkpoints/best.keras", "checkpoints/last.keras", "backup/state.json"):
+        assert os.path.getsize(os.path.join(cfg.model_dir, name)) > 0, name
+    with open(os.path.join(cfg.model_dir, "learning_curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(os.path.join(cfg.model_dir, "logs"))  # TensorBoard
+    saved = json.load(open(os.path.join(cfg.model_dir, "results.json")))
+    assert saved["test_accuracy"] == results["test_accuracy"]
+
+
+def test_rerun_resumes_at_the_next_epoch_and_a_finished_run_is_not_retrained(tmp_path, mnist_small):
+    train_mnist.run(config(tmp_path, epochs=1), datasets_override=mnist_small)
+    assert history(str(tmp_path / "run")) == ["0"]
+    train_mnist.run(config(tmp_path, epochs=3), datasets_override=mnist_small)
+    assert history(str(tmp_path / "run")) == ["0", "1", "2"]
+    model = keras.saving.load_model(str(tmp_path / "run" / "checkpoints" / "last.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 3 * 4
+    again = train_mnist.run(config(tmp_path, epochs=3), datasets_override=mnist_small)
+    assert history(str(tmp_path / "run")) == ["0", "1", "2"] and again["status"] == "completed"
+
+
+def _start_app(model_dir, *extra):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.Popen(
+        [sys.executable, "-m", "apps.train_mnist", f"--model_dir={model_dir}", "--batch_size=10",
+         "--steps_per_epoch=40", "--noexport", *FIXTURE_FLAGS, *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, proc, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _state(model_dir):
+    path = os.path.join(model_dir, "backup", "state.json")
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return None
+
+
+def test_kill_9_mid_epoch_loses_no_finished_epoch(tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = _start_app(model_dir, "--epochs=4")
+    _wait_for(lambda: (_state(model_dir) or {}).get("epoch", 0) >= 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = _state(model_dir)["epoch"]
+    assert 1 <= done < 4
+    out = run_app("apps.train_mnist", f"--model_dir={model_dir}", "--batch_size=10",
+                  "--steps_per_epoch=40", "--noexport", "--epochs=4", *FIXTURE_FLAGS)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Resuming from the backup in {model_dir}/backup: epoch {done + 1}, step 0" in out.stdout
+    assert history(model_dir) == ["0", "1", "2", "3"]
+    model = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 4 * 40
+
+
+def test_sigterm_saves_the_exact_step_and_the_rerun_finishes_that_epoch(tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = _start_app(model_dir, "--epochs=2", "--backup_every_steps=5")
+    _wait_for(lambda: (_state(model_dir) or {}).get("step", 0) >= 5, proc)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, output
+    assert "SIGTERM received" in output and "run the same command again" in output
+    state = _state(model_dir)
+    assert state["epoch"] == 0 and 5 <= state["step"] < 40
+    out = run_app("apps.train_mnist", f"--model_dir={model_dir}", "--batch_size=10",
+                  "--steps_per_epoch=40", "--noexport", "--epochs=2", *FIXTURE_FLAGS)
+    assert out.returncode == 0, out.stdout + out.stderr
+    model = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 2 * 40  # not one step more or less
+
+
+def test_non_finite_loss_stops_keeps_the_last_good_state_and_fails(tmp_path, mnist_small):
+    from suite.runtime.devices import setup_runtime
+    from suite.runtime.training import RunPaths, fit_resumable
+
+    runtime = setup_runtime("auto", "float32", 0, False)
+    (x, y), _ = mnist_small
+    good = tf.data.Dataset.from_tensor_slices((x[:200].astype("float32"), y[:200])).batch(50)
+    poisoned = good.map(lambda a, b: (a * np.float32("nan"), b))
+    train_ds = good.concatenate(poisoned).repeat()  # epoch 1 finite, epoch 2 NaN
+    model = train_mnist_model()
+    cfg = config(tmp_path, epochs=3)
+    paths = RunPaths.for_role(cfg.model_dir, runtime)
+    outcome = fit_resumable(model, train_ds, None, cfg, 4, runtime, paths)
+    assert outcome.status == "diverged" and outcome.exit_code == 1
+    assert "non-finite loss at epoch 2" in outcome.message
+    assert _state(cfg.model_dir) == {"epoch": 1, "step": 0}
+    last = keras.saving.load_model(os.path.join(paths.checkpoints, "last.keras"))
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+
+
+def train_mnist_model():
+    # No ReLU between input and loss, so a NaN pixel reaches the loss (ReLU would eat it).
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mnist_small):
+    """Same global batch and data order: 2 replicas end with the single device's weights."""
+    (x, y), _ = mnist_small
+    weights = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        keras.utils.set_random_seed(3)
+        with strategy.scope():
+            from suite.models.deep_convnet import build_deep_convnet
+
+            model = build_deep_convnet(dropout_rate=0.0)
+            model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        ds = tf.data.Dataset.from_tensor_slices((x[:200].astype("float32"), y[:200])).batch(50)
+        model.fit(ds, epochs=2, verbose=0, shuffle=False)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_the_app_runs_under_mirrored_strategy(tmp_path, mnist_small):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = train_mnist.run(config(tmp_path, epochs=1), datasets_override=mnist_small,
+                              strategy_override=strategy)
+    assert results["status"] == "completed" and results["replicas"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size=-1"], "--batch_size must be a positive integer"),
+    (["--learning_rate=0"], "--learning_rate must be > 0"),
+    (["--lr_schedule=step"], "--lr_schedule=step needs --lr_decay_epochs"),
+    (["--lr_decay_epochs=ten"], "--lr_decay_epochs must be a comma-separated list"),
+    (["--strategy=horovod"], "value should be one of <auto|one_device|mirrored|multi_worker>"),
+    (["--ensemble_size=0"], "--ensemble_size must be >= 1"),
+    (["--init_weights=/no/such.pkl"], "--init_weights must name an existing pickle file"),
+])
+def test_bad_flags_fail_before_any_work_with_a_message_naming_the_flag(tmp_path, args, message):
+    out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", *args, timeout=60)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_bad_data_dir_is_one_clear_line_and_exit_code_2(tmp_path):
+    out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", f"--data_dir={tmp_path}",
+                  timeout=120)
+    assert out.returncode == 2
+    assert "error:" in out.stderr and "train-images-idx3-ubyte.gz is missing" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -108,7 +108,7 @@ def plot(models, out_dir):
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error (%)")
-    fig.suptitle("CIFAR-10 (20k-image subset): deeper plain nets train worse, deeper ResNets do not")
+    fig.suptitle("CIFAR-10, 20k-image training subset: plain vs residual networks by depth")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "plain_vs_resnet.png"), dpi=110)
 

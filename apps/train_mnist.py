@@ -75,9 +75,9 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
     test_ds = pipeline.eval_dataset(x_test, y_test, 1000)
 
     # -- members: model, optimizer, training (resumable) -----------------------------------
-    def build(seed: int) -> keras.Model:
+    def build(seed: int, name: str) -> keras.Model:
         aug = build_augmentation(rotation_degrees, shift_pixels, seed) if augment else None
-        model = build_deep_convnet(augmentation=aug)
+        model = build_deep_convnet(augmentation=aug, name=name)
         model.compile(optimizer=make_optimizer(config, steps),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
@@ -89,7 +89,8 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
             config.model_dir, f"member-{k}")
         keras.utils.set_random_seed(seed)
         paths = RunPaths.for_role(member_dir, runtime)
-        model = build_in_scope(runtime, lambda: build(seed))
+        name = "deep_convnet" if ensemble_size == 1 else f"deep_convnet_{k}"  # unique in the average
+        model = build_in_scope(runtime, lambda: build(seed, name))
         if init_weights:
             from suite.interop.book import import_book_params, load_book_params
 

@@ -197,3 +197,48 @@ def test_bad_data_dir_is_one_clear_line_and_exit_code_2(tmp_path):
     assert out.returncode == 2
     assert "error:" in out.stderr and "train-images-idx3-ubyte.gz is missing" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ensemble_trains_each_member_and_serves_their_average(tmp_path, mnist_small):
+    cfg = config(tmp_path, epochs=1, export=True)
+    results = train_mnist.run(cfg, ensemble_size=2, datasets_override=mnist_small)
+    (_, _), (x_test, y_test) = mnist_small
+    members = [keras.saving.load_model(str(tmp_path / "run" / f"member-{k}" / "checkpoints" /
+                                           "last.keras")) for k in range(2)]
+    probs = [m.predict(x_test.astype("float32"), verbose=0) for m in members]
+    assert not np.allclose(probs[0], probs[1])  # different seeds, different members
+    mean = np.mean(probs, axis=0)
+    assert results["ensemble_size"] == 2 and len(results["member_test_accuracies"]) == 2
+    assert results["test_accuracy"] == pytest.approx(np.mean(mean.argmax(-1) == y_test))
+    assert results["export"].endswith(os.path.join("export", "mnist", "1"))
+    served = tf.saved_model.load(results["export"]).signatures["serving_default"]
+    out = served(image=tf.constant(x_test[:16].astype("float32")))
+    np.testing.assert_allclose(out["probabilities"].numpy(), mean[:16], atol=1e-5)
+
+
+def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small):
+    import pickle
+
+    from suite.interop.book import import_book_params
+    from suite.models.deep_convnet import build_deep_convnet
+
+    rng = np.random.default_rng(0)
+    shapes = {"W1": (16, 1, 3, 3), "W2": (16, 16, 3, 3), "W3": (32, 16, 3, 3),
+              "W4": (32, 32, 3, 3), "W5": (64, 32, 3, 3), "W6": (64, 64, 3, 3),
+              "W7": (1024, 50), "W8": (50, 10)}
+    params = {}
+    for i, (name, shape) in enumerate(shapes.items(), start=1):
+        fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+        params[name] = rng.normal(0, np.sqrt(2 / fan_in), shape)
+        params[f"b{i}"] = rng.normal(0, 0.1, shape[0] if len(shape) == 4 else shape[1])
+    path = tmp_path / "params.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(params, f)
+    results = train_mnist.run(config(tmp_path, epochs=0), init_weights=str(path),
+                              datasets_override=mnist_small)
+    reference = build_deep_convnet()
+    import_book_params(reference, params)
+    (_, _), (x_test, y_test) = mnist_small
+    expected = np.mean(reference.predict(x_test.astype("float32"), verbose=0).argmax(-1) == y_test)
+    assert results["test_accuracy"] == pytest.approx(expected)
+    assert not os.path.exists(tmp_path / "run" / "history.csv")  # nothing was trained

@@ -3,3 +3,4 @@ import os
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides the app's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+

@@ -55,7 +55,7 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
 
     runtime = setup_runtime(config.strategy, config.precision, config.seed, config.deterministic,
                             strategy_override)
-    logging.info("runtime: %s", runtime.describe())
+    print(f"Runtime: {runtime.describe()}", flush=True)
 
     import keras
     import numpy as np
@@ -136,8 +136,8 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
         from suite.export.saved_model import export_classifier
 
         served = members[0] if len(members) == 1 else _average(members)
-        results["export"] = export_classifier(served, config.resolved_export_dir, EXPORT_NAME,
-                                              class_names=[str(d) for d in range(10)])
+        results["export"] = os.path.abspath(export_classifier(
+            served, config.resolved_export_dir, EXPORT_NAME, class_names=[str(d) for d in range(10)]))
         print(f"SavedModel: {results['export']}", flush=True)
     evaluation.write_results(results_path, results)
     return results
@@ -162,6 +162,8 @@ def _average(members):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines drown the app's own output
+        logging.set_verbosity(logging.WARNING)
     from suite.data.idx import DataError
 
     try:

@@ -105,6 +105,7 @@ class Runtime:
 def setup_runtime(strategy: str, precision: str, seed: int, deterministic: bool,
                   strategy_override: tf.distribute.Strategy | None = None) -> Runtime:
     """Policy, strategy, then seeds: the order the distributed runtime needs."""
+    tf.get_logger().setLevel("WARNING")  # its INFO lines (SavedModel renames...) drown the app's
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
     dist = strategy_override or make_strategy(strategy)

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def plot_learning_curves(history: dict[str, list[float]], path: str, title: str 
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], marker="s", label="test")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

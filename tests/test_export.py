@@ -206,5 +206,5 @@ def test_export_app_without_checkpoint_says_how_to_train(tmp_path):
     result = subprocess.run([sys.executable, "-m", "apps.export", f"--model_dir={tmp_path}"],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
-    assert os.path.join(str(tmp_path), "checkpoints", "best.keras") in result.stderr
+    assert os.path.join(str(tmp_path), "checkpoints", "last.keras") in result.stderr
     assert "python -m apps.train_mnist" in result.stderr

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 import os
-import struct
 
 import numpy as np
 import pytest
@@ -145,14 +143,8 @@ def test_precision_table_has_every_variant_and_column(trained, tmp_path):
         precision_report.build_precision_table(model, x_train, x_test, y_test, str(tmp_path))
 
 
-def _write_idx(path: str, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 def test_precision_report_app_reads_idx_files_and_writes_tables(tmp_path):
+    from suite.data.idx import write_idx
     from apps.precision_report import report
 
     model, (x_train, y_train), (x_test, y_test) = trained_classifier(side=28)
@@ -162,9 +154,9 @@ def test_precision_report_app_reads_idx_files_and_writes_tables(tmp_path):
                         ("train-labels-idx1-ubyte.gz", y_train),
                         ("t10k-images-idx3-ubyte.gz", x_test[..., 0]),
                         ("t10k-labels-idx1-ubyte.gz", y_test)]:
-        _write_idx(str(data / name), array)
+        write_idx(str(data / name), array)
     os.makedirs(tmp_path / "run" / "checkpoints")
-    model.save(tmp_path / "run" / "checkpoints" / "best.keras")
+    model.save(tmp_path / "run" / "checkpoints" / "last.keras")
     result = report(str(tmp_path / "run"), str(data), calibration_images=40, test_images=30,
                     repeats_b1=2, repeats_b256=1, verify_checksums=False)
     assert result["bars"]["test_images"] == 30

@@ -1,0 +1,139 @@
+"""Transfer learning on CIFAR-10: what pretraining on 5 classes buys 5 new classes with few labels.
+
+    python bench/transfer_cifar.py \
+        --data=../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip
+    python bench/transfer_cifar.py --smoke --out=/tmp/transfer_cifar_smoke.md   # ~2 min check
+
+1. Pretrain ResNet-20 on airplane, automobile, bird, cat, deer (every training image of those
+   classes) with the CIFAR recipe of apps/flags/cifar_resnet20.flags.
+2. On dog, frog, horse, ship, truck with only --per_class labelled training images each, train
+   three ways from the same images: from scratch; fine-tuning every layer from step 1 (10x lower
+   learning rate); training only a new head on step 1's frozen backbone.
+3. Test all on every test image of the 5 new classes; report mean and spread over --seeds and the
+   gain over scratch, in <out> (Markdown) and <out>.json.
+
+Every run is apps.train_classifier's run() in its own model_dir under --work_dir, so an
+interrupted bench resumes where it stopped and finished runs are not retrained.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+PRETRAIN_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
+TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
+
+
+def recipe(model_dir, epochs, steps, batch_size, lr, seed):
+    """The CIFAR ResNet recipe: SGD momentum 0.9, lr / 10 at 50% and 75% of the epochs."""
+    from suite.runtime.flags import RuntimeConfig
+
+    decays = tuple(sorted({max(1, int(epochs * f)) for f in (0.5, 0.75)} - {epochs})) or (epochs,)
+    return RuntimeConfig(model_dir=model_dir, epochs=epochs, steps_per_epoch=steps,
+                         batch_size=batch_size, optimizer="momentum", momentum=0.9,
+                         learning_rate=lr, lr_schedule="step", lr_decay_epochs=decays,
+                         seed=seed, export=False)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.path.join(
+        REPO, "..", "shared", "data", "cifar10-subset", "cifar10_jpg_test10000_train20000.zip"),
+        help="any --dataset of the app holding the 10 CIFAR-10 classes (zip, folder, cifar10)")
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--per_class", type=int, default=50, help="labelled images per new class")
+    p.add_argument("--pretrain_epochs", type=int, default=30)
+    p.add_argument("--finetune_epochs", type=int, default=8,
+                   help="evaluation intervals of --finetune_steps steps each")
+    p.add_argument("--finetune_steps", type=int, default=50)
+    p.add_argument("--finetune_batch", type=int, default=50)
+    p.add_argument("--finetune_lr", type=float, default=0.01)
+    p.add_argument("--scratch_lr", type=float, default=0.1)
+    p.add_argument("--seeds", default="0,1,2", help="few-label draws and initialisations")
+    p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "transfer_cifar"))
+    p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "transfer_cifar.md"))
+    p.add_argument("--smoke", action="store_true",
+                   help="a few steps of everything, one seed: checks the bench, measures nothing")
+    args = p.parse_args()
+    if args.smoke:
+        args.pretrain_epochs, args.finetune_epochs, args.finetune_steps, args.seeds = 1, 1, 3, "0"
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    import apps.train_classifier as app
+    from suite.data.classification import load_classification, subset
+
+    start = time.time()
+    data = load_classification(args.data)
+    common = dict(model=args.model, model_weight_decay=1e-4, augmentations=("crop_flip",))
+
+    # -- 1. pretraining on the first 5 classes --------------------------------------------------
+    pre_data = subset(data, PRETRAIN_CLASSES)
+    pre_dir = os.path.join(args.work_dir, "pretrain")
+    pre = app.run(recipe(pre_dir, args.pretrain_epochs, 3 if args.smoke else 0, 128, 0.1, 0),
+                  datasets_override=pre_data, **common)
+
+    # -- 2. few labels of the other 5, three ways ----------------------------------------------
+    variants = {
+        "scratch": dict(lr=args.scratch_lr, init_from=None, freeze_backbone=False),
+        "fine-tune all layers": dict(lr=args.finetune_lr, init_from=pre_dir, freeze_backbone=False),
+        "frozen backbone, new head": dict(lr=args.scratch_lr, init_from=pre_dir,
+                                          freeze_backbone=True),
+    }
+    scores: dict[str, list[float]] = {name: [] for name in variants}
+    for seed in seeds:
+        few = subset(data, TARGET_CLASSES, args.per_class, seed)
+        for name, v in variants.items():
+            folder = os.path.join(args.work_dir, f"{name.split()[0].strip(',')}-seed{seed}")
+            cfg = recipe(folder, args.finetune_epochs, args.finetune_steps, args.finetune_batch,
+                         v["lr"], seed)
+            result = app.run(cfg, init_from=v["init_from"], freeze_backbone=v["freeze_backbone"],
+                             datasets_override=few, **common)
+            scores[name].append(result["test_top1_accuracy"])
+            print(f"{name}, seed {seed}: {100 * scores[name][-1]:.2f}%", flush=True)
+
+    # -- 3. report ---------------------------------------------------------------------------
+    base = float(np.mean(scores["scratch"]))
+    rows = {name: {"mean": float(np.mean(s)), "std": float(np.std(s)), "runs": s,
+                   "gain_over_scratch_pp": 100 * (float(np.mean(s)) - base)}
+            for name, s in scores.items()}
+    record = {"smoke": args.smoke, "args": vars(args), "pretrain_top1": pre["test_top1_accuracy"],
+              "pretrain_classes": PRETRAIN_CLASSES, "target_classes": TARGET_CLASSES,
+              "train_images_pretrain": pre_data.train.count, "results": rows,
+              "seconds": round(time.time() - start, 1), "machine": platform.platform(),
+              "cpus": os.cpu_count()}
+    title = "# Transfer learning on CIFAR-10" + (" (SMOKE RUN: measures nothing)" * args.smoke)
+    lines = [
+        title,
+        "", f"    python bench/transfer_cifar.py {' '.join(sys.argv[1:])}", "",
+        f"{args.model} pretrained on {', '.join(PRETRAIN_CLASSES)} ({pre_data.train.count} images, "
+        f"{args.pretrain_epochs} epochs): top-1 {100 * pre['test_top1_accuracy']:.2f}% on their "
+        "test images.", "",
+        f"Then {', '.join(TARGET_CLASSES)} with {args.per_class} labelled images per class, "
+        f"{args.finetune_epochs} x {args.finetune_steps} steps of batch {args.finetune_batch}; "
+        f"top-1 on all their test images, mean +- std over seeds {args.seeds}:", "",
+        "| start | trained | lr | top-1 (%) | gain over scratch (pp) |", "|---|---|---|---|---|"]
+    for name, v in variants.items():
+        r = rows[name]
+        lines.append(f"| {'pretrained' if v['init_from'] else 'random'} | {name} | {v['lr']} | "
+                     f"{100 * r['mean']:.2f} +- {100 * r['std']:.2f} | "
+                     f"{r['gain_over_scratch_pp']:+.2f} |")
+    lines += ["", f"{record['seconds']} s on {record['machine']}, {record['cpus']} CPUs."]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""`--dataset` for the image classifier: a tensorflow-datasets name or a local folder/zip.
+
+Small datasets (CIFAR) are decoded once into uint8 arrays; large ones (ImageNet, big folders)
+stream from files or tfds records, decoded per step. Either way the app gets the same
+ClassificationData and trains from the same tf.data pipelines (`train_dataset`, `eval_dataset`):
+shuffle, repeat, per-image augmentation (suite.data.augment) with a per-element seed, batch.
+`--classes` keeps a subset of classes, relabelled 0..k-1 in the given order (transfer learning);
+`--train_examples_per_class` keeps a few labels per class (few-label fine-tuning).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from suite.data.idx import DataError
+
+# name -> (test split, model image size, in memory, download host or None for a manual download)
+TFDS_DATASETS = {
+    "cifar10": ("test", 32, True, ("www.cs.toronto.edu", 443)),
+    "imagenette": ("validation", 224, False, ("s3.amazonaws.com", 443)),
+    "imagenet2012": ("validation", 224, False, None),
+}
+DATASET_FORMS = (
+    "a tensorflow-datasets name (" + ", ".join(TFDS_DATASETS) + "), a folder laid out as "
+    "<root>/train/<class>/<image> and <root>/test/<class>/<image>, or a zip of CIFAR-10 images "
+    "in that layout (e.g. ../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip)")
+IN_MEMORY_BYTES = 2 << 30  # folders whose decoded train+test images exceed this stream instead
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: in-memory `images`, or `paths` of files, or a tfds `stream`; plus labels."""
+    count: int
+    labels: np.ndarray | None = None
+    images: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    stream: Callable | None = None  # () -> unbatched tf.data.Dataset of (uint8 image, label)
+
+
+@dataclasses.dataclass
+class ClassificationData:
+    name: str
+    class_names: list[str]
+    image_size: int
+    train: Split
+    test: Split
+
+    @property
+    def in_memory(self) -> bool:
+        return self.train.images is not None
+
+    @property
+    def channels(self) -> int:
+        """3 (files and tfds images are decoded as RGB) unless in-memory arrays say otherwise."""
+        return int(self.train.images.shape[-1]) if self.in_memory else 3
+
+    @classmethod
+    def from_arrays(cls, train, test, class_names=None, name="arrays"):
+        """Wraps ((x_train, y_train), (x_test, y_test)) uint8 NHWC arrays (tests, benches)."""
+        (x_train, y_train), (x_test, y_test) = train, test
+        num = int(max(y_train.max(), y_test.max())) + 1
+        return cls(name, list(class_names or [str(i) for i in range(num)]), int(x_train.shape[1]),
+                   Split(len(x_train), np.asarray(y_train, np.int64), images=x_train),
+                   Split(len(x_test), np.asarray(y_test, np.int64), images=x_test))
+
+
+def dataset_form_error(value: str) -> str | None:
+    """None if `value` is a valid --dataset, else the message (used by the flag validator)."""
+    if value in TFDS_DATASETS or os.path.isdir(value) or (
+            os.path.isfile(value) and value.lower().endswith(".zip")):
+        return None
+    return f"--dataset={value!r} is neither a known dataset nor an existing folder or zip; use " \
+           f"{DATASET_FORMS}"
+
+
+def select(labels: np.ndarray, class_names: list[str], classes=(), per_class: int = 0,
+           seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(indices kept, their new labels, new class names); `per_class` examples drawn with `seed`."""
+    classes = list(classes) or list(class_names)
+    unknown = [c for c in classes if c not in class_names]
+    if unknown:
+        raise DataError(f"--classes names {unknown}, which the dataset does not have; its classes "
+                        f"are: {', '.join(class_names)}")
+    rng = np.random.default_rng(seed)
+    kept, new_labels = [], []
+    for new, cls in enumerate(classes):
+        idx = np.flatnonzero(labels == class_names.index(cls))
+        if per_class:
+            if len(idx) < per_class:
+                raise DataError(f"class {cls!r} has {len(idx)} training examples, fewer than "
+                                f"--train_examples_per_class={per_class}")
+            idx = np.sort(rng.choice(idx, per_class, replace=False))
+        kept.append(idx)
+        new_labels.append(np.full(len(idx), new, np.int64))
+    order = np.argsort(np.concatenate(kept), kind="stable")  # keep the dataset's order
+    return np.concatenate(kept)[order], np.concatenate(new_labels)[order], classes
+
+
+def _subset(split: Split, class_names, classes, per_class, seed) -> tuple[Split, list[str]]:
+    idx, labels, names = select(split.labels, class_names, classes, per_class, seed)
+    return Split(len(idx), labels,
+                 images=None if split.images is None else split.images[idx],
+                 paths=None if split.paths is None else split.paths[idx]), names
+
+
+def _load_local(path: str, image_size: int, in_memory: bool | None):
+    from suite.data import image_folder
+
+    if os.path.isfile(path):  # a zip: the CIFAR-10 layout of ../shared/data/cifar10-subset
+        from suite.data.cifar10 import CLASS_NAMES, load_cifar10_local
+
+        (x_train, y_train), (x_test, y_test) = load_cifar10_local(path)
+        data = ClassificationData.from_arrays((x_train, y_train), (x_test, y_test),
+                                              list(CLASS_NAMES), os.path.basename(path))
+        if image_size not in (0, 32):
+            raise DataError(f"{path} holds 32x32 CIFAR-10 images; use --image_size=32 (or 0)")
+        return data
+    index = image_folder.scan_image_folder(path)
+    size = image_size or image_folder.first_image_side(index.train.paths)
+    total = (len(index.train.paths) + len(index.test.paths)) * size * size * 3
+    if in_memory is None:
+        in_memory = total <= IN_MEMORY_BYTES
+    splits = []
+    for s in (index.train, index.test):
+        if in_memory:
+            images = image_folder.load_images(s.paths, size)
+            splits.append(Split(len(s.paths), s.labels, images=images))
+        else:
+            splits.append(Split(len(s.paths), s.labels, paths=s.paths))
+    return ClassificationData(os.path.basename(os.path.normpath(path)), index.class_names, size,
+                              *splits)
+
+
+def _load_tfds(name: str, data_dir: str | None, image_size: int):
+    import tensorflow_datasets as tfds
+
+    from suite.data.mnist import _reachable
+
+    test_split, default_size, in_memory, host = TFDS_DATASETS[name]
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        manual = os.path.join(builder.data_dir_root, "downloads", "manual")
+        if host is None and not os.path.isdir(manual):
+            raise DataError(f"{name} needs a manual download: put its archives in {manual} "
+                            f"(or pass --data_dir=<tfds folder with downloads/manual/>).\n"
+                            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
+        if host is not None and not _reachable(host):
+            raise DataError(f"{name} is not prepared in {builder.data_dir} and its download host "
+                            f"{host[0]} is unreachable (offline?). Run once with network access, "
+                            f"pass --data_dir=<a tfds folder where it is prepared>, or use a local "
+                            f"copy: --dataset=<folder or zip>, i.e. {DATASET_FORMS}")
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    names = list(builder.info.features["label"].names)
+
+    def split_of(split):
+        count = int(builder.as_dataset(split=split).cardinality())  # from the dataset info
+        if in_memory:  # one batch of the whole split (batch_size=-1 aborts under tfds mocks)
+            ds = builder.as_dataset(split=split, as_supervised=True).batch(max(count, 1))
+            x, y = next(iter(tfds.as_numpy(ds)))
+            return Split(len(y), y.astype(np.int64), images=x.astype(np.uint8))
+        return Split(count, stream=lambda: builder.as_dataset(split=split, as_supervised=True,
+                                                              shuffle_files=split == "train"))
+
+    return ClassificationData(name, names, image_size or default_size, split_of("train"),
+                              split_of(test_split))
+
+
+def load_classification(dataset: str, data_dir: str | None = None, image_size: int = 0,
+                        classes=(), train_examples_per_class: int = 0, seed: int = 0,
+                        in_memory: bool | None = None) -> ClassificationData:
+    """The dataset `--dataset` names, with --classes / --train_examples_per_class applied.
+
+    `data_dir` is the tensorflow-datasets folder for tfds names; `in_memory=None` decides by size.
+    """
+    error = dataset_form_error(dataset)
+    if error:
+        raise DataError(error)
+    data = (_load_tfds(dataset, data_dir, image_size) if dataset in TFDS_DATASETS
+            else _load_local(dataset, image_size, in_memory))
+    return subset(data, classes, train_examples_per_class, seed)
+
+
+def subset(data: ClassificationData, classes=(), train_examples_per_class: int = 0,
+           seed: int = 0) -> ClassificationData:
+    """Only `classes` (relabelled in that order), and at most N training examples of each."""
+    if not classes and not train_examples_per_class:
+        return data
+    if data.train.stream is not None:
+        return _subset_streams(data, classes, train_examples_per_class)
+    train, names = _subset(data.train, data.class_names, classes, train_examples_per_class, seed)
+    test, _ = _subset(data.test, data.class_names, classes, 0, seed)
+    return ClassificationData(data.name, names, data.image_size, train, test)
+
+
+def _subset_streams(data: ClassificationData, classes, per_class: int) -> ClassificationData:
+    """--classes / --train_examples_per_class on tfds streams: relabel, filter, count per class.
+
+    Streams are not indexable, so the kept examples are the first `per_class` of each class in
+    record order, and the epoch length is estimated from the split size (the stream repeats).
+    """
+    import tensorflow as tf
+
+    _, _, names = select(np.arange(len(data.class_names)), data.class_names, classes)
+    mapping = np.full(len(data.class_names), -1, np.int64)
+    mapping[[data.class_names.index(c) for c in names]] = np.arange(len(names))
+    fraction = len(names) / len(data.class_names)
+
+    def subset(split: Split, limit: int) -> Split:
+        def stream():
+            ds = split.stream().map(lambda x, y: (x, tf.gather(mapping, y)))
+            ds = ds.filter(lambda x, y: y >= 0)
+            if limit:
+                ds = ds.scan(tf.zeros([len(names)], tf.int64), lambda counts, xy: (
+                    counts + tf.one_hot(xy[1], len(names), dtype=tf.int64),
+                    (xy[0], xy[1], counts[xy[1]] < limit)))
+                ds = ds.filter(lambda x, y, keep: keep).map(lambda x, y, keep: (x, y))
+            return ds
+
+        count = limit * len(names) if limit else max(1, int(split.count * fraction))
+        return Split(count, stream=stream)
+
+    return ClassificationData(data.name, names, data.image_size, subset(data.train, per_class),
+                              subset(data.test, 0))
+
+
+# -- tf.data pipelines ----------------------------------------------------------------------
+
+def _elements(split: Split, shuffle_seed: int | None):
+    """Unbatched (uint8 image, int64 label); shuffled before decoding when a seed is given."""
+    import tensorflow as tf
+
+    from suite.data.image_folder import decode_file
+
+    if split.stream is not None:
+        ds = split.stream()
+        return ds if shuffle_seed is None else ds.shuffle(10_000, seed=shuffle_seed)
+    source = split.images if split.images is not None else split.paths
+    ds = tf.data.Dataset.from_tensor_slices((source, split.labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(split.count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    if split.paths is not None:
+        ds = ds.map(lambda p, y: (decode_file(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
+
+
+def _finish(ds, batch_size: int, drop_remainder: bool):
+    import tensorflow as tf
+
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()  # files are not split per worker: every worker reads every N-th
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def train_dataset(data: ClassificationData, batch_size: int, seed: int, augmentations=()):
+    """Endless shuffled batches of (float32 [B, S, S, 3] pixels 0..255, int64 labels)."""
+    import tensorflow as tf
+
+    from suite.data.augment import augment
+
+    size, names = data.image_size, tuple(augmentations)
+    ds = _elements(data.train, seed).repeat()
+    # One [2] seed per element, from a stream that itself depends only on --seed.
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+    ds = ds.map(lambda xy, s: (augment(xy[0], s, names, size), xy[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _finish(ds, batch_size, drop_remainder=True)
+
+
+def eval_dataset(data: ClassificationData, batch_size: int, crop_fraction: float = 1.0):
+    """One ordered pass over the test split (the last batch may be smaller)."""
+    import tensorflow as tf
+
+    from suite.data.augment import prepare_for_eval
+
+    ds = _elements(data.test, None).map(
+        lambda x, y: (prepare_for_eval(x, data.image_size, crop_fraction), y),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish(ds, batch_size, drop_remainder=False)

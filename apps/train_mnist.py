@@ -20,6 +20,9 @@ define_common_flags("runs/mnist", default_epochs=20, default_batch_size=100,
 flags.DEFINE_boolean("augment", False, "Train on randomly rotated and shifted digits.")
 flags.DEFINE_float("rotation_degrees", 10.0, "Largest rotation of --augment, in degrees.")
 flags.DEFINE_float("shift_pixels", 2.0, "Largest shift of --augment, in pixels.")
+flags.DEFINE_enum("dropout", "book", ["book", "inverted"],
+                  "book: the book's dropout (no rescaling in training, x0.5 at inference), faithful; "
+                  "inverted: Keras's Dropout (x2 in training, identity at inference).")
 flags.DEFINE_integer("ensemble_size", 1,
                      "Train N members with seeds seed..seed+N-1 and evaluate their averaged softmax.")
 flags.DEFINE_string("init_weights", None,
@@ -43,7 +46,8 @@ EXPORT_NAME = "mnist"
 
 
 def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 10.0,
-        shift_pixels: float = 2.0, ensemble_size: int = 1, init_weights: str | None = None,
+        shift_pixels: float = 2.0, dropout: str = "book", ensemble_size: int = 1,
+        init_weights: str | None = None,
         verify_checksums: bool = True, datasets_override=None, strategy_override=None) -> dict:
     """Trains, evaluates, draws and exports; returns the results dict (also in results.json).
 
@@ -77,7 +81,7 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
     # -- members: model, optimizer, training (resumable) -----------------------------------
     def build(seed: int, name: str) -> keras.Model:
         aug = build_augmentation(rotation_degrees, shift_pixels, seed) if augment else None
-        model = build_deep_convnet(augmentation=aug, name=name)
+        model = build_deep_convnet(augmentation=aug, dropout=dropout, name=name)
         model.compile(optimizer=make_optimizer(config, steps),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
@@ -169,7 +173,7 @@ def main(argv):
     try:
         results = run(runtime_config_from_flags(), augment=FLAGS.augment,
                       rotation_degrees=FLAGS.rotation_degrees, shift_pixels=FLAGS.shift_pixels,
-                      ensemble_size=FLAGS.ensemble_size, init_weights=FLAGS.init_weights,
+                      dropout=FLAGS.dropout, ensemble_size=FLAGS.ensemble_size, init_weights=FLAGS.init_weights,
                       verify_checksums=FLAGS.verify_checksums)
     except (DataError, ValueError, RuntimeError) as e:
         # Bad input gets one clear line, not a traceback; nothing saved has been touched.

@@ -94,12 +94,13 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     steps = len(x_train) // config.batch_size
     in_model = f.augment and not host_augment
     aug = build_augmentation(f.rotation_degrees, f.shift_pixels, seed) if in_model else None
-    model = build_deep_convnet(augmentation=aug)
+    model = build_deep_convnet(augmentation=aug, dropout=f.dropout)
     model.compile(optimizer=make_optimizer(config, steps), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     start = time.time()
     result = {"recipe": recipe, "seed": seed, "epochs": config.epochs,
               "backend": keras.backend.backend(), "host_augment": bool(f.augment and host_augment),
+              "dropout": f.dropout,
               "history": {}}
     stem = os.path.join(out_dir, f"{recipe}-seed{seed}")
 

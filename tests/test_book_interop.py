@@ -62,9 +62,10 @@ def keras_probs(model, images):
     return keras.ops.convert_to_numpy(model(images.astype(np.float32), training=False))
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_deep_convnet()
+@pytest.fixture(scope="module", params=["book", "inverted"])
+def model(request):
+    """Both dropout styles: the import folds the book's inference scaling only where needed."""
+    return build_deep_convnet(dropout=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +96,10 @@ def test_imported_model_matches_book_forward_pass(model, images):
 def test_reference_detects_each_mapping_rule(model, images, rule):
     """Dropping either rule moves probabilities far beyond the tolerance above: the check has teeth."""
     params = random_params(seed=2)
-    weights = book_to_keras_weights(params)
-    if rule == "no_fold":
-        weights["fc2"] = [params["W8"].astype(np.float32), params["b8"].astype(np.float32)]
+    inverted = getattr(model.get_layer("dropout2"), "inverted", True)
+    weights = book_to_keras_weights(params, fold_dropout=inverted)
+    if rule == "no_fold":  # the wrong choice for this model's dropout
+        weights = book_to_keras_weights(params, fold_dropout=not inverted)
     else:
         weights["fc1"][0] = params["W7"].astype(np.float32)
     for name, value in weights.items():

@@ -1,7 +1,9 @@
 import keras
 import numpy as np
 
-from suite.models.deep_convnet import build_augmentation, build_deep_convnet
+import pytest
+
+from suite.models.deep_convnet import BookDropout, build_augmentation, build_deep_convnet
 
 
 def test_parameter_count_and_layer_plan_match_the_book():
@@ -15,8 +17,22 @@ def test_parameter_count_and_layer_plan_match_the_book():
     assert shapes["conv4"] == (16, 16, 32)
     assert shapes["pool3"] == (4, 4, 64)
     assert shapes["fc1"] == (50,) and shapes["fc2"] == (10,)
-    dropouts = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    dropouts = [layer.rate for layer in model.layers if isinstance(layer, BookDropout)]
     assert dropouts == [0.5, 0.5]
+    inverted = build_deep_convnet(dropout="inverted")
+    assert inverted.count_params() == 123_552
+    assert [type(inverted.get_layer(f"dropout{i}")) for i in (1, 2)] == [keras.layers.Dropout] * 2
+    with pytest.raises(ValueError, match="dropout must be one of"):
+        build_deep_convnet(dropout="gaussian")
+
+
+def test_book_dropout_masks_without_rescaling_and_scales_at_inference():
+    layer = BookDropout(0.5, seed=3)
+    x = np.full((200, 50), 2.0, "float32")
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert set(np.unique(trained)) == {0.0, 2.0}  # kept units unchanged (Keras would give 4.0)
+    assert 0.45 < np.mean(trained == 0) < 0.55
+    np.testing.assert_array_equal(layer(x, training=False), np.full_like(x, 1.0))
 
 
 def test_output_is_a_float32_distribution_even_under_mixed_precision():

@@ -10,8 +10,9 @@ argmax (a naive import scored 0.9938 on MNIST where the book scores 0.9935):
 2. Flatten order. The book flattens its NCHW features as (channel, row, column); Keras flattens NHWC as
    (row, column, channel). W7's 1024 rows are permuted so that each Keras row meets the same feature.
 3. Dropout fold. The book's Dropout is not inverted: identity-with-mask in training, `x * (1 - 0.5)` at
-   inference, after relu(fc1) and after fc2. Keras's Dropout is the identity at inference, so
-   `0.5 * ((0.5 * h) @ W8 + b8)` becomes `h @ (0.25 * W8) + 0.5 * b8`, computed by fc2.
+   inference, after relu(fc1) and after fc2. The suite's default model uses the same dropout
+   (BookDropout) and needs no fold. A model built with Keras's inverted Dropout is the identity at
+   inference, so there `0.5 * ((0.5 * h) @ W8 + b8)` becomes `h @ (0.25 * W8) + 0.5 * b8` in fc2.
 
 Pickles can run code on load, so `load_book_params` unpickles with an allowlist: NumPy's array
 reconstruction and nothing else.
@@ -114,8 +115,11 @@ def validate_book_params(params, source: str = "params") -> dict[str, np.ndarray
     return out
 
 
-def book_to_keras_weights(params) -> dict[str, list[np.ndarray]]:
-    """Maps book arrays to {keras layer name: [kernel, bias]} (float32), applying the three rules."""
+def book_to_keras_weights(params, fold_dropout: bool = True) -> dict[str, list[np.ndarray]]:
+    """Maps book arrays to {keras layer name: [kernel, bias]} (float32), applying the three rules.
+
+    `fold_dropout=False` for a model whose dropout scales at inference like the book's.
+    """
     p = validate_book_params(params)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     weights = {name: [f32(p[f"W{i}"].transpose(2, 3, 1, 0)), f32(p[f"b{i}"])]
@@ -125,14 +129,23 @@ def book_to_keras_weights(params) -> dict[str, list[np.ndarray]]:
     # Keras row (h, w, c) takes book row (c, h, w).
     w7 = p["W7"].reshape(channels, side, side, -1).transpose(1, 2, 0, 3).reshape(p["W7"].shape)
     weights["fc1"] = [f32(w7), f32(p["b7"])]
-    keep = 1.0 - BOOK_DROPOUT_RATIO
+    keep = 1.0 - BOOK_DROPOUT_RATIO if fold_dropout else 1.0
     weights["fc2"] = [f32(keep * keep * p["W8"]), f32(keep * p["b8"])]  # powers of two: exact
     return weights
 
 
+def _has_inverted_dropout(model) -> bool:
+    """Keras's Dropout (identity at inference) needs the fold; BookDropout says `inverted = False`."""
+    try:
+        return bool(getattr(model.get_layer("dropout2"), "inverted", True))
+    except ValueError:
+        return True
+
+
 def import_book_params(model, params) -> None:
     """Sets `model`'s (suite.models.deep_convnet) weights from book params; all-or-nothing on mismatch."""
-    weights = book_to_keras_weights(params)
+    fold = _has_inverted_dropout(model)
+    weights = book_to_keras_weights(params, fold_dropout=fold)
     layers = {}
     for name, (kernel, bias) in weights.items():
         try:

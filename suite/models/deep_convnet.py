@@ -11,13 +11,17 @@ Layer for layer as the book builds it:
 The input is raw pixel values in [0, 255]; the model divides by 255 itself, so serving
 clients send pixels as they are.
 
-Keras dropout is "inverted" (scaled at training time, identity at inference) while the book
-scales at inference; `suite.interop.book` folds that difference into the imported weights.
+The book's Dropout is not inverted: in training it zeroes units and leaves the rest alone, at
+inference it multiplies by (1 - rate). Keras's Dropout doubles the kept units in training
+instead. Both give the same expected activations, but not the same training: after fc2 the
+book's softmax sees masked logits at scale 1, Keras's at scale 2 (a sharper softmax), and Adam's
+fixed-size steps meet differently scaled weights. So the faithful default is `dropout="book"`
+(BookDropout); `dropout="inverted"` is the modern variant.
 """
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
@@ -34,6 +38,31 @@ CONV_LAYERS = (
 POOL_AFTER = ("conv2", "conv4", "conv6")
 HIDDEN_UNITS = 50
 DROPOUT_RATE = 0.5
+DROPOUT_STYLES = ("book", "inverted")
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class BookDropout(layers.Layer):
+    """The book's dropout (common/layers.py): mask without rescaling in training, x * (1 - rate) at inference."""
+
+    inverted = False  # suite.interop.book reads this to know whether to fold the scaling
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if training:
+            keep = keras.random.uniform(ops.shape(x), seed=self.seed_generator) >= self.rate
+            return x * ops.cast(keep, x.dtype)
+        return x * (1.0 - self.rate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 def build_augmentation(
@@ -60,9 +89,16 @@ def build_deep_convnet(
     num_classes: int = NUM_CLASSES,
     augmentation: keras.Layer | None = None,
     dropout_rate: float = DROPOUT_RATE,
+    dropout: str = "book",
     name: str = "deep_convnet",
 ) -> keras.Model:
-    """Returns the book's DeepConvNet; `augmentation` (training-only layers) goes first if given."""
+    """Returns the book's DeepConvNet; `augmentation` (training-only layers) goes first if given.
+
+    `dropout`: "book" (faithful, BookDropout) or "inverted" (keras.layers.Dropout).
+    """
+    if dropout not in DROPOUT_STYLES:
+        raise ValueError(f"dropout must be one of {DROPOUT_STYLES}, got {dropout!r}")
+    drop = BookDropout if dropout == "book" else layers.Dropout
     # The book draws N(0, 2/fan_in) without truncation; Keras's HeNormal truncates.
     def he():
         return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
@@ -86,9 +122,9 @@ def build_deep_convnet(
             x = layers.MaxPooling2D(2, name=f"pool{POOL_AFTER.index(conv_name) + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=he(), name="fc1")(x)
-    x = layers.Dropout(dropout_rate, name="dropout1")(x)
+    x = drop(dropout_rate, name="dropout1")(x)
     x = layers.Dense(num_classes, kernel_initializer=he(), name="fc2")(x)
-    x = layers.Dropout(dropout_rate, name="dropout2")(x)
+    x = drop(dropout_rate, name="dropout2")(x)
     # float32 softmax keeps probabilities exact under mixed precision policies.
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(images, probabilities, name=name)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 
-from absl import flags, logging
+from absl import flags
 from absl import app as absl_app
 
+from suite.runtime.entry import training_main
 from suite.runtime.flags import RuntimeConfig, define_common_flags, runtime_config_from_flags
 
 define_common_flags("runs/classifier", default_epochs=160, default_batch_size=128,
@@ -117,7 +117,7 @@ def run(config: RuntimeConfig, model: str = "resnet20", dataset: str = "cifar10"
 
     runtime = setup_runtime(config.strategy, config.precision, config.seed, config.deterministic,
                             strategy_override)
-    logging.info("runtime: %s", runtime.describe())
+    print(f"Runtime: {runtime.describe()}", flush=True)
 
     import keras
     import numpy as np
@@ -287,17 +287,7 @@ def run_from_flags(flag_values=None) -> dict:
                export_name=f.export_name)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise absl_app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        results = run_from_flags()
-    except (ValueError, RuntimeError) as e:  # DataError is a ValueError
-        # Bad input gets one clear line, not a traceback; nothing saved has been touched.
-        logging.debug("details", exc_info=True)  # --verbosity=1 shows the traceback
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    sys.exit(results["exit_code"])
+main = training_main(run_from_flags)
 
 
 def run_main():

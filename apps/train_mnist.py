@@ -9,10 +9,10 @@ export/mnist/<version>/ (a SavedModel for TF Serving). Running the same command 
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from suite.runtime.entry import training_main
 from suite.runtime.flags import RuntimeConfig, define_common_flags, runtime_config_from_flags
 
 define_common_flags("runs/mnist", default_epochs=20, default_batch_size=100,
@@ -163,24 +163,15 @@ def _average(members):
     return keras.Model(image, mean, name="deep_convnet_ensemble")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines drown the app's own output
-        logging.set_verbosity(logging.WARNING)
-    from suite.data.idx import DataError
+def run_from_flags() -> dict:
+    """`run` with every argument taken from the parsed flags."""
+    return run(runtime_config_from_flags(), augment=FLAGS.augment,
+               rotation_degrees=FLAGS.rotation_degrees, shift_pixels=FLAGS.shift_pixels,
+               dropout=FLAGS.dropout, ensemble_size=FLAGS.ensemble_size,
+               init_weights=FLAGS.init_weights, verify_checksums=FLAGS.verify_checksums)
 
-    try:
-        results = run(runtime_config_from_flags(), augment=FLAGS.augment,
-                      rotation_degrees=FLAGS.rotation_degrees, shift_pixels=FLAGS.shift_pixels,
-                      dropout=FLAGS.dropout, ensemble_size=FLAGS.ensemble_size, init_weights=FLAGS.init_weights,
-                      verify_checksums=FLAGS.verify_checksums)
-    except (DataError, ValueError, RuntimeError) as e:
-        # Bad input gets one clear line, not a traceback; nothing saved has been touched.
-        logging.debug("details", exc_info=True)  # --verbosity=1 shows the traceback
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    sys.exit(results["exit_code"])
+
+main = training_main(run_from_flags)
 
 
 def run_main():

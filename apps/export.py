@@ -79,11 +79,11 @@ def export(model_dir: str, export_dir: str | None = None, name: str = "mnist",
            class_names: list[str] | None = None) -> str:
     """Loads the checkpoint and exports it; returns the version folder."""
     path = checkpoint_path(model_dir, checkpoint)
-    import keras
 
     from suite.export.saved_model import export_classifier
+    from suite.models.registry import load_keras_file
 
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_file(path)
     return export_classifier(model, export_dir or os.path.join(model_dir, "export"), name, version,
                              class_names=class_names or None)
 

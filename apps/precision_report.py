@@ -59,10 +59,10 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
         tf.config.threading.set_inter_op_parallelism_threads(num_threads)
     except RuntimeError:
         logging.warning("TensorFlow is already running: its thread count stays as it was.")
-    import keras
     import numpy as np
 
     from suite.data.mnist import load_mnist_arrays
+    from suite.models.registry import load_keras_file
     from suite.export.precision_report import build_precision_table, write_report
 
     (x_train, _), (x_test, y_test) = load_mnist_arrays(data_dir, verify_checksums)
@@ -71,7 +71,7 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
     pick = np.random.default_rng(0).choice(len(x_train), min(calibration_images, len(x_train)),
                                            replace=False)
     out = out or os.path.join(model_dir, "precision")
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_file(path)
     result = build_precision_table(model, x_train[pick], x_test, y_test, out, name="mnist",
                                    repeats_b1=repeats_b1, repeats_b256=repeats_b256,
                                    num_threads=num_threads, calibration_steps=calibration_images)

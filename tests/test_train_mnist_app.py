@@ -242,3 +242,30 @@ def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small)
     expected = np.mean(reference.predict(x_test.astype("float32"), verbose=0).argmax(-1) == y_test)
     assert results["test_accuracy"] == pytest.approx(expected)
     assert not os.path.exists(tmp_path / "run" / "history.csv")  # nothing was trained
+
+
+def test_exports_serve_what_keras_predicts_through_saved_model_cli(tmp_path, mnist_small):
+    """The app's export and a re-export by apps.export (a fresh process that must find the
+    custom BookDropout layer) both give Keras's probabilities through saved_model_cli."""
+    import re
+    import shutil
+
+    cfg = config(tmp_path, epochs=1, export=True)
+    results = train_mnist.run(cfg, datasets_override=mnist_small)
+    out = run_app("apps.export", f"--model_dir={cfg.model_dir}", timeout=180)
+    assert out.returncode == 0, out.stderr
+    (_, _), (x_test, _) = mnist_small
+    images = x_test[:3].astype("float32")
+    np.save(tmp_path / "digits.npy", images)
+    model = keras.saving.load_model(os.path.join(cfg.model_dir, "checkpoints", "last.keras"))
+    expected = model.predict(images, verbose=0)
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable)) or "saved_model_cli"
+    for version_dir in (results["export"], os.path.join(cfg.model_dir, "export", "mnist", "2")):
+        run = subprocess.run([cli, "run", "--dir", version_dir, "--tag_set", "serve",
+                              "--signature_def", "serving_default",
+                              f"--inputs=image={tmp_path / 'digits.npy'}"],
+                             capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, run.stderr
+        block = run.stdout[run.stdout.index("probabilities"):]
+        numbers = [float(v) for v in re.findall(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?", block)][:30]
+        np.testing.assert_allclose(np.array(numbers).reshape(3, 10), expected, atol=1e-5)

@@ -108,9 +108,9 @@ def read_source(source: str) -> SourceWeights:
     if os.path.isfile(os.path.join(source, "saved_model.pb")):
         return SourceWeights(source, _savedmodel_weights(source), _class_names_near(source))
     if source.endswith(".keras") and os.path.isfile(source):
-        import suite.models.registry  # noqa: F401  registers the suite's custom layers
+        from suite.models.registry import load_keras_file
 
-        model = keras.saving.load_model(source, compile=False)
+        model = load_keras_file(source)
         return SourceWeights(source, {v.path: v.numpy() for v in model.weights},
                              _class_names_near(source))
     raise DataError(f"--init_from={source}: expected a .keras file, a SavedModel folder, a "

@@ -118,6 +118,9 @@ def run(config: RuntimeConfig, model: str = "resnet20", dataset: str = "cifar10"
     runtime = setup_runtime(config.strategy, config.precision, config.seed, config.deterministic,
                             strategy_override)
     print(f"Runtime: {runtime.describe()}", flush=True)
+    from suite.data.sharding import check_global_batch
+
+    check_global_batch(config.batch_size, runtime.num_replicas)
 
     import keras
     import numpy as np

@@ -136,7 +136,7 @@ def launch(command: list[str], num_workers: int, port_base: int | None = None,
                 pump.start()
                 pumps.append(pump)
 
-        while any(proc.poll() is None for proc in procs):
+        while [proc for proc in procs if proc.poll() is None]:  # poll all: see every exit
             if not failure:
                 failure = next((_exit_code(p.returncode) for p in procs if p.returncode), 0)
                 if failure:

@@ -24,12 +24,13 @@ print("cluster", json.dumps(config["cluster"]))
 print("done", file=sys.stderr)
 """
 
-# Worker 1 writes its pid and sleeps; worker 0 waits until then and exits with code 3.
+# The worker named by argv[3] waits for the other's pid file and exits with code 3; the other
+# writes its pid and sleeps.
 FAIL_ONE = """
 import json, os, signal, sys, time
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 pid_file = sys.argv[1]
-if index == 1:
+if index != int(sys.argv[3]):
     if sys.argv[2] == "ignore_sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with open(pid_file + ".tmp", "w") as f:
@@ -99,12 +100,14 @@ def test_port_base_sets_consecutive_ports():
         "worker": ["127.0.0.1:23450", "127.0.0.1:23451", "127.0.0.1:23452"]}
 
 
-@pytest.mark.parametrize("sleeper", ["obeys_sigterm", "ignore_sigterm"])
-def test_a_failing_worker_stops_the_others_and_sets_the_exit_code(tmp_path, sleeper):
+@pytest.mark.parametrize("sleeper, failing", [("obeys_sigterm", 0), ("ignore_sigterm", 0),
+                                              ("obeys_sigterm", 1)])
+def test_a_failing_worker_stops_the_others_and_sets_the_exit_code(tmp_path, sleeper, failing):
+    """Worker 1 failing while worker 0 runs is the case a poll of the first worker alone missed."""
     pid_file = tmp_path / "sleeper.pid"
     start = time.monotonic()
     result = _run("--num_workers=2", "--grace_period_s=1", "--",
-                  sys.executable, "-c", FAIL_ONE, str(pid_file), sleeper)
+                  sys.executable, "-c", FAIL_ONE, str(pid_file), sleeper, str(failing))
     elapsed = time.monotonic() - start
     assert result.returncode == 3, result.stderr
     assert elapsed < 20, f"launcher took {elapsed:.1f} s to stop a 60 s sleeper"

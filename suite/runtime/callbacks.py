@@ -100,7 +100,8 @@ class TrainingBackup(keras.callbacks.Callback):
         if state is None:
             return 0, 0
         if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+            with model.distribute_strategy.scope():  # optimizer slots must mirror the weights
+                model.optimizer.build(model.trainable_variables)
         try:
             model.load_weights(self.weights_path)
         except Exception as e:  # a backup from another model or a damaged disk

@@ -16,7 +16,8 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from suite.runtime.callbacks import AtomicCheckpoint, StopOnNonFiniteLoss, TrainingBackup
+from suite.runtime.callbacks import AtomicCheckpoint, StopOnNonFiniteLoss
+from suite.runtime.preemption import training_backup_for
 from suite.runtime.devices import Runtime
 from suite.runtime.flags import RuntimeConfig
 
@@ -82,13 +83,16 @@ def fit_resumable(
     Runs the same command twice and the second resumes: from the end of the last finished
     epoch after a kill -9, from the exact step after SIGTERM/SIGINT, or not at all when done.
     """
-    backup = TrainingBackup(paths.backup, every_steps=config.backup_every_steps)
+    backup = training_backup_for(runtime, paths.backup, config.backup_every_steps)
     nan_guard = StopOnNonFiniteLoss()
     epoch, step = backup.restore(model)
+    if step >= steps_per_epoch:  # stopped on an epoch's last step: that epoch is complete
+        epoch, step = epoch + 1, 0
     if epoch >= config.epochs:
         return TrainOutcome("completed", epoch, f"already trained for {epoch} epochs; not training")
     if epoch or step:
-        print(f"Resuming from the backup in {paths.backup}: epoch {epoch + 1}, step {step}.",
+        source = getattr(backup, "restore_dir", paths.backup)  # other workers read the chief's
+        print(f"Resuming from the backup in {source}: epoch {epoch + 1}, step {step}.",
               flush=True)
     # Order matters for kill -9 at any instant: logs first, then checkpoints, the backup last,
     # so a finished epoch is never lost from the history (at worst it is logged twice).

@@ -26,6 +26,19 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Every MirroredStrategy numbers its collective ops from the same start, so two of them in
+    one process can pair up unrelated all-reduces ("Shape mismatch in the collective instance
+    100"); sharing one strategy keeps the numbering unique.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(scope="session")
 def mnist_small():
     from suite.data.mnist import load_mnist_arrays
 

@@ -26,8 +26,7 @@ import keras
 import pytest
 
 from conftest import FIXTURE_MNIST, REPO
-
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds workers through /proc")
+from suite.models.registry import load_keras_file
 
 RUN_TIMEOUT_S = 240  # one cluster run, start to exit
 APP = [sys.executable, "-m", "apps.train_mnist", f"--data_dir={FIXTURE_MNIST}",
@@ -151,7 +150,7 @@ def _epochs_logged(model_dir: str) -> list[int]:
 
 
 def _iterations(model_dir: str) -> int:
-    model = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
+    model = load_keras_file(os.path.join(model_dir, "checkpoints", "last.keras"), compile=True)
     return int(model.optimizer.iterations.numpy())
 
 
@@ -200,12 +199,12 @@ class _SignalAt(keras.callbacks.Callback):
             os.kill(os.getpid(), self.sig)
 
 
-def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(tmp_path):
-    import tensorflow as tf
+def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(
+        two_cpu_strategy, tmp_path):
 
     from suite.runtime.preemption import MultiWorkerBackup
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     model = _tiny_model(strategy)
     backup_dir = str(tmp_path / "backup")
     backup = MultiWorkerBackup(backup_dir, backup_dir, strategy)
@@ -217,13 +216,13 @@ def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(tmp_
     assert int(model.optimizer.iterations.numpy()) == 3
 
 
-def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(tmp_path):
+def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(
+        two_cpu_strategy, tmp_path):
     """Not (epoch 0, step 10): resuming that would fit 0 steps, i.e. forever on a repeat()."""
-    import tensorflow as tf
 
     from suite.runtime.preemption import MultiWorkerBackup
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     model = _tiny_model(strategy)
     backup_dir = str(tmp_path / "backup")
     backup = MultiWorkerBackup(backup_dir, backup_dir, strategy)
@@ -234,13 +233,13 @@ def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(tmp_pa
     assert int(model.optimizer.iterations.numpy()) == 10
 
 
-def test_every_worker_restores_the_chiefs_backup_inside_the_strategy_scope(tmp_path):
+def test_every_worker_restores_the_chiefs_backup_inside_the_strategy_scope(
+        two_cpu_strategy, tmp_path):
     import numpy as np
-    import tensorflow as tf
 
     from suite.runtime.preemption import MultiWorkerBackup
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     chief_dir = str(tmp_path / "backup")
     trained = _tiny_model(strategy)
     trained.fit(_tiny_data(), epochs=1, steps_per_epoch=5, verbose=0,

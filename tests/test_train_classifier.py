@@ -149,9 +149,10 @@ def test_the_app_trains_from_a_generated_folder_streamed_from_the_files(tmp_path
     assert not os.path.exists(tmp_path / "run" / "misclassified.png")  # no images in memory
 
 
-def test_the_app_runs_under_mirrored_strategy_with_a_frozen_transferred_backbone(trained, tmp_path):
+def test_the_app_runs_under_mirrored_strategy_with_a_frozen_transferred_backbone(
+        two_cpu_strategy, trained, tmp_path):
     source_dir, _ = trained
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     results = train_classifier.run(
         config(tmp_path / "run", epochs=1, steps_per_epoch=2), model="resnet20",
         augmentations=("crop_flip",), init_from=source_dir, freeze_backbone=True,

@@ -149,12 +149,12 @@ def train_mnist_model():
     return model
 
 
-def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mnist_small):
+def test_mirrored_over_two_logical_cpus_matches_one_device(two_cpu_strategy, tmp_path, mnist_small):
     """Same global batch and data order: 2 replicas end with the single device's weights."""
     (x, y), _ = mnist_small
     weights = []
     for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+                     two_cpu_strategy):
         keras.utils.set_random_seed(3)
         with strategy.scope():
             from suite.models.deep_convnet import build_deep_convnet
@@ -168,8 +168,8 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mnist_small
         np.testing.assert_allclose(a, b, atol=2e-5)
 
 
-def test_the_app_runs_under_mirrored_strategy(tmp_path, mnist_small):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_the_app_runs_under_mirrored_strategy(two_cpu_strategy, tmp_path, mnist_small):
+    strategy = two_cpu_strategy
     results = train_mnist.run(config(tmp_path, epochs=1), datasets_override=mnist_small,
                               strategy_override=strategy)
     assert results["status"] == "completed" and results["replicas"] == 2

@@ -75,19 +75,20 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def per_repeat(step_ends: list[tuple[float, float]], warmup: int, steps: int, repeats: int):
+def per_repeat(step_ends: list[tuple[float, float]], warmup: int, steps: int, repeats: int,
+               batch_size: int = BATCH_SIZE):
     """(images/s, CPU ms/step) of each repeat, from the clock at the end of every step."""
     bounds = [step_ends[warmup - 1 + r * steps] for r in range(repeats + 1)]
-    return [(steps * BATCH_SIZE / (end[0] - start[0]), 1e3 * (end[1] - start[1]) / steps)
+    return [(steps * batch_size / (end[0] - start[0]), 1e3 * (end[1] - start[1]) / steps)
             for start, end in zip(bounds, bounds[1:])]
 
 
-def timed_loop(step, batches, warmup: int, steps: int, repeats: int):
+def timed_loop(step, batches, warmup: int, steps: int, repeats: int, batch_size: int = BATCH_SIZE):
     ends = []
     for i in range(warmup + steps * repeats):
         step(*batches[i % len(batches)])
         ends.append(clock())
-    return per_repeat(ends, warmup, steps, repeats)
+    return per_repeat(ends, warmup, steps, repeats, batch_size)
 
 
 # --- Keras -----------------------------------------------------------------------------------------

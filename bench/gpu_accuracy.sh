@@ -14,7 +14,7 @@ for spec in resnet20:100 plain20:40 plain56:40 resnet56:40; do
     --data="$cifar" --out_dir="$out/cifar" > "$out/cifar/${spec%%:*}.log" 2>&1 &
 done
 timeout "$budget" python3 bench/mnist_accuracy.py --recipes=mnist,mnist_augment --seeds=0,1,2,3,4 \
-  --jobs=10 --data_dir="$mnist" --out_dir="$out/mnist"
+  --jobs=10 --host_augment --data_dir="$mnist" --out_dir="$out/mnist"
 wait
 python3 bench/cifar_resnet.py --plot --models=plain20,plain56,resnet20,resnet56 --out_dir="$out/cifar"
 tail -n 2 "$out"/cifar/*.log

@@ -205,12 +205,9 @@ def run(config: RuntimeConfig, model: str = "resnet20", dataset: str = "cifar10"
     if report is not None:
         print(report.summary(), flush=True)
     outcome = fit_resumable(net, train_ds, test_ds, config, steps, runtime, paths)
-    if outcome.message:
-        print(outcome.message, flush=True)
     if outcome.status != "completed":
         paths.cleanup()
-        return {"status": outcome.status, "exit_code": outcome.exit_code,
-                "message": outcome.message}
+        return outcome.results()
     if runtime.role.is_chief and os.path.exists(paths.history_csv):
         plots.plot_learning_curves(plots.read_history(paths.history_csv),
                                    os.path.join(config.model_dir, "learning_curves.png"),

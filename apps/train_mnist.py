@@ -104,12 +104,9 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
             import_book_params(model, load_book_params(init_weights))
         train_ds = pipeline.train_dataset(x_train, y_train, config.batch_size, seed)
         outcome = fit_resumable(model, train_ds, test_ds, config, steps, runtime, paths)
-        if outcome.message:
-            print(outcome.message, flush=True)
         if outcome.status != "completed":
             paths.cleanup()
-            return {"status": outcome.status, "exit_code": outcome.exit_code,
-                    "message": outcome.message}
+            return outcome.results()
         members.append(model)
         probabilities.append(evaluation.predict_probabilities(model, x_test))
         if runtime.role.is_chief and os.path.exists(paths.history_csv):

@@ -59,6 +59,10 @@ class TrainOutcome:
     message: str = ""
     exit_code: int = 0
 
+    def results(self) -> dict:
+        """What an app returns when training did not complete (the exit code travels with it)."""
+        return {"status": self.status, "exit_code": self.exit_code, "message": self.message}
+
 
 def progress_verbosity(runtime: Runtime) -> int:
     """Keras progress bar on a terminal, one line per epoch in logs, nothing from non-chiefs."""
@@ -82,7 +86,17 @@ def fit_resumable(
 
     Runs the same command twice and the second resumes: from the end of the last finished
     epoch after a kill -9, from the exact step after SIGTERM/SIGINT, or not at all when done.
+    The outcome's message, if any, is printed.
     """
+    outcome = _fit(model, train_ds, val_ds, config, steps_per_epoch, runtime, paths,
+                   extra_callbacks, monitor)
+    if outcome.message:
+        print(outcome.message, flush=True)
+    return outcome
+
+
+def _fit(model, train_ds, val_ds, config, steps_per_epoch, runtime, paths, extra_callbacks,
+         monitor) -> TrainOutcome:
     backup = training_backup_for(runtime, paths.backup, config.backup_every_steps)
     nan_guard = StopOnNonFiniteLoss()
     epoch, step = backup.restore(model)

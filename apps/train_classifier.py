@@ -249,9 +249,7 @@ def run(config: RuntimeConfig, model: str = "resnet20", dataset: str = "cifar10"
                                  os.path.join(config.model_dir, "misclassified.png"))
 
     # -- export ----------------------------------------------------------------------------
-    already = ("already trained" in outcome.message and results.get("export")
-               and os.path.isdir(results["export"]))
-    if config.export and not already:
+    if config.export and not evaluation.export_is_current(results, outcome.trained_now):
         from suite.export.saved_model import export_classifier
 
         results["export"] = export_classifier(net, config.resolved_export_dir,

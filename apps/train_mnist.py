@@ -89,7 +89,7 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 
-    members, probabilities, outcome = [], [], None
+    members, probabilities, trained_now = [], [], False
     for k in range(ensemble_size):
         seed = config.seed + k
         member_dir = config.model_dir if ensemble_size == 1 else os.path.join(
@@ -107,6 +107,7 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
         if outcome.status != "completed":
             paths.cleanup()
             return outcome.results()
+        trained_now = trained_now or outcome.trained_now
         members.append(model)
         probabilities.append(evaluation.predict_probabilities(model, x_test))
         if runtime.role.is_chief and os.path.exists(paths.history_csv):
@@ -136,7 +137,7 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
                              os.path.join(config.model_dir, "misclassified.png"))
 
     # -- export ----------------------------------------------------------------------------
-    if config.export and not _already_exported(results, outcome):
+    if config.export and not evaluation.export_is_current(results, trained_now):
         from suite.export.saved_model import export_classifier
 
         served = members[0] if len(members) == 1 else _average(members)
@@ -145,12 +146,6 @@ def run(config: RuntimeConfig, augment: bool = False, rotation_degrees: float = 
         print(f"SavedModel: {results['export']}", flush=True)
     evaluation.write_results(results_path, results)
     return results
-
-
-def _already_exported(results: dict, outcome) -> bool:
-    """A rerun of a finished training does not stack up identical export versions."""
-    return bool(outcome and "already trained" in outcome.message and results.get("export")
-                and os.path.isdir(results["export"]))
 
 
 def _average(members):

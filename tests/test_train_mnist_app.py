@@ -269,6 +269,9 @@ def test_exports_serve_what_keras_predicts_through_saved_model_cli(tmp_path, mni
         block = run.stdout[run.stdout.index("probabilities"):]
         numbers = [float(v) for v in re.findall(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?", block)][:30]
         np.testing.assert_allclose(np.array(numbers).reshape(3, 10), expected, atol=1e-5)
+    again = train_mnist.run(cfg, datasets_override=mnist_small)  # finished: nothing to retrain
+    assert again["export"] == results["export"]
+    assert sorted(os.listdir(os.path.join(cfg.model_dir, "export", "mnist"))) == ["1", "2"]
 
 
 def test_every_mnist_preset_parses_and_starts_with_its_command():

@@ -33,3 +33,9 @@ def read_results(path: str) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def export_is_current(results: dict, trained_now: bool) -> bool:
+    """True when nothing was trained since the export results.json names, which still exists:
+    a rerun of a finished training then does not stack up identical export versions."""
+    return not trained_now and bool(results.get("export")) and os.path.isdir(results["export"])

@@ -58,6 +58,7 @@ class TrainOutcome:
     epochs_done: int
     message: str = ""
     exit_code: int = 0
+    trained_now: bool = True  # False when the run was already finished and nothing was trained
 
     def results(self) -> dict:
         """What an app returns when training did not complete (the exit code travels with it)."""
@@ -103,7 +104,8 @@ def _fit(model, train_ds, val_ds, config, steps_per_epoch, runtime, paths, extra
     if step >= steps_per_epoch:  # stopped on an epoch's last step: that epoch is complete
         epoch, step = epoch + 1, 0
     if epoch >= config.epochs:
-        return TrainOutcome("completed", epoch, f"already trained for {epoch} epochs; not training")
+        return TrainOutcome("completed", epoch, f"already trained for {epoch} epochs; not training",
+                            trained_now=False)
     if epoch or step:
         source = getattr(backup, "restore_dir", paths.backup)  # other workers read the chief's
         print(f"Resuming from the backup in {source}: epoch {epoch + 1}, step {step}.",

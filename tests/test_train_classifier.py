@@ -345,7 +345,7 @@ SEED = tf.constant([3, 4], tf.int64)
 @pytest.mark.parametrize("names, size", [
     (("crop_flip",), 32), (("crop",), 32), (("flip",), 32), (("rotation",), 32),
     (("brightness",), 32), (("contrast",), 32), (("scale_crop", "flip"), 24),
-    (("crop_flip", "brightness", "contrast", "rotation"), 32),
+    (("crop_flip", "brightness", "contrast", "rotation"), 32), (("crop_flip", "cutout"), 32),
 ])
 def test_augmentations_keep_shape_dtype_and_range_and_follow_the_seed(names, size):
     image = _image()
@@ -368,6 +368,21 @@ def test_flip_really_flips_and_crop_is_a_window_of_the_zero_padded_image():
         crop = aug.random_crop_with_padding(image, tf.constant([s, 1])).numpy()
         assert any(np.array_equal(crop, padded[dy:dy + 32, dx:dx + 32])
                    for dy in range(9) for dx in range(9))
+
+
+def test_cutout_zeroes_one_clipped_square_and_keeps_every_other_pixel():
+    image = np.full((32, 32, 3), 200.0, np.float32)
+    areas = set()
+    for s in range(40):
+        out = aug.random_cutout(image, tf.constant([s, 2])).numpy()
+        zero = (out == 0).all(-1)
+        assert ((out == 0) | (out == 200)).all() and zero.any() == (out == 0).any()
+        rows, cols = np.flatnonzero(zero.any(1)), np.flatnonzero(zero.any(0))
+        # one axis-aligned rectangle, at most 16 x 16 and at least the 8 x 8 corner case
+        assert zero.sum() == len(rows) * len(cols) and np.ptp(rows) == len(rows) - 1
+        assert 8 <= len(rows) <= 16 and 8 <= len(cols) <= 16
+        areas.add(int(zero.sum()))
+    assert 256 in areas and len(areas) > 3  # unclipped squares and clipped ones both occur
 
 
 def test_rotation_by_zero_is_the_identity_and_keeps_a_constant_centre():

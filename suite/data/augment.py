@@ -15,14 +15,17 @@ import math
 import tensorflow as tf
 
 # Names accepted by --augmentations; "crop_flip" is the CIFAR recipe (He et al. 2015, sec. 4.2),
-# "scale_crop" the ImageNet one (Inception-style random-resized crop, Szegedy et al. 2014).
-AUGMENTATIONS = ("crop_flip", "crop", "flip", "scale_crop", "brightness", "contrast", "rotation")
+# "scale_crop" the ImageNet one (Inception-style random-resized crop, Szegedy et al. 2014),
+# "cutout" a 16x16 square of zeros anywhere (DeVries & Taylor 2017), applied last.
+AUGMENTATIONS = ("crop_flip", "crop", "flip", "scale_crop", "brightness", "contrast", "rotation",
+                 "cutout")
 CROP_PADDING = 4
 BRIGHTNESS_DELTA = 32.0  # pixels, i.e. 0.125 of the range (the Inception preprocessing value)
 CONTRAST_RANGE = (0.8, 1.2)
 ROTATION_DEGREES = 15.0
 SCALE_RANGE = (0.08, 1.0)  # fraction of the image area kept by scale_crop
 RATIO_RANGE = (3 / 4, 4 / 3)
+CUTOUT_SIZE = 16  # the paper's best for CIFAR-10
 EVAL_CROP_FRACTION = 0.875  # 224 of 256: the usual centre crop for evaluation
 
 
@@ -73,6 +76,16 @@ def random_rotation(image, seed, max_degrees: float = ROTATION_DEGREES):
     return rotated[0]
 
 
+def random_cutout(image, seed, size: int = CUTOUT_SIZE):
+    """Zeroes a size x size square centred on a uniform pixel; it is clipped at the borders."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    centre = tf.random.stateless_uniform([2], seed) * tf.cast(tf.stack([height, width]), tf.float32)
+    top, left = tf.unstack(tf.cast(centre, tf.int32) - size // 2)
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return tf.where(inside[:, :, None], tf.zeros_like(image), image)
+
+
 def random_scale_crop(image, seed, size: int, scale=SCALE_RANGE, ratio=RATIO_RANGE):
     """A random box of `scale` x area, `ratio` aspect, resized to size x size (ImageNet recipe)."""
     begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -105,7 +118,7 @@ def augment(image, seed, names: tuple[str, ...], size: int):
     image is first fitted to size x size (centre crop of the shorter side).
     """
     image = tf.cast(image, tf.float32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 6)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
     if "scale_crop" in names:
         image = random_scale_crop(image, seeds[0], size)
     else:
@@ -120,6 +133,8 @@ def augment(image, seed, names: tuple[str, ...], size: int):
         image = random_brightness(image, seeds[4])
     if "contrast" in names:
         image = random_contrast(image, seeds[5])
+    if "cutout" in names:
+        image = random_cutout(image, seeds[6])
     return tf.ensure_shape(image, [size, size, None])
 
 

@@ -161,9 +161,9 @@ def test_the_app_runs_under_mirrored_strategy_with_a_frozen_transferred_backbone
     assert "conv1_conv" in results["transfer"]["loaded"]
 
 
-PRESETS = ("cifar_resnet20", "cifar_resnet56", "cifar_plain56", "cifar_resnet20_smoke",
-           "imagenet_resnet50", "imagenet_vgg16", "imagenet_googlenet",
-           "cifar_transfer_pretrain", "cifar_transfer_finetune")
+# Every classifier preset in apps/flags/ (the mnist_* ones belong to apps.train_mnist).
+PRESETS = sorted(name[:-len(".flags")] for name in os.listdir(os.path.join(REPO, "apps", "flags"))
+                 if name.startswith(("cifar_", "imagenet_")))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -182,7 +182,10 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
         f = flags.FLAGS
         decays = [int(e) for e in f.lr_decay_epochs]
         assert f.optimizer == "momentum" and f.momentum == 0.9
-        if preset.startswith("cifar_") and preset != "cifar_transfer_finetune":
+        if preset == "cifar_resnet20_modern":  # wd 5e-4, cosine, cutout; the paper's lr, batch
+            assert f.model_weight_decay == 5e-4 and f.augmentations == ["crop_flip", "cutout"]
+            assert f.lr_schedule == "cosine" and f.learning_rate == 0.1 and f.batch_size == 128
+        elif preset.startswith("cifar_") and preset != "cifar_transfer_finetune":
             assert f.model_weight_decay == 1e-4 and f.augmentations == ["crop_flip"]
             if "smoke" not in preset:  # the paper's lr, batch, and decays at 50% and 75%
                 assert f.learning_rate == 0.1 and f.batch_size == 128

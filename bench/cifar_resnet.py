@@ -121,6 +121,7 @@ def train(model_name, args):
                 record["history"].setdefault(k, []).append(float(v))
             record["seconds"] = round(time.time() - start, 1)
             record.setdefault("epoch_end_seconds", []).append(record["seconds"])
+            record.setdefault("epoch_end_unix", []).append(round(time.time(), 1))
             with open(path + ".tmp", "w") as f:
                 json.dump(record, f)
             os.replace(path + ".tmp", path)

@@ -39,8 +39,8 @@ flags.DEFINE_integer("train_examples_per_class", 0, "Keep N random training exam
                      "(few-label fine-tuning); 0 keeps all.", **_DEF)
 flags.DEFINE_list("augmentations", [], "Training augmentation in the input pipeline, any of "
                   "crop_flip (CIFAR: 4-pixel pad + crop, flip), crop, flip, scale_crop "
-                  "(ImageNet: random area/aspect crop), brightness, contrast, rotation, cutout (a 16x16 "
-                  "square of zeros, DeVries & Taylor 2017).", **_DEF)
+                  "(ImageNet: random area/aspect crop), brightness, contrast, rotation, cutout "
+                  "(a 16x16 square of zeros, DeVries & Taylor 2017).", **_DEF)
 flags.DEFINE_float("model_weight_decay", 0.0, "The papers' SGD weight decay, as L2 penalties "
                    "on the kernels (the model's weight_decay argument), e.g. 1e-4 for ResNets.",
                    **_DEF)

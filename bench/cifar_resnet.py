@@ -114,6 +114,7 @@ def train(model_name, args):
               "backend": keras.backend.backend(), "train_images": len(x_train),
               "test_images": len(x_test), "history": {}}
     start = time.time()
+    record["start_unix"] = round(start, 1)  # with epoch_end_seconds: comparable across runs
 
     class Save(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -121,7 +122,6 @@ def train(model_name, args):
                 record["history"].setdefault(k, []).append(float(v))
             record["seconds"] = round(time.time() - start, 1)
             record.setdefault("epoch_end_seconds", []).append(record["seconds"])
-            record.setdefault("epoch_end_unix", []).append(round(time.time(), 1))
             with open(path + ".tmp", "w") as f:
                 json.dump(record, f)
             os.replace(path + ".tmp", path)

@@ -54,14 +54,16 @@ for item in sys.argv[5:]:
     model, epochs = item.split(":")
     planned[model] = max(planned.get(model, 0), int(epochs))
 runs = [json.load(open(f)) for f in glob.glob(f"{folder}/*.json")]
-all_compiled = max(r["epoch_end_unix"][0] for r in runs)
+for r in runs:  # epoch ends in one clock for all runs
+    r["ends"] = [r["start_unix"] + t for t in r["epoch_end_seconds"]]
+all_compiled = max(r["ends"][0] for r in runs)
 need = []
 for r in runs:
-    ends = [t for t in r["epoch_end_unix"] if t > all_compiled]
+    ends = [t for t in r["ends"] if t > all_compiled]
     if len(ends) >= 2:
         per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1)
     else:  # the run finished before all compiled: it ran with less company, so pad its rate
-        per_epoch = 2 * (r["epoch_end_unix"][-1] - r["epoch_end_unix"][0]) / (len(r["epoch_end_unix"]) - 1)
+        per_epoch = 2 * (r["ends"][-1] - r["ends"][0]) / (len(r["ends"]) - 1)
     print(f"{r['run']}: {per_epoch:.2f} s/epoch at full load", file=sys.stderr)
     need.append(planned[r["model"]] * per_epoch)
 left = budget - (time.time() - start) - 60  # 60 s to compile again

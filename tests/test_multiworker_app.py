@@ -199,15 +199,18 @@ class _SignalAt(keras.callbacks.Callback):
             os.kill(os.getpid(), self.sig)
 
 
+def _model_with_backup(strategy, tmp_path):
+    """A tiny model and the chief's MultiWorkerBackup of it in tmp_path/backup."""
+    from suite.runtime.preemption import MultiWorkerBackup
+
+    backup_dir = str(tmp_path / "backup")
+    return _tiny_model(strategy), MultiWorkerBackup(backup_dir, backup_dir, strategy)
+
+
 def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(
         two_cpu_strategy, tmp_path):
 
-    from suite.runtime.preemption import MultiWorkerBackup
-
-    strategy = two_cpu_strategy
-    model = _tiny_model(strategy)
-    backup_dir = str(tmp_path / "backup")
-    backup = MultiWorkerBackup(backup_dir, backup_dir, strategy)
+    model, backup = _model_with_backup(two_cpu_strategy, tmp_path)
     before = signal.getsignal(signal.SIGTERM)
     model.fit(_tiny_data(), epochs=2, steps_per_epoch=10, verbose=0,
               callbacks=[_SignalAt(2), backup])
@@ -219,13 +222,7 @@ def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(
 def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(
         two_cpu_strategy, tmp_path):
     """Not (epoch 0, step 10): resuming that would fit 0 steps, i.e. forever on a repeat()."""
-
-    from suite.runtime.preemption import MultiWorkerBackup
-
-    strategy = two_cpu_strategy
-    model = _tiny_model(strategy)
-    backup_dir = str(tmp_path / "backup")
-    backup = MultiWorkerBackup(backup_dir, backup_dir, strategy)
+    model, backup = _model_with_backup(two_cpu_strategy, tmp_path)
     history = model.fit(_tiny_data(), epochs=3, steps_per_epoch=10, verbose=0,
                         callbacks=[_SignalAt(9), backup])
     assert backup.interrupted_by == "SIGTERM" and len(history.history["loss"]) == 1

@@ -154,7 +154,7 @@ def plot(models, out_dir, tag):
                                 f"train {100 * (1 - h['accuracy'][-1]):.1f}%)")
         ax.set_title(f"{family} nets: dashed train error, bold test error")
         ax.set_xlabel("epoch")
-        ax.set_ylim(0, 60)
+        ax.set_ylim(0, 90)
         ax.grid(alpha=0.3)
         ax.legend()
     if len(epochs_seen) != 1:

@@ -1,0 +1,71 @@
+"""Is the plain-56 blow-up of README's Figure 6 ours? The same first epoch in PyTorch.
+
+    python bench/torch_plain_start.py --blocks=9 --plain --steps=156
+
+The PyTorch peer of the suite's CIFAR nets (torch_resnet20.py) with the paper's recipe (He
+normal init, SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, the bench's pad-4 crop +
+flip on the 20k-image subset). Every 20 steps it prints the cross-entropy and the L2 term as
+Keras adds it to the loss (weight decay / 2 times the squared norm of the conv and dense
+kernels), so its numbers compare with the loss that bench/cifar_resnet.py records.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+WEIGHT_DECAY = 1e-4
+
+
+def l2_term(model: nn.Module) -> float:
+    kernels = (m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return WEIGHT_DECAY / 2 * sum(float(w.detach().square().sum()) for w in kernels)
+
+
+def main():
+    from cifar_resnet import augment
+    from torch_resnet20 import ResNet20, make_train_step
+
+    from suite.data.cifar10 import load_cifar10_local
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--blocks", type=int, default=9, help="blocks per stage: 3 = 20 layers, 9 = 56")
+    p.add_argument("--plain", action="store_true", help="no shortcuts: the paper's plain net")
+    p.add_argument("--steps", type=int, default=156, help="156 = one epoch of the 20k subset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data",
+                                                  "cifar10-subset",
+                                                  "cifar10_jpg_test10000_train20000.zip"))
+    args = p.parse_args()
+    (x, y), _ = load_cifar10_local(args.data)
+    if args.steps * 128 > len(x):
+        p.error(f"--steps must be at most {len(x) // 128}, one epoch of {len(x)} images")
+    torch.manual_seed(args.seed)
+    model = ResNet20(blocks=args.blocks, shortcut=not args.plain)
+    for m in model.modules():  # the paper's init [13]; PyTorch's default is a uniform one
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+    step = make_train_step(model)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(x))
+    name = f"{'plain' if args.plain else 'resnet'}-{6 * args.blocks + 2} (PyTorch)"
+    print(f"{name}: L2 term at init {l2_term(model):.3f}")
+    start = time.time()
+    for i in range(args.steps):
+        idx = order[i * 128:(i + 1) * 128]
+        images = torch.from_numpy(augment(x[idx], rng)).permute(0, 3, 1, 2).contiguous()
+        loss = step(images, torch.from_numpy(y[idx].astype("int64").reshape(-1))).item()
+        if i % 20 == 0 or i == args.steps - 1:
+            print(f"step {i + 1}: cross-entropy {loss:.2f}, L2 term {l2_term(model):.2f} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 
     python bench/cifar_resnet.py --models=resnet20 --epochs=180 \
         --data=../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip
-    python bench/cifar_resnet.py --plot --models=plain20,plain56,resnet20,resnet56 --tag=e60
+    python bench/cifar_resnet.py --plot --models=plain20,plain56,resnet20,resnet56 \
+        --tag=depth_e100
 
 Recipe (the defaults): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at
 50% and 75% of the epochs, 4-pixel zero padding + random 32x32 crop + horizontal flip. Flags

@@ -5,8 +5,8 @@
 The PyTorch peer of the suite's CIFAR nets (torch_resnet20.py) with the paper's recipe (He
 normal init, SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, the bench's pad-4 crop +
 flip on the 20k-image subset). Every 20 steps it prints the cross-entropy and the L2 term as
-Keras adds it to the loss (weight decay / 2 times the squared norm of the conv and dense
-kernels), so its numbers compare with the loss that bench/cifar_resnet.py records.
+the suite's Keras regularizers add it to the loss (weight decay / 2 times the squared norm of
+the conv and dense kernels), so its numbers compare with the loss bench/cifar_resnet.py records.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
-WEIGHT_DECAY = 1e-4
+
+from torch_resnet20 import WEIGHT_DECAY, ResNet20, make_train_step  # noqa: E402
 
 
 def l2_term(model: nn.Module) -> float:
@@ -31,7 +32,6 @@ def l2_term(model: nn.Module) -> float:
 
 def main():
     from cifar_resnet import augment
-    from torch_resnet20 import ResNet20, make_train_step
 
     from suite.data.cifar10 import load_cifar10_local
 

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 NUM_PARAMETERS = 269_722
+WEIGHT_DECAY = 1e-4  # the paper's
 
 
 class BasicBlock(nn.Module):
@@ -62,7 +63,8 @@ def build_model(channels_last: bool = False) -> ResNet20:
 
 def make_train_step(model: nn.Module, learning_rate: float = 0.1):
     """SGD momentum 0.9 with weight decay 1e-4, the paper's recipe (as the Keras run uses)."""
-    optimizer = torch.optim.SGD(model.parameters(), learning_rate, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(model.parameters(), learning_rate, momentum=0.9,
+                                weight_decay=WEIGHT_DECAY)
     model.train()
 
     def step(images, labels):

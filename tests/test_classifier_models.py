@@ -291,6 +291,10 @@ def test_few_adam_steps_train_resnet20_faster_than_plain20():
 def test_googlenet_with_aux_heads_trains_with_weighted_losses():
     # The paper's GoogLeNet (Caffe init, no BN) needs far more than a few steps to leave chance
     # level on this toy task; its BN variant shows the wiring and the three losses work.
+    # Margins: over seeds 0-7, with oneDNN (AVX-512 and AVX2 kernels) and with Eigen, 12 steps
+    # left at most 0.08x of the first main-head loss and 0.26x of the total (6 steps left up to
+    # 0.74x and 0.70x, and failed a 0.6x bound on an AVX2-only machine).
+    keras.utils.set_random_seed(0)
     images, labels = brightness_task()
     model = gn.build_googlenet((32, 32, 3), 2, width_multiplier=1 / 16, aux_logits=True,
                                batch_norm=True, dropout_rate=0.0)
@@ -298,13 +302,13 @@ def test_googlenet_with_aux_heads_trains_with_weighted_losses():
                   loss={k: "sparse_categorical_crossentropy" for k in model.output},
                   loss_weights=gn.aux_loss_weights(), run_eagerly=True)
     targets = {k: labels for k in model.output}
-    logs = [model.train_on_batch(images, targets, return_dict=True) for _ in range(6)]
+    logs = [model.train_on_batch(images, targets, return_dict=True) for _ in range(12)]
     first, last = logs[0], logs[-1]
     heads = first["probabilities_loss"] + 0.3 * (first["aux1_probabilities_loss"]
                                                  + first["aux2_probabilities_loss"])
     assert first["loss"] == pytest.approx(heads, rel=1e-4)
-    assert last["probabilities_loss"] < 0.6 * first["probabilities_loss"], logs
-    assert last["loss"] < 0.6 * first["loss"], logs
+    assert last["probabilities_loss"] < 0.4 * first["probabilities_loss"], logs
+    assert last["loss"] < 0.5 * first["loss"], logs
 
 
 # ---------------------------------------------------------------- registry and bad input

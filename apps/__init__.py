@@ -1,6 +1,6 @@
-"""Entry points, one per application: `python -m apps.<name> --flagfile=apps/flags/<preset>.flags`."""
-import os
+"""Entry points, one per application: `python -m apps.<name> --flagfile=apps/flags/<preset>.flags`.
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides the app's own output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+Importing `suite` first applies TensorFlow's CPU defaults (suite.runtime.startup) before any
+app module can import TensorFlow.
+"""
+import suite  # noqa: F401

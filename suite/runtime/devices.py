@@ -35,8 +35,39 @@ def resolve_precision(precision: str) -> str:
     return "mixed_float16" if caps and min(caps) >= (7, 0) else "float32"
 
 
+def cluster_tasks(environ=os.environ) -> tuple[int, str]:
+    """(training tasks in this job, where that was read): TF_CONFIG's chief and workers
+    (launch.local, Kubeflow's TFJob), else the tasks of this Slurm job step (srun sets
+    SLURM_STEP_NUM_TASKS for each task it starts); (1, "") outside a cluster."""
+    text = environ.get("TF_CONFIG")
+    if text:
+        try:
+            cluster = json.loads(text).get("cluster") or {}
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f"TF_CONFIG is not a JSON object with a 'cluster' ({e}): fix it, or "
+                             "unset it to train on this machine alone") from e
+        count = sum(len(cluster.get(kind) or ()) for kind in ("chief", "worker"))
+        return count, f"TF_CONFIG names {count} training tasks"
+    if environ.get("SLURM_JOB_ID") and environ.get("SLURM_STEP_NUM_TASKS", "").isdigit():
+        count = int(environ["SLURM_STEP_NUM_TASKS"])
+        return count, f"this Slurm job step has {count} tasks"
+    return 1, ""
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """auto | one_device | mirrored | multi_worker, as in the Model Garden's factory."""
+    """auto | one_device | mirrored | multi_worker, as in the Model Garden's factory.
+
+    Inside a cluster of several tasks (TF_CONFIG, a Slurm step) `auto` is multi_worker, and a
+    single-machine strategy is refused: every task would train its own copy into one folder.
+    """
+    tasks, source = cluster_tasks()
+    if tasks > 1 and name in ("one_device", "mirrored"):
+        raise ValueError(
+            f"--strategy={name} trains on one machine, but this process is one task of a cluster "
+            f"({source}): each task would train its own copy and overwrite the others' files. "
+            "Use --strategy=multi_worker (or auto), or start one process without a launcher.")
+    if name == "auto" and tasks > 1:
+        name = "multi_worker"
     gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()

@@ -1,13 +1,16 @@
-r"""Exports a trained checkpoint as a SavedModel for TF Serving.
+r"""Exports a trained run's checkpoint as a SavedModel for TF Serving, for a run of any app.
 
-    python -m apps.export --model_dir=runs/mnist --export_dir=runs/mnist/export [--name=mnist]
-        [--version=N] [--checkpoint=best|last]
+    python -m apps.export --model_dir=runs/mnist [--export_dir=...] [--name=...] [--version=N]
+        [--checkpoint=best|last]
 
-Reads <model_dir>/checkpoints/<checkpoint>.keras (written by `python -m apps.train_mnist`) and
-writes <export_dir>/<name>/<version>/ (next free version unless --version). Signatures:
-serving_default (image float32 [batch, 28, 28, 1], raw pixels 0..255), serve_uint8 (same in
-uint8) and serve_image_bytes (image_bytes: encoded PNG/JPEG strings); each returns probabilities
-and class_ids.
+Reads <model_dir>/checkpoints/<checkpoint>.keras and <model_dir>/run.json, which the runner
+writes for every run: which app's task made it (so which serving signatures it has), the model
+name and the export metadata (class names, vocabulary, ...). Writes
+<export_dir>/<name>/<version>/ (next free version unless --version; existing versions are never
+overwritten). The image classifiers (apps.train_mnist, apps.train_classifier) serve
+serving_default (image float32 [batch, H, W, C], raw pixels 0..255), serve_uint8 and
+serve_image_bytes (image_bytes: encoded PNG/JPEG strings); each returns probabilities and
+class_ids.
 
 Inspect and run it without a server:
 
@@ -28,38 +31,38 @@ Serve it with TF Serving (it loads the highest version and picks up new ones as 
 """
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import re
 import sys
 
 from absl import app, flags
 
 CHECKPOINTS = ("best", "last")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def define_flags() -> None:
-    """Defines this app's flags; called from run(), so importing the module defines none and
-    tests can import several apps that share flag names (--model_dir) in one process."""
-    flags.DEFINE_string("model_dir", None, "Training folder holding checkpoints/{best,last}.keras "
-                        "(the --model_dir given to python -m apps.train_mnist).")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines this app's flags; called from main(), so importing the module defines none."""
+    flags.DEFINE_string("model_dir", None, "A training run's folder (the --model_dir given to "
+                        "any app): holds checkpoints/{best,last}.keras and run.json.",
+                        flag_values=fv)
     flags.DEFINE_string("export_dir", None, "Export base folder; the SavedModel goes to "
-                        "<export_dir>/<name>/<version>/. Default: <model_dir>/export.")
-    flags.DEFINE_string("name", "mnist", "Model name: the folder under --export_dir and TF "
-                        "Serving's MODEL_NAME.")
+                        "<export_dir>/<name>/<version>/. Default: <model_dir>/export.",
+                        flag_values=fv)
+    flags.DEFINE_string("name", None, "Model name: the folder under --export_dir and TF "
+                        "Serving's MODEL_NAME. Default: the run's (run.json).", flag_values=fv)
     flags.DEFINE_integer("version", None, "Version folder to write (a positive integer); unset: "
                          "one more than the highest existing version. Existing versions are "
-                         "never overwritten.")
+                         "never overwritten.", flag_values=fv)
     flags.DEFINE_enum("checkpoint", "last", CHECKPOINTS, "Which checkpoint to export: last (end "
-                      "of the latest epoch, what training exports) or best (highest validation "
-                      "accuracy; the MNIST app validates on the test set, so 'best' is chosen "
-                      "on test data).")
-    flags.DEFINE_list("class_names", [str(d) for d in range(10)], "Class names stored with the "
-                      "export (assets.extra/metadata.json), one per output class; "
-                      "--class_names= stores none.")
-    flags.mark_flag_as_required("model_dir")
-    flags.register_validator("version", lambda v: v is None or v >= 1, "--version must be >= 1")
-
-
-FLAGS = flags.FLAGS
+                      "of the latest epoch, what training exports) or best (best validation "
+                      "metric; the MNIST app validates on the test set, so 'best' is chosen on "
+                      "test data).", flag_values=fv)
+    flags.mark_flag_as_required("model_dir", flag_values=fv)
+    flags.register_validator("version", lambda v: v is None or v >= 1, "--version must be >= 1",
+                             flag_values=fv)
 
 
 def checkpoint_path(model_dir: str, checkpoint: str = "last") -> str:
@@ -74,27 +77,90 @@ def checkpoint_path(model_dir: str, checkpoint: str = "last") -> str:
     return path
 
 
-def export(model_dir: str, export_dir: str | None = None, name: str = "mnist",
-           version: int | None = None, checkpoint: str = "last",
-           class_names: list[str] | None = None) -> str:
-    """Loads the checkpoint and exports it; returns the version folder."""
-    path = checkpoint_path(model_dir, checkpoint)
+def read_run(model_dir: str) -> dict:
+    """run.json of `model_dir`; for finished runs made before run.json existed, an image
+    classifier with the class names results.json recorded."""
+    path = os.path.join(model_dir, "run.json")
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); it is rewritten by the next "
+                             "training run in that folder.") from e
+        if not isinstance(run, dict):
+            raise ValueError(f"{path} is not a JSON object")
+        return run
+    results_path = os.path.join(model_dir, "results.json")
+    if not os.path.isfile(results_path):
+        raise FileNotFoundError(f"{path} is missing: the run in {model_dir} has not finished "
+                                "its first training yet. Run the same training command again "
+                                "(it resumes), then export.")
+    with open(results_path) as f:
+        results = json.load(f)
+    return {"app": "suite.tasks.classification", "task": "ImageClassificationTask",
+            "name": results.get("model"),
+            "export_metadata": {"class_names": results.get("class_names")}}
 
-    from suite.export.saved_model import export_classifier
+
+def task_class(run: dict):
+    """The Task class run.json names: an importable module's attribute that is a Task."""
+    from suite.runtime.task import Task
+
+    module_name, class_name = run.get("app"), run.get("task")
+    if not module_name:
+        raise ValueError("run.json names no importable module for its task (it was run from a "
+                         "script file): export it from that script, or rerun with python -m")
+    if not (isinstance(module_name, str) and _MODULE.match(module_name)
+            and isinstance(class_name, str) and class_name.isidentifier()):
+        raise ValueError(f"run.json names an invalid task {module_name!r}:{class_name!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"run.json's task {module_name}.{class_name} cannot be imported ({e}); "
+                         "is the app installed here?") from e
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"run.json's {module_name}.{class_name} is not a suite Task")
+    return cls
+
+
+def export(model_dir: str, export_dir: str | None = None, name: str | None = None,
+           version: int | None = None, checkpoint: str = "last") -> str:
+    """Loads the run's checkpoint and exports it with its task's signatures; returns the
+    version folder."""
+    path = checkpoint_path(model_dir, checkpoint)
+    run = read_run(model_dir)
+    cls = task_class(run)
+    metadata = run.get("export_metadata") or {}
+
+    from suite.export.saved_model import write_saved_model
     from suite.models.registry import load_keras_file
 
-    model = load_keras_file(path)
-    return export_classifier(model, export_dir or os.path.join(model_dir, "export"), name, version,
-                             class_names=class_names or None)
+    model = load_keras_file(path, custom_objects=cls.custom_objects())
+    signatures = cls.serving_signatures(model, metadata)
+    if not signatures:
+        raise ValueError(f"{cls.__name__} runs export no SavedModel")
+    name = name or run.get("name") or model.name
+    return write_saved_model(export_dir or os.path.join(model_dir, "export"), name, signatures,
+                             {"model": model.name, "task": cls.__name__, **metadata}, version)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+
+    from suite.runtime.startup import load_tensorflow
+
+    verbose = flags.FLAGS["verbosity"].present
+    if not verbose:
+        logging.set_verbosity(logging.WARNING)
+    load_tensorflow(quiet=not verbose)
+    FLAGS = flags.FLAGS
     try:
         version_dir = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
-                             FLAGS.checkpoint, FLAGS.class_names)
-    except (FileNotFoundError, ValueError) as e:  # ExportError is a ValueError
+                             FLAGS.checkpoint)
+    except (OSError, ValueError) as e:  # ExportError is a ValueError
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
     print(f"SavedModel: {version_dir}", flush=True)

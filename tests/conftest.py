@@ -7,6 +7,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import suite  # noqa: E402,F401  (TensorFlow's CPU defaults, as the apps get them)
+
 import pytest  # noqa: E402
 
 FIXTURE_MNIST = os.path.join(REPO, "tests", "fixtures", "mnist_small")
@@ -52,6 +54,32 @@ def run_app(module: str, *args: str, timeout: float = 300, env: dict | None = No
     full_env = {**os.environ, "PYTHONPATH": REPO, **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(app, *args: str, data_override=None, strategy_override=None) -> dict:
+    """Runs an app's Task through the runner in this process, its flags parsed from `args` into
+    a fresh FlagValues (as its main would), with tiny data and a strategy injected."""
+    from absl import flags
+
+    from suite.runtime.flags import runtime_config
+    from suite.runtime.runner import run_task
+
+    fv = flags.FlagValues()
+    app.define_flags(fv)
+    fv(["app", *args])
+    task = app.make_task(fv, data_override=data_override)
+    return run_task(task, runtime_config(fv), strategy_override=strategy_override,
+                    flags_text=fv.flags_into_string())
+
+
+def parse_app_flags(app, *args: str):
+    """The app's flags parsed from `args` into a fresh FlagValues."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    app.define_flags(fv)
+    fv(["app", *args])
+    return fv
 
 
 @pytest.fixture(autouse=True)

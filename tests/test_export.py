@@ -13,7 +13,8 @@ import keras
 from keras import layers
 
 from suite.export import saved_model
-from suite.export.saved_model import ExportError, export_classifier, read_metadata
+from suite.export.saved_model import ExportError, read_metadata
+from suite.tasks.classification_serving import SIGNATURES, export_classifier
 
 H, W, C, K = 10, 8, 1, 3  # not square, so a swapped height and width would show
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -58,13 +59,13 @@ def test_all_three_signatures_equal_keras(exported):
 
 def test_signature_specs_are_named_and_typed(exported):
     sigs = exported[4]
-    specs = {name: sigs[name].structured_input_signature[1] for name in saved_model.SIGNATURES}
+    specs = {name: sigs[name].structured_input_signature[1] for name in SIGNATURES}
     assert specs["serving_default"]["image"].shape.as_list() == [None, H, W, C]
     assert specs["serving_default"]["image"].dtype == tf.float32
     assert specs["serve_uint8"]["image"].dtype == tf.uint8
     assert specs["serve_image_bytes"]["image_bytes"].shape.as_list() == [None]
     assert specs["serve_image_bytes"]["image_bytes"].dtype == tf.string
-    for name in saved_model.SIGNATURES:
+    for name in SIGNATURES:
         outputs = sigs[name].structured_outputs
         assert outputs["probabilities"].shape.as_list() == [None, K]
         assert outputs["class_ids"].shape.as_list() == [None]
@@ -111,14 +112,14 @@ def test_versions_count_up_and_are_never_overwritten(tmp_path):
     assert sorted(os.listdir(os.path.join(base, "m"))) == ["1", "2", "7"]  # no temp folders left
     assert read_metadata(os.path.join(base, "m", "1")) == {
         "model": model.name, "image_shape": [H, W, C], "num_classes": K, "class_names": None,
-        "signatures": list(saved_model.SIGNATURES)}
+        "signatures": list(SIGNATURES)}
 
 
 def test_a_failed_export_leaves_no_version(tmp_path, monkeypatch):
-    def crash(*args):
+    def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(saved_model, "_write_metadata", crash)
+    monkeypatch.setattr(saved_model.json, "dump", crash)  # after the SavedModel is written
     with pytest.raises(RuntimeError, match="disk full"):
         export_classifier(tiny_classifier(), str(tmp_path), "m")
     assert os.listdir(tmp_path / "m") == []
@@ -187,19 +188,62 @@ def test_saved_model_cli_rejects_bad_inputs_clearly(exported, tmp_path):
     assert "must hold PNG or JPEG encoded images" in garbage.stderr
 
 
-def test_export_app_exports_a_checkpoint(tmp_path):
-    from apps.export import export
+def _checkpointed_run(root, run_json=None, results_json=None) -> tuple[str, keras.Model]:
+    import json
 
     model = tiny_classifier()
-    os.makedirs(tmp_path / "run" / "checkpoints")
-    model.save(tmp_path / "run" / "checkpoints" / "last.keras")
-    version_dir = export(str(tmp_path / "run"), None, "tiny", None, "last", ["x", "y", "z"])
+    os.makedirs(root / "checkpoints")
+    model.save(root / "checkpoints" / "last.keras")
+    for name, payload in (("run.json", run_json), ("results.json", results_json)):
+        if payload is not None:
+            with open(root / name, "w") as f:
+                json.dump(payload, f)
+    return str(root), model
+
+
+def test_export_app_exports_a_run_with_its_tasks_signatures_name_and_metadata(tmp_path):
+    from apps.export import export
+
+    model_dir, model = _checkpointed_run(tmp_path / "run", run_json={
+        "app": "suite.tasks.classification", "task": "ImageClassificationTask", "name": "tiny",
+        "export_metadata": {"class_names": ["x", "y", "z"]}})
+    version_dir = export(model_dir)
     assert version_dir == str(tmp_path / "run" / "export" / "tiny" / "1")
     out = tf.saved_model.load(version_dir).signatures["serve_uint8"](
         image=tf.zeros([2, H, W, C], tf.uint8))
     np.testing.assert_allclose(out["probabilities"].numpy(),
                                model(np.zeros((2, H, W, C))).numpy(), atol=1e-6)
-    assert read_metadata(version_dir)["class_names"] == ["x", "y", "z"]
+    metadata = read_metadata(version_dir)
+    assert metadata["class_names"] == ["x", "y", "z"] and metadata["task"] == (
+        "ImageClassificationTask")
+    assert export(model_dir, name="other").endswith(os.path.join("other", "1"))
+
+
+def test_export_app_reads_class_names_of_a_run_made_before_run_json(tmp_path):
+    from apps.export import export
+
+    model_dir, _ = _checkpointed_run(tmp_path / "run", results_json={
+        "model": "old", "class_names": ["p", "q", "r"]})
+    version_dir = export(model_dir)
+    assert version_dir.endswith(os.path.join("old", "1"))
+    assert read_metadata(version_dir)["class_names"] == ["p", "q", "r"]
+
+
+@pytest.mark.parametrize("run_json, message", [
+    ({"app": "os", "task": "path"}, "os.path is not a suite Task"),
+    ({"app": "no_such_module_here", "task": "T"}, "cannot be imported"),
+    ({"app": "os; rm -rf /", "task": "T"}, "invalid task"),
+    ({"app": None, "task": "T"}, "run from a script file"),
+    ({"app": "suite.tasks.classification", "task": "ImageClassificationTask",
+      "export_metadata": {"class_names": ["a", "b"]}}, "2 class names given for a model with 3"),
+])
+def test_export_app_refuses_a_run_json_it_cannot_use(tmp_path, run_json, message):
+    from apps.export import export
+
+    model_dir, _ = _checkpointed_run(tmp_path / "run", run_json=run_json)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        export(model_dir)
+    assert not os.path.exists(tmp_path / "run" / "export" / "tiny")
 
 
 def test_export_app_without_checkpoint_says_how_to_train(tmp_path):

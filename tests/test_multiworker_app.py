@@ -1,13 +1,13 @@
 """The MNIST app as a 2-worker cluster on 127.0.0.1, run as users run it:
 
-    python -m launch.local --num_workers=2 -- python -m apps.train_mnist --strategy=multi_worker ...
+    python -m launch.local --num_workers=2 -- python -m apps.train_mnist ...
 
 Proves: only the chief writes outputs; a kill -9 of one worker stops the cluster and the same
 command resumes with no finished epoch lost; SIGTERM to one worker or to the launcher stops
 both workers after the same step and the reruns end with exactly epochs * steps updates.
-In one process (MirroredStrategy) the first tests check suite.runtime.preemption's rules: the
-stop after the agreed step, a stop on an epoch's last step, every worker restoring the chief's
-backup. That 2 workers compute what 1 process computes is tests/test_multiworker_compat.py's job.
+The stop and restore rules themselves are tested in one process in tests/test_runtime.py; that 2
+workers compute what 1 process computes is tests/test_multiworker_compat.py's job. These are the
+slow group (pytest -m slow).
 Each cluster run costs ~20-30 s here (two TensorFlow start-ups on 2 cores); every wait has a
 deadline and every process started is killed in a finally block.
 """
@@ -22,15 +22,15 @@ import sys
 import threading
 import time
 
-import keras
 import pytest
 
 from conftest import FIXTURE_MNIST, REPO
 from suite.models.registry import load_keras_file
 
 RUN_TIMEOUT_S = 240  # one cluster run, start to exit
+# No --strategy: inside a cluster (TF_CONFIG names 2 tasks) auto means multi_worker.
 APP = [sys.executable, "-m", "apps.train_mnist", f"--data_dir={FIXTURE_MNIST}",
-       "--noverify_checksums", "--strategy=multi_worker", "--batch_size=10"]
+       "--noverify_checksums", "--batch_size=10"]
 
 
 def _parent_pid(pid: int) -> int | None:
@@ -135,12 +135,14 @@ def run_to_end(model_dir: str, *flags: str, **kw) -> tuple[int, str]:
 
 
 def _state(model_dir: str, worker: str = "") -> dict | None:
+    """{"epoch", "step"} of a worker's backup (the chief's by default)."""
     path = os.path.join(model_dir, "backup", worker, "state.json")
     try:
         with open(path) as f:
-            return json.load(f)
+            state = json.load(f)
     except (OSError, ValueError):
         return None
+    return {"epoch": state["epoch"], "step": state["step"]}
 
 
 def _epochs_logged(model_dir: str) -> list[int]:
@@ -171,110 +173,8 @@ def _tree(root: str) -> set[str]:
             for folder, _, names in os.walk(root) for name in names}
 
 
-# -- MultiWorkerBackup in one process (MirroredStrategy over the 2 logical CPUs of conftest) --
-def _tiny_model(strategy):
-    with strategy.scope():
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        model.compile(keras.optimizers.SGD(0.1), "mse")
-    return model
-
-
-def _tiny_data():
-    import numpy as np
-    import tensorflow as tf
-
-    x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
-    return tf.data.Dataset.from_tensor_slices((x, x[:, :3])).batch(4).repeat()
-
-
-class _SignalAt(keras.callbacks.Callback):
-    """Sends this process `sig` at the end of batch `at` (before the backup's own hook)."""
-
-    def __init__(self, at, sig=signal.SIGTERM):
-        super().__init__()
-        self.at, self.sig = at, sig
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == self.at:
-            os.kill(os.getpid(), self.sig)
-
-
-def _model_with_backup(strategy, tmp_path):
-    """A tiny model and the chief's MultiWorkerBackup of it in tmp_path/backup."""
-    from suite.runtime.preemption import MultiWorkerBackup
-
-    backup_dir = str(tmp_path / "backup")
-    return _tiny_model(strategy), MultiWorkerBackup(backup_dir, backup_dir, strategy)
-
-
-def test_a_signal_stops_training_after_the_agreed_step_with_that_step_saved(
-        two_cpu_strategy, tmp_path):
-
-    model, backup = _model_with_backup(two_cpu_strategy, tmp_path)
-    before = signal.getsignal(signal.SIGTERM)
-    model.fit(_tiny_data(), epochs=2, steps_per_epoch=10, verbose=0,
-              callbacks=[_SignalAt(2), backup])
-    assert backup.interrupted_by == "SIGTERM" and signal.getsignal(signal.SIGTERM) is before
-    assert _state(str(tmp_path)) == {"epoch": 0, "step": 3}
-    assert int(model.optimizer.iterations.numpy()) == 3
-
-
-def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(
-        two_cpu_strategy, tmp_path):
-    """Not (epoch 0, step 10): resuming that would fit 0 steps, i.e. forever on a repeat()."""
-    model, backup = _model_with_backup(two_cpu_strategy, tmp_path)
-    history = model.fit(_tiny_data(), epochs=3, steps_per_epoch=10, verbose=0,
-                        callbacks=[_SignalAt(9), backup])
-    assert backup.interrupted_by == "SIGTERM" and len(history.history["loss"]) == 1
-    assert _state(str(tmp_path)) == {"epoch": 1, "step": 0}
-    assert int(model.optimizer.iterations.numpy()) == 10
-
-
-def test_every_worker_restores_the_chiefs_backup_inside_the_strategy_scope(
-        two_cpu_strategy, tmp_path):
-    import numpy as np
-
-    from suite.runtime.preemption import MultiWorkerBackup
-
-    strategy = two_cpu_strategy
-    chief_dir = str(tmp_path / "backup")
-    trained = _tiny_model(strategy)
-    trained.fit(_tiny_data(), epochs=1, steps_per_epoch=5, verbose=0,
-                callbacks=[MultiWorkerBackup(chief_dir, chief_dir, strategy)])
-    fresh = _tiny_model(strategy)  # optimizer not built yet: restore must build it in scope
-    other = MultiWorkerBackup(os.path.join(chief_dir, "worker-1"), chief_dir, strategy)
-    assert other.restore(fresh) == (1, 0)
-    for a, b in zip(trained.get_weights(), fresh.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert int(fresh.optimizer.iterations.numpy()) == 5
-
-
-def test_training_backup_for_picks_the_backup_by_worker_count(tmp_path):
-    import types
-
-    from suite.runtime.callbacks import TrainingBackup
-    from suite.runtime.devices import WorkerRole
-    from suite.runtime.preemption import MultiWorkerBackup, training_backup_for
-
-    def runtime(task_id, num_workers):
-        role = WorkerRole("worker" if num_workers > 1 else None, task_id, num_workers,
-                          task_id == 0)
-        return types.SimpleNamespace(role=role, strategy=None)
-
-    backup = str(tmp_path / "backup")
-    assert type(training_backup_for(runtime(0, 1), backup)) is TrainingBackup
-    with pytest.MonkeyPatch.context() as patch:  # no collective is built without a strategy
-        patch.setattr("suite.runtime.preemption.WorkerSum", lambda strategy: None)
-        chief = training_backup_for(runtime(0, 2), backup, every_steps=5)
-        other = training_backup_for(runtime(1, 2), os.path.join(backup, "worker-1"))
-        assert isinstance(chief, MultiWorkerBackup) and chief.restore_dir == backup
-        assert chief.every_steps == 5
-        assert isinstance(other, MultiWorkerBackup) and other.restore_dir == backup
-        with pytest.raises(ValueError, match="must end in /worker-1"):
-            training_backup_for(runtime(1, 2), str(tmp_path / "elsewhere"))
-
-
 # -- the app as a 2-worker cluster -----------------------------------------------------------
+@pytest.mark.slow
 def test_two_workers_train_and_only_the_chief_writes_outputs(tmp_path):
     model_dir, tmpdir = str(tmp_path / "run"), tmp_path / "tmp"
     tmpdir.mkdir()
@@ -297,11 +197,13 @@ def test_two_workers_train_and_only_the_chief_writes_outputs(tmp_path):
     results = json.load(open(os.path.join(model_dir, "results.json")))
     assert results["replicas"] == 2 and f"{100 * results['test_accuracy']:.2f}%" == accuracies["0"]
 
-    files = _tree(model_dir)
-    expected = {"history.csv", "results.json", "learning_curves.png", "misclassified.png",
+    assert "\"strategy\": \"CollectiveAllReduceStrategy\", \"replicas\": 2" in output  # auto
+    files = {re.sub(r"ckpt-\d+", "ckpt-N", f) for f in _tree(model_dir)}
+    expected = {"history.csv", "results.json", "run.json", "flags.txt", ".run.lock",
+                "learning_curves.png", "misclassified.png", "confusion_matrix.png",
                 "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/best.json",
-                "backup/latest.weights.h5", "backup/state.json",
-                "backup/worker-1/latest.weights.h5", "backup/worker-1/state.json"}
+                "checkpoints/last.json", "backup/ckpt-N/model.weights.h5", "backup/state.json",
+                "backup/worker-1/ckpt-N/model.weights.h5", "backup/worker-1/state.json"}
     events = {f for f in files if f.startswith("logs/")}
     exported = {f for f in files if f.startswith("export/")}
     assert files - events - exported == expected
@@ -316,6 +218,7 @@ def test_two_workers_train_and_only_the_chief_writes_outputs(tmp_path):
     assert scratch_seen and not [d for d in os.listdir(tmpdir) if d.startswith("suite-")]
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_worker_stops_the_cluster_and_the_rerun_loses_no_epoch(tmp_path):
     model_dir = str(tmp_path / "run")
     flags = ("--epochs=3", "--steps_per_epoch=10", "--noexport")
@@ -343,6 +246,7 @@ def test_kill_9_of_a_worker_stops_the_cluster_and_the_rerun_loses_no_epoch(tmp_p
     assert _iterations(model_dir) == 3 * 10
 
 
+@pytest.mark.slow
 def test_sigterm_stops_both_workers_after_the_same_step_and_reruns_finish_exactly(tmp_path):
     model_dir = str(tmp_path / "run")
     steps, every = 12, 4

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from suite.export import precision_report, quantize
-from suite.export.saved_model import export_classifier
+from suite.tasks.classification_serving import export_classifier
 
 SIDE = 12
 

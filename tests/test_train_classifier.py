@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_app
+from conftest import REPO, parse_app_flags, run_app, run_in_process
 from suite.data import augment as aug
 from suite.data import classification as cls_data
 from suite.data.idx import DataError
-from suite.runtime.flags import RuntimeConfig
 
 import apps.train_classifier as train_classifier
 
@@ -56,27 +55,32 @@ def write_stripes_folder(root, train_per_class=16, test_per_class=4, size=32, se
     return str(root)
 
 
-def config(model_dir, **kw) -> RuntimeConfig:
+def run_classifier(model_dir, data=None, strategy=None, **kw) -> dict:
+    """The app's Task through the runner, with its flags from `kw` (lists joined by commas)."""
     values = dict(model_dir=str(model_dir), batch_size=16, epochs=3, steps_per_epoch=6,
                   optimizer="momentum", learning_rate=0.05, export=False, seed=0)
     values.update(kw)
-    return RuntimeConfig(**values)
+    args = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            args.append(f"--{'' if value else 'no'}{name}")
+        elif isinstance(value, (list, tuple)):
+            args.append(f"--{name}={','.join(value)}")
+        else:
+            args.append(f"--{name}={value}")
+    return run_in_process(train_classifier, *args, data_override=data, strategy_override=strategy)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The smoke preset through the app's own flags -> run() path, shared by several tests."""
-    from absl import flags
-    from absl.testing import flagsaver
-
     model_dir = str(tmp_path_factory.mktemp("runs") / "smoke")
     cwd = os.getcwd()
     os.chdir(REPO)  # the preset's paths are relative to the repository root
     try:
-        with flagsaver.flagsaver():
-            flags.FLAGS(["train_classifier", "--flagfile=apps/flags/cifar_resnet20_smoke.flags",
-                         f"--model_dir={model_dir}"])
-            results = train_classifier.run_from_flags()
+        results = run_in_process(train_classifier,
+                                 "--flagfile=apps/flags/cifar_resnet20_smoke.flags",
+                                 f"--model_dir={model_dir}")
     finally:
         os.chdir(cwd)
     return model_dir, results
@@ -113,16 +117,27 @@ def test_app_lowers_the_loss_and_writes_every_output(trained):
     assert np.mean(class_ids == labels) >= 0.75
 
 
+def test_apps_export_re_exports_the_run_with_its_own_name_and_class_names(trained, tmp_path):
+    from apps.export import export
+    from suite.export.saved_model import read_metadata
+
+    model_dir, _ = trained
+    version_dir = export(model_dir, export_dir=str(tmp_path))
+    assert version_dir == os.path.join(str(tmp_path), "resnet20", "1")
+    metadata = read_metadata(version_dir)
+    assert metadata["class_names"] == list(CLASSES) and metadata["num_classes"] == 2
+
+
 def test_transfer_through_the_app_loads_the_backbone_and_skips_a_head_for_other_classes(
         trained, tmp_path):
     source_dir, _ = trained
     data = cls_data.ClassificationData.from_arrays(
         stripes(48, seed=2, classes=4), stripes(16, seed=3, classes=4),
         ["horizontal", "vertical", "diagonal", "antidiagonal"])
-    results = train_classifier.run(
-        config(tmp_path / "finetune", epochs=1, steps_per_epoch=2, learning_rate=0.01),
-        model="resnet20", classes=["diagonal", "antidiagonal"], init_from=source_dir,
-        freeze_backbone=True, datasets_override=data)
+    results = run_classifier(tmp_path / "finetune", data, epochs=1, steps_per_epoch=2,
+                             learning_rate=0.01, model="resnet20",
+                             classes=["diagonal", "antidiagonal"], init_from=source_dir,
+                             freeze_backbone=True)
     transfer = results["transfer"]
     assert transfer["source"] == os.path.join(source_dir, "checkpoints", "best.keras")
     assert "conv1_conv" in transfer["loaded"] and "logits" not in transfer["loaded"]
@@ -135,9 +150,8 @@ def test_the_app_trains_from_a_generated_folder_streamed_from_the_files(tmp_path
 
     names = tuple(f"class{i}" for i in range(7))
     root = write_stripes_folder(tmp_path / "stripes", 4, 2, size=16, fmt="jpg", classes=names)
-    results = train_classifier.run(config(tmp_path / "run", epochs=1, steps_per_epoch=2),
-                                   model="resnet20", dataset=root, in_memory=False,
-                                   augmentations=("crop", "rotation"))
+    results = run_classifier(tmp_path / "run", epochs=1, steps_per_epoch=2, model="resnet20",
+                             dataset=root, in_memory="no", augmentations=("crop", "rotation"))
     assert results["status"] == "completed" and results["image_size"] == 16
     assert results["test_examples"] == 14 and results["dataset"] == "stripes"
     # 7 classes: top-5 is measured, by Keras during training and by the app at the end.
@@ -153,10 +167,10 @@ def test_the_app_runs_under_mirrored_strategy_with_a_frozen_transferred_backbone
         two_cpu_strategy, trained, tmp_path):
     source_dir, _ = trained
     strategy = two_cpu_strategy
-    results = train_classifier.run(
-        config(tmp_path / "run", epochs=1, steps_per_epoch=2), model="resnet20",
-        augmentations=("crop_flip",), init_from=source_dir, freeze_backbone=True,
-        datasets_override=(stripes(32), stripes(8, seed=1)), strategy_override=strategy)
+    results = run_classifier(tmp_path / "run", (stripes(32), stripes(8, seed=1)), strategy,
+                             epochs=1, steps_per_epoch=2, model="resnet20",
+                             augmentations=("crop_flip",), init_from=source_dir,
+                             freeze_backbone=True)
     assert results["status"] == "completed" and results["replicas"] == 2
     assert "conv1_conv" in results["transfer"]["loaded"]
 
@@ -168,31 +182,26 @@ PRESETS = sorted(name[:-len(".flags")] for name in os.listdir(os.path.join(REPO,
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path, monkeypatch):
-    from absl import flags
-    from absl.testing import flagsaver
-
     path = f"apps/flags/{preset}.flags"
     with open(os.path.join(REPO, path)) as f:
         first = f.readline()
     assert first.startswith(f"# python -m apps.train_classifier --flagfile={path}"), first
     monkeypatch.chdir(REPO)
     extra = [f"--init_from={tmp_path}"] if "finetune" in preset else []  # step 1's model_dir
-    with flagsaver.flagsaver():
-        flags.FLAGS(["train_classifier", f"--flagfile={path}", *extra])
-        f = flags.FLAGS
-        decays = [int(e) for e in f.lr_decay_epochs]
-        assert f.optimizer == "momentum" and f.momentum == 0.9
-        if preset == "cifar_resnet20_modern":  # wd 5e-4, cosine, cutout; the paper's lr, batch
-            assert f.model_weight_decay == 5e-4 and f.augmentations == ["crop_flip", "cutout"]
-            assert f.lr_schedule == "cosine" and f.learning_rate == 0.1 and f.batch_size == 128
-        elif preset.startswith("cifar_") and preset != "cifar_transfer_finetune":
-            assert f.model_weight_decay == 1e-4 and f.augmentations == ["crop_flip"]
-            if "smoke" not in preset:  # the paper's lr, batch, and decays at 50% and 75%
-                assert f.learning_rate == 0.1 and f.batch_size == 128
-                assert decays == [f.epochs // 2, f.epochs * 3 // 4]
-        if preset.startswith("imagenet_"):
-            assert f.image_size == 224 and f.batch_size == 256 and f.dataset == "imagenet2012"
-            assert f.augmentations[:2] == ["scale_crop", "flip"]
+    f = parse_app_flags(train_classifier, f"--flagfile={path}", *extra)
+    decays = [int(e) for e in f.lr_decay_epochs]
+    assert f.optimizer == "momentum" and f.momentum == 0.9
+    if preset == "cifar_resnet20_modern":  # wd 5e-4, cosine, cutout; the paper's lr, batch
+        assert f.model_weight_decay == 5e-4 and f.augmentations == ["crop_flip", "cutout"]
+        assert f.lr_schedule == "cosine" and f.learning_rate == 0.1 and f.batch_size == 128
+    elif preset.startswith("cifar_") and preset != "cifar_transfer_finetune":
+        assert f.model_weight_decay == 1e-4 and f.augmentations == ["crop_flip"]
+        if "smoke" not in preset:  # the paper's lr, batch, and decays at 50% and 75%
+            assert f.learning_rate == 0.1 and f.batch_size == 128
+            assert decays == [f.epochs // 2, f.epochs * 3 // 4]
+    if preset.startswith("imagenet_"):
+        assert f.image_size == 224 and f.batch_size == 256 and f.dataset == "imagenet2012"
+        assert f.augmentations[:2] == ["scale_crop", "flip"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -203,10 +212,9 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
 ])
 def test_bad_flag_values_are_refused_when_parsed(args, message):
     from absl import flags
-    from absl.testing import flagsaver
 
-    with flagsaver.flagsaver(), pytest.raises(flags.IllegalFlagValueError) as error:
-        flags.FLAGS(["train_classifier", *args])
+    with pytest.raises(flags.IllegalFlagValueError) as error:
+        parse_app_flags(train_classifier, *args)
     assert message in str(error.value)
 
 
@@ -224,9 +232,10 @@ def test_bad_model_or_dataset_fails_with_a_message_listing_the_valid_values(tmp_
 
 
 def test_the_registered_names_are_in_the_bad_model_message():
+    from suite.runtime.flags import OptimizerConfig, ScheduleConfig
+
     with pytest.raises(ValueError, match="resnet56, resnet101"):
-        train_classifier.run(config("/nonexistent"), model="resnet21",
-                             datasets_override=(stripes(32), stripes(8)))
+        train_classifier.ClassifierTask(ScheduleConfig(), OptimizerConfig(), model="resnet21")
 
 
 # -- data: image folders, dispatch, subsets --------------------------------------------------
@@ -449,7 +458,7 @@ def test_matching_layers_load_and_a_head_of_another_size_is_skipped(tmp_path, ki
         path = str(tmp_path / "source.keras")
         source.save(path)
     else:
-        from suite.export.saved_model import export_classifier
+        from suite.tasks.classification_serving import export_classifier
 
         path = export_classifier(source, str(tmp_path), "tiny", class_names=["a", "b", "c"])
     found = transfer.read_source(path)

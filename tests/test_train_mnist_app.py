@@ -11,19 +11,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FIXTURE_MNIST, REPO, run_app
 from suite.runtime.flags import RuntimeConfig
+
+from conftest import FIXTURE_MNIST, REPO, run_app, run_in_process
 
 import apps.train_mnist as train_mnist
 
 FIXTURE_FLAGS = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums"]
 
 
-def config(tmp_path, **kw) -> RuntimeConfig:
+def flags_for(tmp_path, **kw) -> list[str]:
     values = dict(model_dir=str(tmp_path / "run"), batch_size=50, epochs=2, steps_per_epoch=4,
                   export=False, seed=0)
     values.update(kw)
-    return RuntimeConfig(**values)
+    return [f"--{k}={v}" if not isinstance(v, bool) else f"--{'' if v else 'no'}{k}"
+            for k, v in values.items()]
+
+
+def run_mnist(tmp_path, data, strategy=None, **kw) -> dict:
+    return run_in_process(train_mnist, *flags_for(tmp_path, **kw), data_override=data,
+                          strategy_override=strategy)
 
 
 def history(model_dir):
@@ -34,32 +41,39 @@ def history(model_dir):
 
 
 def test_training_lowers_the_loss_and_writes_every_output(tmp_path, mnist_small):
-    cfg = config(tmp_path, epochs=3, steps_per_epoch=30, learning_rate=2e-3)
-    results = train_mnist.run(cfg, datasets_override=mnist_small)
-    with open(os.path.join(cfg.model_dir, "history.csv")) as f:
+    model_dir = str(tmp_path / "run")
+    results = run_mnist(tmp_path, mnist_small, epochs=3, steps_per_epoch=30, learning_rate=2e-3)
+    with open(os.path.join(model_dir, "history.csv")) as f:
         rows = [line.split(",") for line in f.read().split()]
     # val_loss: inference mode, free of the dropout noise in the training loss
     loss = [float(r[rows[0].index("val_loss")]) for r in rows[1:]]
     assert len(loss) == 3 and loss[0] > loss[1] > loss[2] and loss[-1] < 0.85 * loss[0]
     assert results["status"] == "completed" and 0.5 < results["test_accuracy"] <= 1
-    for name in ("learning_curves.png", "misclassified.png", "results.json",
-                 "checkpoints/best.keras", "checkpoints/last.keras", "backup/state.json"):
-        assert os.path.getsize(os.path.join(cfg.model_dir, name)) > 0, name
-    with open(os.path.join(cfg.model_dir, "learning_curves.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.listdir(os.path.join(cfg.model_dir, "logs"))  # TensorBoard
-    saved = json.load(open(os.path.join(cfg.model_dir, "results.json")))
+    for name in ("learning_curves.png", "misclassified.png", "confusion_matrix.png",
+                 "results.json", "run.json", "flags.txt", "checkpoints/best.keras",
+                 "checkpoints/last.keras", "checkpoints/last.json", "backup/state.json"):
+        assert os.path.getsize(os.path.join(model_dir, name)) > 0, name
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(os.path.join(model_dir, "logs"))  # TensorBoard
+    saved = json.load(open(os.path.join(model_dir, "results.json")))
     assert saved["test_accuracy"] == results["test_accuracy"]
+    assert len(saved["confusion_matrix"]) == 10 and saved["test_top5_accuracy"] >= saved[
+        "test_accuracy"]
+    run = json.load(open(os.path.join(model_dir, "run.json")))
+    assert (run["app"], run["task"], run["name"]) == ("apps.train_mnist", "MnistTask", "mnist")
+    assert run["export_metadata"]["class_names"] == [str(d) for d in range(10)]
 
 
 def test_rerun_resumes_at_the_next_epoch_and_a_finished_run_is_not_retrained(tmp_path, mnist_small):
-    train_mnist.run(config(tmp_path, epochs=1), datasets_override=mnist_small)
+    run_mnist(tmp_path, mnist_small, epochs=1)
     assert history(str(tmp_path / "run")) == ["0"]
-    train_mnist.run(config(tmp_path, epochs=3), datasets_override=mnist_small)
+    run_mnist(tmp_path, mnist_small, epochs=3)
     assert history(str(tmp_path / "run")) == ["0", "1", "2"]
     model = keras.saving.load_model(str(tmp_path / "run" / "checkpoints" / "last.keras"))
     assert int(model.optimizer.iterations.numpy()) == 3 * 4
-    again = train_mnist.run(config(tmp_path, epochs=3), datasets_override=mnist_small)
+    again = run_mnist(tmp_path, mnist_small, epochs=3)
     assert history(str(tmp_path / "run")) == ["0", "1", "2"] and again["status"] == "completed"
 
 
@@ -85,6 +99,11 @@ def _state(model_dir):
         return json.load(open(path))
     except (OSError, ValueError):
         return None
+
+
+def _epoch_step(model_dir):
+    state = _state(model_dir) or {}
+    return state.get("epoch"), state.get("step")
 
 
 def test_kill_9_mid_epoch_loses_no_finished_epoch(tmp_path):
@@ -131,12 +150,14 @@ def test_non_finite_loss_stops_keeps_the_last_good_state_and_fails(tmp_path, mni
     poisoned = good.map(lambda a, b: (a * np.float32("nan"), b))
     train_ds = good.concatenate(poisoned).repeat()  # epoch 1 finite, epoch 2 NaN
     model = train_mnist_model()
-    cfg = config(tmp_path, epochs=3)
-    paths = RunPaths.for_role(cfg.model_dir, runtime)
-    outcome = fit_resumable(model, train_ds, None, cfg, 4, runtime, paths)
+    model_dir = str(tmp_path / "run")
+    paths = RunPaths.for_role(model_dir, runtime)
+    outcome = fit_resumable(model, train_ds, None, epochs=3, steps_per_epoch=4,
+                            config=RuntimeConfig(model_dir), runtime=runtime, paths=paths)
     assert outcome.status == "diverged" and outcome.exit_code == 1
     assert "non-finite loss at epoch 2" in outcome.message
-    assert _state(cfg.model_dir) == {"epoch": 1, "step": 0}
+    assert _epoch_step(model_dir) == (1, 0)
+    assert history(model_dir) == ["0"]  # the diverged epoch is not logged
     last = keras.saving.load_model(os.path.join(paths.checkpoints, "last.keras"))
     assert all(np.isfinite(w).all() for w in last.get_weights())
 
@@ -170,8 +191,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(two_cpu_strategy, tmp
 
 def test_the_app_runs_under_mirrored_strategy(two_cpu_strategy, tmp_path, mnist_small):
     strategy = two_cpu_strategy
-    results = train_mnist.run(config(tmp_path, epochs=1), datasets_override=mnist_small,
-                              strategy_override=strategy)
+    results = run_mnist(tmp_path, mnist_small, strategy=strategy, epochs=1)
     assert results["status"] == "completed" and results["replicas"] == 2
 
 
@@ -200,8 +220,7 @@ def test_bad_data_dir_is_one_clear_line_and_exit_code_2(tmp_path):
 
 
 def test_ensemble_trains_each_member_and_serves_their_average(tmp_path, mnist_small):
-    cfg = config(tmp_path, epochs=1, export=True)
-    results = train_mnist.run(cfg, ensemble_size=2, datasets_override=mnist_small)
+    results = run_mnist(tmp_path, mnist_small, epochs=1, export=True, ensemble_size=2)
     (_, _), (x_test, y_test) = mnist_small
     members = [keras.saving.load_model(str(tmp_path / "run" / f"member-{k}" / "checkpoints" /
                                            "last.keras")) for k in range(2)]
@@ -234,14 +253,21 @@ def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small)
     path = tmp_path / "params.pkl"
     with open(path, "wb") as f:
         pickle.dump(params, f)
-    results = train_mnist.run(config(tmp_path, epochs=0), init_weights=str(path),
-                              datasets_override=mnist_small)
+    results = run_mnist(tmp_path, mnist_small, epochs=0, init_weights=str(path), export=True)
     reference = build_deep_convnet()
     import_book_params(reference, params)
     (_, _), (x_test, y_test) = mnist_small
     expected = np.mean(reference.predict(x_test.astype("float32"), verbose=0).argmax(-1) == y_test)
     assert results["test_accuracy"] == pytest.approx(expected)
     assert not os.path.exists(tmp_path / "run" / "history.csv")  # nothing was trained
+    # The evaluated model is left where apps.export, --init_from and the precision report look.
+    last = keras.saving.load_model(str(tmp_path / "run" / "checkpoints" / "last.keras"))
+    images = x_test[:16].astype("float32")
+    np.testing.assert_allclose(last.predict(images, verbose=0),
+                               reference.predict(images, verbose=0), atol=1e-6)
+    from apps import export as export_app
+
+    assert export_app.export(str(tmp_path / "run")).endswith(os.path.join("mnist", "2"))
 
 
 def test_exports_serve_what_keras_predicts_through_saved_model_cli(tmp_path, mnist_small):
@@ -250,17 +276,17 @@ def test_exports_serve_what_keras_predicts_through_saved_model_cli(tmp_path, mni
     import re
     import shutil
 
-    cfg = config(tmp_path, epochs=1, export=True)
-    results = train_mnist.run(cfg, datasets_override=mnist_small)
-    out = run_app("apps.export", f"--model_dir={cfg.model_dir}", timeout=180)
+    model_dir = str(tmp_path / "run")
+    results = run_mnist(tmp_path, mnist_small, epochs=1, export=True)
+    out = run_app("apps.export", f"--model_dir={model_dir}", timeout=180)
     assert out.returncode == 0, out.stderr
     (_, _), (x_test, _) = mnist_small
     images = x_test[:3].astype("float32")
     np.save(tmp_path / "digits.npy", images)
-    model = keras.saving.load_model(os.path.join(cfg.model_dir, "checkpoints", "last.keras"))
+    model = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
     expected = model.predict(images, verbose=0)
     cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable)) or "saved_model_cli"
-    for version_dir in (results["export"], os.path.join(cfg.model_dir, "export", "mnist", "2")):
+    for version_dir in (results["export"], os.path.join(model_dir, "export", "mnist", "2")):
         run = subprocess.run([cli, "run", "--dir", version_dir, "--tag_set", "serve",
                               "--signature_def", "serving_default",
                               f"--inputs=image={tmp_path / 'digits.npy'}"],
@@ -269,9 +295,9 @@ def test_exports_serve_what_keras_predicts_through_saved_model_cli(tmp_path, mni
         block = run.stdout[run.stdout.index("probabilities"):]
         numbers = [float(v) for v in re.findall(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?", block)][:30]
         np.testing.assert_allclose(np.array(numbers).reshape(3, 10), expected, atol=1e-5)
-    again = train_mnist.run(cfg, datasets_override=mnist_small)  # finished: nothing to retrain
+    again = run_mnist(tmp_path, mnist_small, epochs=1, export=True)  # finished: not retrained
     assert again["export"] == results["export"]
-    assert sorted(os.listdir(os.path.join(cfg.model_dir, "export", "mnist"))) == ["1", "2"]
+    assert sorted(os.listdir(os.path.join(model_dir, "export", "mnist"))) == ["1", "2"]
 
 
 def test_every_mnist_preset_parses_and_starts_with_its_command():
@@ -279,9 +305,9 @@ def test_every_mnist_preset_parses_and_starts_with_its_command():
                      if f.startswith("mnist"))
     assert presets == ["mnist.flags", "mnist_augment.flags", "mnist_ensemble.flags",
                        "mnist_smoke.flags"]
-    code = ("import sys, apps.train_mnist; from absl import flags; F = flags.FLAGS\n"
+    code = ("import sys, apps.train_mnist as app; from absl import flags\n"
             "for p in sys.argv[1:]:\n"
-            "    F.unparse_flags(); F(['x', '--flagfile=' + p])\n"
+            "    F = flags.FlagValues(); app.define_flags(F); F(['x', '--flagfile=' + p])\n"
             "    print(p, F.epochs, F.augment, F.ensemble_size, F.dropout, F.lr_schedule)\n")
     out = subprocess.run([sys.executable, "-c", code, *[f"apps/flags/{p}" for p in presets]],
                          cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from suite.export import quantize
-from suite.export.saved_model import export_classifier
+from suite.tasks.classification_serving import export_classifier
 
 COLUMNS = ("variant", "format", "size_bytes", "size_ratio", "accuracy", "accuracy_drop_points",
            "latency_b1_ms", "latency_b256_ms", "path")

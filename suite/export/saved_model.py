@@ -1,23 +1,16 @@
-"""Export a Keras image classifier as a SavedModel in TF Serving's versioned layout.
+"""Writes SavedModels in TF Serving's versioned layout, atomically, never overwriting.
 
 Layout: `<export_base>/<name>/<version>/` (saved_model.pb, variables/, assets.extra/metadata.json).
-TF Serving watches `<export_base>/<name>` and serves the highest numeric version; we write each
-version into a hidden temporary sibling and rename it into place, so a crash never leaves a
-half-written version that a server would pick up.
+TF Serving watches `<export_base>/<name>` and serves the highest numeric version; each version is
+written into a hidden temporary sibling and renamed into place, so a crash never leaves a
+half-written version that a server would pick up, and an existing version is never replaced
+(TF Serving may be serving it; versions should be immutable).
 
-We write with `keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads
-in Python but fails in `saved_model_cli run` and TF Serving with "Could not find variable"
+Which signatures a model serves is its task's business (suite.runtime.task.Signature; the image
+classifiers' are in suite.tasks.classification_serving); this module only writes them, with
+`keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads in Python but
+fails in `saved_model_cli run` and TF Serving with "Could not find variable"
 (tensorflow/tensorflow#72963, see FINDINGS.md).
-
-Signatures (each returns `probabilities` float32 [batch, K] and `class_ids` int64 [batch]):
-  serving_default    image        float32 [batch, H, W, C], raw pixels 0..255 (not 0..1)
-  serve_uint8        image        uint8   [batch, H, W, C]
-  serve_image_bytes  image_bytes  string  [batch], encoded PNG or JPEG of any size; decoded,
-                                  converted to C channels and resized to HxW inside the graph.
-
-Every signature checks its input at run time and fails with InvalidArgumentError naming the
-expected shape: a session (saved_model_cli, TF Serving) does not check fed shapes itself, and a
-wrong-rank tensor reaching a oneDNN convolution aborts the whole process instead of failing.
 """
 from __future__ import annotations
 
@@ -27,34 +20,12 @@ import shutil
 import uuid
 
 import keras
-import tensorflow as tf
 
 METADATA_FILE = os.path.join("assets.extra", "metadata.json")
-SIGNATURES = ("serving_default", "serve_uint8", "serve_image_bytes")
 
 
 class ExportError(ValueError):
     """The model or the export destination cannot be used as asked."""
-
-
-def _image_shape(model: keras.Model) -> tuple[int, int, int]:
-    if len(model.inputs) != 1:
-        raise ExportError(f"export_classifier needs a model with one image input; {model.name} "
-                          f"has {len(model.inputs)} inputs.")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
-        raise ExportError(f"The model input must be (batch, H, W, C) with H, W, C known; "
-                          f"{model.name} has input shape {shape}. Build it with "
-                          "keras.Input(shape=(H, W, C)).")
-    return shape[1], shape[2], shape[3]
-
-
-def _num_classes(model: keras.Model) -> int:
-    shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else ()
-    if len(shape) != 2 or shape[1] is None:
-        raise ExportError(f"The model must have one output of shape (batch, classes); {model.name} "
-                          f"has outputs {[tuple(o.shape) for o in model.outputs]}.")
-    return shape[1]
 
 
 def next_version(model_base: str) -> int:
@@ -66,111 +37,33 @@ def next_version(model_base: str) -> int:
     return max(versions, default=0) + 1
 
 
-def _checked_image(image: tf.Tensor, height: int, width: int, channels: int,
-                   dtype: str) -> tf.Tensor:
-    """`image` after a run-time check of its shape (see the module docstring for why)."""
-    shape = tf.shape(image, out_type=tf.int32)
-    # Pad so that a rank-3 input compares as unequal instead of failing to broadcast.
-    padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
-    ok = tf.logical_and(tf.equal(tf.size(shape), 4),
-                        tf.reduce_all(tf.equal(padded[1:4], [height, width, channels])))
-    check = tf.debugging.Assert(ok, [
-        f"Input 'image' must be {dtype} of shape [batch, {height}, {width}, {channels}] "
-        "(raw pixels 0..255); got shape", shape], summarize=8)
-    with tf.control_dependencies([check]):
-        return tf.identity(image)
-
-
-def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
-    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, resized only if the size differs."""
-    header = tf.strings.substr(encoded, 0, 8)
-    is_png = tf.equal(header, b"\x89PNG\r\n\x1a\n")
-    is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff")
-    check = tf.debugging.Assert(tf.logical_or(is_png, is_jpeg), [
-        "Input 'image_bytes' must hold PNG or JPEG encoded images; got bytes starting with",
-        header])
-    with tf.control_dependencies([check]):
-        image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
-                                   expand_animations=False)
-    image.set_shape([None, None, channels])
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-    image = tf.cond(
-        same_size,
-        lambda: tf.cast(image, tf.float32),
-        # Area (box) averaging: the usual shrink of a large drawing or photo, exact for integer
-        # factors and always within 0..255.
-        lambda: tf.image.resize(tf.cast(image, tf.float32), [height, width], method="area"))
-    return tf.ensure_shape(image, [height, width, channels])
-
-
-def _write_metadata(version_dir: str, model: keras.Model, class_names: list[str] | None) -> None:
-    height, width, channels = _image_shape(model)
-    metadata = {
-        "model": model.name,
-        "image_shape": [height, width, channels],
-        "num_classes": _num_classes(model),
-        "class_names": list(class_names) if class_names is not None else None,
-        "signatures": list(SIGNATURES),
-    }
-    os.makedirs(os.path.join(version_dir, "assets.extra"), exist_ok=True)
-    with open(os.path.join(version_dir, METADATA_FILE), "w") as f:
-        json.dump(metadata, f, indent=2)
-
-
 def read_metadata(version_dir: str) -> dict:
-    """The metadata written next to the SavedModel (class names, image shape, signatures)."""
+    """The metadata written next to the SavedModel (class names, shapes, signatures, ...)."""
     with open(os.path.join(version_dir, METADATA_FILE)) as f:
         return json.load(f)
 
 
-def build_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """The three serving signatures around `model` (inference mode), ready to `write_out`."""
-    height, width, channels = _image_shape(model)
-    _num_classes(model)
-
-    def outputs(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.cast(model(pixels, training=False), tf.float32)
-        return {"probabilities": probabilities,
-                "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
-
-    # Argument names become the signature input names ("image", "image_bytes").
-    def serve_float(image):
-        return outputs(_checked_image(image, height, width, channels, "float32"))
-
-    def serve_uint8(image):
-        image = _checked_image(image, height, width, channels, "uint8")
-        return outputs(tf.cast(image, tf.float32))
-
-    def serve_image_bytes(image_bytes):
-        pixels = tf.map_fn(lambda b: _decode_one(b, height, width, channels), image_bytes,
-                           fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
-        return outputs(pixels)
-
-    image_shape = [None, height, width, channels]
+def build_archive(signatures: dict) -> keras.export.ExportArchive:
+    """An ExportArchive with one endpoint per `suite.runtime.task.Signature`."""
+    if not signatures:
+        raise ExportError("no serving signatures to export")
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoints already capture the variables they use, and
     # tracking the Keras variables as well stores every weight twice (a 2x larger SavedModel).
-    archive.add_endpoint("serving_default", serve_float,
-                         [tf.TensorSpec(image_shape, tf.float32, name="image")])
-    archive.add_endpoint("serve_uint8", serve_uint8,
-                         [tf.TensorSpec(image_shape, tf.uint8, name="image")])
-    archive.add_endpoint("serve_image_bytes", serve_image_bytes,
-                         [tf.TensorSpec([None], tf.string, name="image_bytes")])
+    for name, signature in signatures.items():
+        archive.add_endpoint(name, signature.fn, list(signature.inputs))
     return archive
 
 
-def export_classifier(model: keras.Model, export_base: str, name: str, version: int | None = None,
-                      *, class_names: list[str] | None = None) -> str:
+def write_saved_model(export_base: str, name: str, signatures: dict, metadata: dict,
+                      version: int | None = None) -> str:
     """Writes `<export_base>/<name>/<version>/` atomically and returns that folder.
 
-    `version=None` takes the next free integer (1 for a new model). An existing version is never
-    overwritten: TF Serving may be serving it, and versions should be immutable.
+    `version=None` takes the next free integer (1 for a new model). `metadata` (JSON) goes to
+    assets.extra/metadata.json, with the signature names added.
     """
     if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
         raise ExportError(f"Model name {name!r} must be a plain folder name such as 'mnist'.")
-    if class_names is not None and len(class_names) != _num_classes(model):
-        raise ExportError(f"{len(class_names)} class names given for a model with "
-                          f"{_num_classes(model)} classes.")
     model_base = os.path.join(export_base, name)
     if version is None:
         version = next_version(model_base)
@@ -182,13 +75,15 @@ def export_classifier(model: keras.Model, export_base: str, name: str, version: 
         raise ExportError(f"{version_dir} already exists; versions are never overwritten. Pass "
                           f"another version (next free: {next_version(model_base)}) or omit it.")
 
-    archive = build_archive(model)
+    archive = build_archive(signatures)
     os.makedirs(model_base, exist_ok=True)
     # Non-numeric names are ignored by TF Serving's version watcher.
     tmp_dir = os.path.join(model_base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         archive.write_out(tmp_dir, verbose=False)
-        _write_metadata(tmp_dir, model, class_names)
+        os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
+            json.dump({**metadata, "signatures": list(signatures)}, f, indent=2)
         if os.path.exists(version_dir):  # someone else exported meanwhile
             raise ExportError(f"{version_dir} appeared while exporting; not overwriting it.")
         os.rename(tmp_dir, version_dir)

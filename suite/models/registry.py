@@ -69,10 +69,10 @@ def build_model(
     return MODEL_BUILDERS[key](**kwargs)
 
 
-def load_keras_file(path: str, compile: bool = False) -> keras.Model:
+def load_keras_file(path: str, compile: bool = False, custom_objects=None) -> keras.Model:
     """keras.saving.load_model for the suite's .keras files.
 
     Importing this module has registered every custom layer (BookDropout, LRN, the option-A
     shortcut, ...), so checkpoints load in any process, not only in the one that built them.
     """
-    return keras.saving.load_model(path, compile=compile)
+    return keras.saving.load_model(path, compile=compile, custom_objects=custom_objects)

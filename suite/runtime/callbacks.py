@@ -1,177 +1,134 @@
-"""Callbacks that make long runs safe: atomic checkpoints, resumable backups, preemption.
+"""The Keras callbacks through which `fit` gets the runner's guarantees.
 
-Every file is written to a temporary name and renamed into place, so a kill -9 at any moment
-leaves either the previous file or the new one, never half of one. Nothing is saved from an
-epoch whose loss went non-finite: the last good state stays on disk.
+They share one EpochGate, which says whether the current epoch is finishing normally: after a
+stop signal mid-epoch (`partial`) or a non-finite loss (`diverged`) no callback validates,
+logs, checkpoints or backs up that epoch, so the grace period before SIGKILL is spent saving,
+and a partial epoch never shows up as an epoch in history.csv or the learning curves.
+Order in the list matters for kill -9 at any instant: history first, then checkpoints, the
+backup last, so a finished epoch is never lost (at worst it is run, and logged, again).
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
-import threading
+import dataclasses
 
 import keras
 
-
-def atomic_write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+from suite.runtime.backup import ResumeState
+from suite.runtime.records import EpochCheckpoints, HistoryLog, finite
+from suite.runtime.stopping import StopRequests
 
 
-def _save_model_atomically(model: keras.Model, path: str, weights_only: bool = False) -> None:
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f"tmp-{name}")  # Keras checks the suffix, so keep it last
-    if weights_only:
-        model.save_weights(tmp, overwrite=True)
-    else:
-        model.save(tmp, overwrite=True)
-    os.replace(tmp, path)
+@dataclasses.dataclass
+class EpochGate:
+    partial: bool = False  # stopped by a signal before the epoch's last step
+    diverged_at: tuple[int, int] | None = None  # (epoch, step) of a non-finite loss
+
+    @property
+    def closed(self) -> bool:
+        return self.partial or self.diverged_at is not None
 
 
-def _finite(logs: dict | None) -> bool:
-    loss = (logs or {}).get("loss")
-    return loss is None or math.isfinite(float(loss))
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose watched losses (a task names them: `loss`, or a
+    GAN's `d_loss` and `g_loss`) are not finite; first in the list, before anything saves."""
 
-
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves `last.keras` every epoch and `best.keras` when `monitor` improves (whole models)."""
-
-    def __init__(self, directory: str, monitor: str = "val_accuracy", mode: str = "max"):
+    def __init__(self, gate: EpochGate, watched=("loss",)):
         super().__init__()
-        self.directory, self.monitor, self.mode = directory, monitor, mode
-        os.makedirs(directory, exist_ok=True)
-        self._state_path = os.path.join(directory, "best.json")
-        self.best = None
-        if os.path.exists(self._state_path):  # keep "best" meaningful across resumes
-            with open(self._state_path) as f:
-                self.best = json.load(f).get(monitor)
+        self.gate, self.watched = gate, tuple(watched)
+        self._epoch = 0
 
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.gate.diverged_at is None and not finite(logs, self.watched):
+            self.gate.diverged_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+
+class EpochValidation(keras.callbacks.Callback):
+    """Validates at the end of each finished epoch and adds `val_*` to the epoch's logs.
+
+    Instead of fit's validation_data, which also validates an epoch a stop signal cut short."""
+
+    def __init__(self, gate: EpochGate, data):
+        super().__init__()
+        self.gate, self.data = gate, data
 
     def on_epoch_end(self, epoch, logs=None):
-        if not _finite(logs):
+        if self.gate.closed or logs is None:
             return
-        _save_model_atomically(self.model, os.path.join(self.directory, "last.keras"))
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(value) and self._improved(value):
-            self.best = float(value)
-            _save_model_atomically(self.model, os.path.join(self.directory, "best.keras"))
-            atomic_write_json(self._state_path, {self.monitor: self.best, "epoch": epoch + 1})
+        results = self.model.evaluate(self.data, verbose=0, return_dict=True)
+        logs.update({f"val_{name}": value for name, value in results.items()})
 
 
-class TrainingBackup(keras.callbacks.Callback):
-    """Backs up weights + optimizer state so the same command resumes an interrupted run.
+class EpochRecords(keras.callbacks.Callback):
+    """history.csv and checkpoints/{last,best}.keras for each finished epoch."""
 
-    Like keras.callbacks.BackupAndRestore, plus: atomic files, no backup of a non-finite
-    epoch, an optional backup every N steps, and SIGTERM/SIGINT handling: the run stops after
-    the current step, saves (epoch, step) and `fit_resumable` later finishes that epoch's
-    remaining steps. A second SIGINT interrupts at once.
+    def __init__(self, gate: EpochGate, history: HistoryLog, checkpoints: EpochCheckpoints):
+        super().__init__()
+        self.gate, self.history, self.checkpoints = gate, history, checkpoints
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.gate.closed:
+            return
+        self.history.append(epoch, logs or {})
+        self.checkpoints.save(self.model, epoch, logs)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """keras.callbacks.TensorBoard without the scalars of an epoch that did not finish."""
+
+    def __init__(self, gate: EpochGate, log_dir: str, **kwargs):
+        super().__init__(log_dir, **kwargs)
+        self.gate = gate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.gate.closed:
+            super().on_epoch_end(epoch, logs)
+
+
+class ResumableTraining(keras.callbacks.Callback):
+    """Backs up the resume state at each epoch end (and every `every_steps` steps) and stops
+    after the step at which the workers agree on a stop request, saving that exact step.
+
+    A stop agreed on an epoch's last step ends that epoch as usual (validation, history,
+    checkpoint, then the backup at (epoch + 1, 0)) and then stops: a backup at (epoch, last
+    step) would make the rerun fit 0 steps, which Keras reads as "until the data runs out".
+    Last in the callback list.
     """
 
-    def __init__(self, backup_dir: str, every_steps: int = 0):
+    def __init__(self, gate: EpochGate, state: ResumeState, stop: StopRequests,
+                 every_steps: int = 0):
         super().__init__()
-        self.backup_dir = backup_dir
-        self.every_steps = every_steps
-        self.weights_path = os.path.join(backup_dir, "latest.weights.h5")
-        self.state_path = os.path.join(backup_dir, "state.json")
-        self.interrupted_by: str | None = None
-        self._epoch = 0
-        self._step_offset = 0  # steps of the current epoch done before this fit() call
-        self._step = 0
-        self._previous_handlers = {}
+        self.gate, self.state, self.stop, self.every_steps = gate, state, stop, every_steps
+        self.epoch = 0
+        self.steps_done = 0
+        self._offset = 0  # steps of the current epoch done before this fit() call
 
-    # -- state on disk -------------------------------------------------------------------
-    def saved_state(self) -> dict | None:
-        if not (os.path.exists(self.state_path) and os.path.exists(self.weights_path)):
-            return None
-        with open(self.state_path) as f:
-            return json.load(f)
-
-    def restore(self, model: keras.Model) -> tuple[int, int]:
-        """Loads the backup into `model` (compiled); returns (epoch, step) to resume from."""
-        state = self.saved_state()
-        if state is None:
-            return 0, 0
-        if model.optimizer is not None and not model.optimizer.built:
-            with model.distribute_strategy.scope():  # optimizer slots must mirror the weights
-                model.optimizer.build(model.trainable_variables)
-        try:
-            model.load_weights(self.weights_path)
-        except Exception as e:  # a backup from another model or a damaged disk
-            raise RuntimeError(
-                f"the training backup {self.weights_path} does not fit this model ({e}). It was "
-                f"written by a different configuration: use another --model_dir, or delete "
-                f"{self.backup_dir} to start this one from scratch.") from e
-        return int(state["epoch"]), int(state["step"])
-
-    def _save(self, epoch: int, step: int) -> None:
-        os.makedirs(self.backup_dir, exist_ok=True)
-        _save_model_atomically(self.model, self.weights_path, weights_only=True)
-        atomic_write_json(self.state_path, {"epoch": epoch, "step": step})
-
-    def clear(self) -> None:
-        for path in (self.weights_path, self.state_path):
-            if os.path.exists(path):
-                os.remove(path)
-
-    # -- signals ---------------------------------------------------------------------------
-    def _request_stop(self, signum, frame):
-        if self.interrupted_by is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: the user really wants out now
-        self.interrupted_by = signal.Signals(signum).name
-        print(f"\n{self.interrupted_by} received: saving after this step, then exiting "
-              "(run the same command again to resume).", flush=True)
-
-    def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous_handlers[sig] = signal.signal(sig, self._request_stop)
-
-    def on_train_end(self, logs=None):
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
-        self._previous_handlers.clear()
-
-    # -- progress --------------------------------------------------------------------------
     def start_partial_epoch(self, steps_done: int) -> None:
-        self._step_offset = steps_done
+        self._offset = steps_done
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = self._step_offset + batch + 1
-        if self.interrupted_by is not None:
-            self._save(self._epoch, self._step)
-            self.model.stop_training = True
-        elif self.every_steps and self._step % self.every_steps == 0 and _finite(logs):
-            self._save(self._epoch, self._step)
+        self.steps_done = self._offset + batch + 1
+        if self.gate.diverged_at is not None or self.stop.stopped_by is not None:
+            return
+        if self.stop.due(self.steps_done):
+            agreed = self.stop.agreed()  # a collective with several workers: never skipped
+            if agreed is not None:
+                self.stop.stopped_by = agreed
+                self.model.stop_training = True
+                if batch + 1 < self.params.get("steps", 0):
+                    self.gate.partial = True
+                    self.state.save(self.epoch, self.steps_done)
+                return
+        if self.every_steps and self.steps_done % self.every_steps == 0:
+            self.state.save(self.epoch, self.steps_done)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._step_offset = 0
-        if self.interrupted_by is None and _finite(logs):
-            self._save(epoch + 1, 0)
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """keras.callbacks.TerminateOnNaN that also remembers where, so the app can say so and exit non-zero."""
-
-    def __init__(self):
-        super().__init__()
-        self.diverged_at: tuple[int, int] | None = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not _finite(logs):
-            self.diverged_at = (self._epoch, batch)
-            self.model.stop_training = True
+        self._offset = 0
+        if not self.gate.closed:
+            self.state.save(epoch + 1, 0)

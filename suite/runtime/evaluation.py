@@ -1,4 +1,4 @@
-"""Evaluation helpers shared by the classifier apps."""
+"""Evaluation helpers the runner and the tasks share: probabilities, accuracy, results.json."""
 from __future__ import annotations
 
 import json
@@ -17,12 +17,23 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
     return np.concatenate(outputs).astype(np.float32)
 
 
+def predict_dataset(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) over one pass of a (features, labels) dataset, through one traced
+    inference function."""
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    probabilities, labels = [], []
+    for x, y in dataset:
+        probabilities.append(np.asarray(call(x), np.float32))
+        labels.append(np.asarray(y))
+    return np.concatenate(probabilities), np.concatenate(labels).astype(np.int64)
+
+
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
 
 
 def write_results(path: str, results: dict) -> None:
-    from suite.runtime.callbacks import atomic_write_json
+    from suite.runtime.backup import atomic_write_json
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     atomic_write_json(path, results)

@@ -1,10 +1,11 @@
-"""Optimizer and learning-rate schedule from the config (schedules count steps, flags count epochs)."""
+"""Optimizer and learning-rate schedule from an OptimizerConfig (schedules count optimizer steps,
+flags count epochs, so both take the steps per epoch and the number of epochs)."""
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from suite.runtime.flags import RuntimeConfig
+from suite.runtime.flags import OptimizerConfig
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -36,10 +37,10 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(schedule, config["warmup_steps"])
 
 
-def learning_rate_schedule(config: RuntimeConfig, steps_per_epoch: int):
+def learning_rate_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
     """A float for 'constant', else a LearningRateSchedule over optimizer steps."""
     lr, spe = config.learning_rate, steps_per_epoch
-    decay_epochs = max(config.epochs - config.warmup_epochs, 1)
+    decay_epochs = max(epochs - config.warmup_epochs, 1)
     if config.lr_schedule == "constant":
         schedule = lr
     elif config.lr_schedule == "step":
@@ -57,17 +58,20 @@ def learning_rate_schedule(config: RuntimeConfig, steps_per_epoch: int):
     return schedule
 
 
-def make_optimizer(config: RuntimeConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    lr = learning_rate_schedule(config, steps_per_epoch)
-    wd = config.weight_decay or None
+def make_optimizer(config: OptimizerConfig, steps_per_epoch: int,
+                   epochs: int) -> keras.optimizers.Optimizer:
+    lr = learning_rate_schedule(config, steps_per_epoch, epochs)
+    common = {"weight_decay": config.weight_decay or None,
+              "clipnorm": config.clipnorm or None}
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=wd)
+        return keras.optimizers.Adam(lr, beta_1=config.beta_1, **common)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(lr, beta_1=config.beta_1,
+                                      **{**common, "weight_decay": config.weight_decay})
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, weight_decay=wd)
+        return keras.optimizers.SGD(lr, **common)
     if config.optimizer == "momentum":
-        return keras.optimizers.SGD(lr, momentum=config.momentum, weight_decay=wd)
+        return keras.optimizers.SGD(lr, momentum=config.momentum, **common)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr, momentum=config.momentum, weight_decay=wd)
+        return keras.optimizers.RMSprop(lr, momentum=config.momentum, **common)
     raise ValueError(f"unknown --optimizer={config.optimizer!r}")

@@ -1,8 +1,10 @@
-"""The training run every app shares: folders, callbacks, resume, and the outcome.
+"""Resumable training: run folders, resume, the resumable fit, and the outcome.
 
-Apps describe (model builder, datasets); this module runs. Only the chief writes the real
-checkpoints, TensorBoard logs and history; other workers write those to a temporary folder
-of their own (deleted afterwards) and keep their resume backup under backup/<worker>.
+Only the chief writes the real checkpoints, TensorBoard logs and history; other workers write
+those to a temporary folder of their own (deleted afterwards), back up under
+backup/<worker>, and restore the chief's backup, so all resume from the same step.
+`fit_resumable` is the runner's default training; suite.runtime.loop gives a task's own loop
+the same resume, stop and record-keeping.
 """
 from __future__ import annotations
 
@@ -14,38 +16,42 @@ import tempfile
 from typing import Callable
 
 import keras
-import tensorflow as tf
 
-from suite.runtime.callbacks import AtomicCheckpoint, StopOnNonFiniteLoss
-from suite.runtime.preemption import training_backup_for
+from suite.runtime.backup import DamagedStateError, ResumeState
+from suite.runtime.callbacks import (EpochGate, EpochRecords, EpochTensorBoard, EpochValidation,
+                                     NonFiniteGuard, ResumableTraining)
 from suite.runtime.devices import Runtime
 from suite.runtime.flags import RuntimeConfig
+from suite.runtime.records import EpochCheckpoints, HistoryLog
+from suite.runtime.stopping import EXIT_CODES, agree_on_start, stop_requests_for
 
-EXIT_INTERRUPTED = {"SIGTERM": 143, "SIGINT": 130}  # 128 + signal: "retry me" to job schedulers
+EXIT_INTERRUPTED = EXIT_CODES
 
 
 @dataclasses.dataclass
 class RunPaths:
-    """Where one training run writes; `scratch` is set for non-chief workers and removed at the end."""
+    """Where one training run writes; `scratch` is set for non-chief workers and removed at the
+    end. `backup_source` is the chief's backup, which every worker restores."""
     model_dir: str
     checkpoints: str
     backup: str
+    backup_source: str
     logs: str
     history_csv: str
     scratch: str | None = None
 
     @classmethod
     def for_role(cls, model_dir: str, runtime: Runtime) -> "RunPaths":
+        chief_backup = os.path.join(model_dir, "backup")
         if runtime.role.is_chief:
-            root, scratch = model_dir, None
-            backup = os.path.join(model_dir, "backup")
+            root, scratch, backup = model_dir, None, chief_backup
         else:
             root = scratch = tempfile.mkdtemp(prefix=f"suite-{runtime.role.name}-")
-            backup = os.path.join(model_dir, "backup", runtime.role.name)
+            backup = os.path.join(chief_backup, runtime.role.name)
         os.makedirs(root, exist_ok=True)
         return cls(model_dir=root, checkpoints=os.path.join(root, "checkpoints"), backup=backup,
-                   logs=os.path.join(root, "logs"), history_csv=os.path.join(root, "history.csv"),
-                   scratch=scratch)
+                   backup_source=chief_backup, logs=os.path.join(root, "logs"),
+                   history_csv=os.path.join(root, "history.csv"), scratch=scratch)
 
     def cleanup(self) -> None:
         if self.scratch:
@@ -72,81 +78,169 @@ def progress_verbosity(runtime: Runtime) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+@dataclasses.dataclass
+class Resumption:
+    """The resume state of one training (fit or loop): where it reads and writes, and from
+    which (epoch, step) it goes on."""
+    reader: ResumeState
+    writer: ResumeState
+    epoch: int = 0
+    step: int = 0
+
+
+def resume(config: RuntimeConfig, runtime: Runtime, paths: RunPaths,
+           models: dict[str, keras.Model], optimizers: dict | None = None,
+           get_extra: Callable[[], dict] | None = None,
+           set_extra: Callable[[dict], None] | None = None) -> Resumption:
+    """Restores the chief's backup into the built models (or, with --resume_from=checkpoint
+    and a damaged or missing backup, checkpoints/last.keras), checks that all workers start
+    from the same step, and returns where training goes on."""
+    checkpoints = EpochCheckpoints(os.path.join(os.path.dirname(paths.backup_source),
+                                                "checkpoints"))
+    from_checkpoint_ok = (len(models) == 1 and not optimizers and get_extra is None
+                          and os.path.isfile(checkpoints.last_path)
+                          and checkpoints.last_epoch() is not None)
+
+    def ways_forward(what: str) -> str:
+        model_dir = os.path.dirname(paths.backup_source)
+        lines = [f"{what}.", f"Nothing under {model_dir} was changed. To go on, either"]
+        if from_checkpoint_ok:
+            lines.append(f"  - resume from {checkpoints.last_path} (after epoch "
+                         f"{checkpoints.last_epoch()}): run the same command with "
+                         f"--resume_from=checkpoint (the damaged backup is moved aside, not "
+                         "deleted), or")
+        elif len(models) > 1 or optimizers or get_extra is not None:
+            lines.append("  - (this task's resume state holds more than the checkpointed model, "
+                         "so checkpoints/last.keras cannot replace it)")
+        lines.append("  - start over in another folder: --model_dir=<new folder>.")
+        return "\n".join(lines)
+
+    reader = ResumeState(paths.backup_source, models, optimizers, get_extra, set_extra,
+                         ways_forward)
+    writer = reader if paths.backup == paths.backup_source else ResumeState(
+        paths.backup, models, optimizers, get_extra, set_extra, ways_forward)
+    use_checkpoint = False
+    try:
+        restored = reader.restore()
+    except DamagedStateError:
+        if config.resume_from != "checkpoint" or not from_checkpoint_ok:
+            raise
+        restored, use_checkpoint = None, True
+    if config.resume_from == "checkpoint" and restored is None and from_checkpoint_ok:
+        use_checkpoint = True
+    elif config.resume_from == "checkpoint" and restored is not None:
+        print(f"--resume_from=checkpoint: the backup in {paths.backup_source} is intact, so "
+              "training resumes from it.", flush=True)
+    if use_checkpoint:
+        (model,) = models.values()
+        from suite.runtime.backup import build_compiled_optimizer
+
+        build_compiled_optimizer(model)
+        model.load_weights(checkpoints.last_path)
+        restored = (checkpoints.last_epoch(), 0)
+    epoch, step = restored or (0, 0)
+    agree_on_start(runtime, epoch, step, paths.backup_source)
+    if use_checkpoint:
+        if runtime.role.is_chief and reader.exists():
+            print(f"The damaged backup was moved to {reader.move_aside()}.", flush=True)
+        print(f"Resuming from {checkpoints.last_path}: epoch {epoch + 1}, step 0.", flush=True)
+        writer.save(epoch, 0)
+    elif epoch or step:
+        print(f"Resuming from the backup in {paths.backup_source}: epoch {epoch + 1}, "
+              f"step {step}.", flush=True)
+    return Resumption(reader, writer, epoch, step)
+
+
+def outcome_of(gate: EpochGate, stop, writer: ResumeState, paths: RunPaths,
+               epochs_done: int) -> TrainOutcome:
+    """The outcome after training stopped: diverged, interrupted (state saved) or completed."""
+    state = writer.read() or {"epoch": 0, "step": 0}
+    if gate.diverged_at is not None:
+        e, b = gate.diverged_at
+        return TrainOutcome(
+            "diverged", state["epoch"],
+            f"training diverged: non-finite loss at epoch {e + 1}, step {b + 1}. The last good "
+            f"state (epoch {state['epoch']}) is kept in {paths.checkpoints} and {paths.backup}; "
+            "lower the learning rate or use --precision=float32 and run again.", exit_code=1)
+    if stop.stopped_by is not None:
+        return TrainOutcome(
+            "interrupted", state["epoch"],
+            f"stopped by {stop.stopped_by} at epoch {state['epoch'] + 1}, step "
+            f"{state['step']}; the state is saved in {paths.backup}: run the same command "
+            "again to resume.", exit_code=stop.exit_code)
+    return TrainOutcome("completed", epochs_done)
+
+
 def fit_resumable(
     model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
-    config: RuntimeConfig,
+    train_ds,
+    val_ds,
+    *,
+    epochs: int,
     steps_per_epoch: int,
+    config: RuntimeConfig,
     runtime: Runtime,
     paths: RunPaths,
+    monitor: str | None = "val_accuracy",
+    mode: str = "max",
+    watched_losses=("loss",),
     extra_callbacks: list[keras.callbacks.Callback] = (),
-    monitor: str = "val_accuracy",
+    get_extra: Callable[[], dict] | None = None,
+    set_extra: Callable[[dict], None] | None = None,
 ) -> TrainOutcome:
-    """Trains `model` (built and compiled in the strategy scope) up to `config.epochs`.
+    """Trains `model` (built and compiled in the strategy scope) up to `epochs`.
 
-    Runs the same command twice and the second resumes: from the end of the last finished
+    Run the same command twice and the second resumes: from the end of the last finished
     epoch after a kill -9, from the exact step after SIGTERM/SIGINT, or not at all when done.
-    The outcome's message, if any, is printed.
+    `monitor`/`mode` choose best.keras; `watched_losses` are the logs the non-finite guard
+    checks. The outcome's message, if any, is printed.
     """
-    outcome = _fit(model, train_ds, val_ds, config, steps_per_epoch, runtime, paths,
-                   extra_callbacks, monitor)
+    outcome = _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths,
+                   monitor, mode, watched_losses, extra_callbacks, get_extra, set_extra)
     if outcome.message:
         print(outcome.message, flush=True)
     return outcome
 
 
-def _fit(model, train_ds, val_ds, config, steps_per_epoch, runtime, paths, extra_callbacks,
-         monitor) -> TrainOutcome:
-    backup = training_backup_for(runtime, paths.backup, config.backup_every_steps)
-    nan_guard = StopOnNonFiniteLoss()
-    epoch, step = backup.restore(model)
+def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths, monitor,
+         mode, watched_losses, extra_callbacks, get_extra, set_extra) -> TrainOutcome:
+    resumption = resume(config, runtime, paths, {"model": model}, get_extra=get_extra,
+                        set_extra=set_extra)
+    epoch, step = resumption.epoch, resumption.step
     if step >= steps_per_epoch:  # stopped on an epoch's last step: that epoch is complete
         epoch, step = epoch + 1, 0
-    if epoch >= config.epochs:
-        return TrainOutcome("completed", epoch, f"already trained for {epoch} epochs; not training",
-                            trained_now=False)
-    if epoch or step:
-        source = getattr(backup, "restore_dir", paths.backup)  # other workers read the chief's
-        print(f"Resuming from the backup in {source}: epoch {epoch + 1}, step {step}.",
-              flush=True)
-    # Order matters for kill -9 at any instant: logs first, then checkpoints, the backup last,
-    # so a finished epoch is never lost from the history (at worst it is logged twice).
+    if epoch >= epochs:
+        why = (f"already trained for {epoch} epochs; not training" if epoch
+               else "0 epochs to train: evaluating only")
+        return TrainOutcome("completed", epoch, why, trained_now=False)
+    gate = EpochGate()
+    stop = stop_requests_for(runtime)
+    if val_ds is None and monitor and monitor.startswith("val_"):
+        monitor, mode = "loss", "min"
+    backup = ResumableTraining(gate, resumption.writer, stop, config.backup_every_steps)
     callbacks = [
-        nan_guard,  # first: a non-finite step must be flagged before anything saves
-        keras.callbacks.CSVLogger(paths.history_csv, append=True),
-        keras.callbacks.TensorBoard(paths.logs, profile_batch=0),
+        NonFiniteGuard(gate, watched_losses),  # first: flag a non-finite step before any save
+        *([EpochValidation(gate, val_ds)] if val_ds is not None else []),
+        EpochRecords(gate, HistoryLog(paths.history_csv),
+                     EpochCheckpoints(paths.checkpoints, monitor, mode)),
+        EpochTensorBoard(gate, paths.logs, profile_batch=0),
         *extra_callbacks,
-        AtomicCheckpoint(paths.checkpoints, monitor=monitor if val_ds is not None else "loss",
-                         mode="max" if "acc" in monitor and val_ds is not None else "min"),
-        backup,
+        backup,  # last: the backup names only epochs whose records are written
     ]
-    fit = lambda first, last, steps: model.fit(  # noqa: E731
-        train_ds, validation_data=val_ds, initial_epoch=first, epochs=last,
-        steps_per_epoch=steps, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-        verbose=progress_verbosity(runtime))
-    if step:  # finish the epoch a signal interrupted, then carry on normally
-        backup.start_partial_epoch(step)
-        fit(epoch, epoch + 1, steps_per_epoch - step)
-        epoch += 1
-    if backup.interrupted_by is None and nan_guard.diverged_at is None and epoch < config.epochs:
-        fit(epoch, config.epochs, steps_per_epoch)
 
-    state = backup.saved_state() or {"epoch": 0}
-    if nan_guard.diverged_at is not None:
-        e, b = nan_guard.diverged_at
-        return TrainOutcome(
-            "diverged", state["epoch"],
-            f"training diverged: non-finite loss at epoch {e + 1}, step {b + 1}. The last good "
-            f"state (epoch {state['epoch']}) is kept in {paths.checkpoints} and {paths.backup}; "
-            "lower --learning_rate or use --precision=float32 and run again.", exit_code=1)
-    if backup.interrupted_by is not None:
-        return TrainOutcome(
-            "interrupted", state["epoch"],
-            f"stopped by {backup.interrupted_by} at epoch {state['epoch'] + 1}, step "
-            f"{state['step']}; the state is saved in {paths.backup}: run the same command again "
-            "to resume.", exit_code=EXIT_INTERRUPTED[backup.interrupted_by])
-    return TrainOutcome("completed", state["epoch"])
+    def fit(first, last, steps):
+        model.fit(train_ds, initial_epoch=first, epochs=last, steps_per_epoch=steps,
+                  callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                  verbose=progress_verbosity(runtime))
+
+    with stop:
+        if step:  # finish the epoch a signal interrupted, then carry on normally
+            backup.start_partial_epoch(step)
+            fit(epoch, epoch + 1, steps_per_epoch - step)
+            epoch += 1
+        if not (gate.closed or stop.stopped_by) and epoch < epochs:
+            fit(epoch, epochs, steps_per_epoch)
+    return outcome_of(gate, stop, resumption.writer, paths, epochs)
 
 
 def build_in_scope(runtime: Runtime, build: Callable[[], keras.Model]) -> keras.Model:

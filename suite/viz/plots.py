@@ -16,20 +16,30 @@ def read_history(csv_path: str) -> dict[str, list[float]]:
     """Columns of Keras's CSVLogger file; rows of resumed runs are already appended in order."""
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch overwrites its partial row
-    return {key: [float(by_epoch[e][key]) for e in sorted(by_epoch)]
-            for key in (rows[0].keys() if rows else [])}
+    by_epoch = {int(r["epoch"]): r for r in rows}  # a repeated epoch: the last row wins
+    keys = list(rows[0].keys()) if rows else []
+    return {key: [float(by_epoch[e][key]) if by_epoch[e].get(key) not in (None, "")
+                  else float("nan") for e in sorted(by_epoch)] for key in keys}
 
 
-def plot_learning_curves(history: dict[str, list[float]], path: str, title: str = "") -> str:
-    """Loss and accuracy per epoch, training against validation."""
+NOT_CURVES = ("epoch", "steps", "seconds", "learning_rate", "lr")
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: str, title: str = "",
+                         validation_label: str = "validation", max_panels: int = 6) -> str:
+    """One panel per metric in `history` (loss first), its `val_` twin beside it."""
     epochs = [int(e) + 1 for e in history.get("epoch", [])]
-    metrics = [m for m in ("loss", "accuracy") if m in history]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        ax.plot(epochs, history[metric], marker="o", label="train")
+    names = [k for k in history if k not in NOT_CURVES and not k.startswith("val_")]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in names]
+    names = sorted(names, key=lambda n: (not n.endswith("loss"), n != "loss"))[:max_panels]
+    if not names:
+        raise ValueError(f"no metric to plot in the history (columns: {list(history)})")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        if metric in history:
+            ax.plot(epochs, history[metric], marker="o", label="train")
         if f"val_{metric}" in history:
-            ax.plot(epochs, history[f"val_{metric}"], marker="s", label="test")
+            ax.plot(epochs, history[f"val_{metric}"], marker="s", label=validation_label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)

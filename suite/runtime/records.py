@@ -1,0 +1,121 @@
+"""What a run records once per finished epoch: the history row and the model checkpoints.
+
+Written the same way by `fit` (through suite.runtime.callbacks) and by a task's own loop
+(suite.runtime.loop), and only for finished epochs: a run stopped by a signal mid-epoch logs
+nothing for that epoch, and neither does an epoch whose loss went non-finite.
+
+history.csv has one row per finished epoch, whatever happened: appending epoch e first drops
+any row for e or later (a kill -9 between the history write and the backup write makes the
+rerun repeat that epoch), and a new metric adds a column instead of a second header. The file
+is rewritten through a temporary file and a rename, so it is never half-written.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import keras
+
+from suite.runtime.backup import atomic_write_json
+
+
+def finite(logs: dict | None, keys=("loss",)) -> bool:
+    """True unless one of `keys` in `logs` is a non-finite number."""
+    for key in keys:
+        value = (logs or {}).get(key)
+        if value is not None and not math.isfinite(float(value)):
+            return False
+    return True
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class HistoryLog:
+    """<model_dir>/history.csv: epoch (0-based, as Keras's CSVLogger wrote it) then metrics."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def rows(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def append(self, epoch: int, logs: dict) -> None:
+        rows = [r for r in self.rows() if r.get("epoch", "").isdigit() and int(r["epoch"]) < epoch]
+        rows.append({"epoch": str(epoch), **{k: repr(_number(v)) if isinstance(_number(v), float)
+                                             else str(v) for k, v in sorted(logs.items())}})
+        columns = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", newline="") as f:
+            f.write(out.getvalue())
+        os.replace(tmp, self.path)
+
+
+def save_model_atomically(model: keras.Model, path: str) -> None:
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f"tmp-{name}")  # Keras checks the suffix, so keep it last
+    model.save(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoints:
+    """checkpoints/last.keras every finished epoch, best.keras when `monitor` improves.
+
+    Whole models (architecture, weights, optimizer), so `apps.export`, `--init_from` and the
+    precision report load them in any process. last.json and best.json say which epoch each
+    holds (and best's value), so a run can resume from last.keras if its backup is damaged.
+    """
+
+    def __init__(self, directory: str, monitor: str | None = "val_accuracy", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.directory, self.monitor, self.mode = directory, monitor, mode
+        self.last_path = os.path.join(directory, "last.keras")
+        self.best_path = os.path.join(directory, "best.keras")
+        self._best_json = os.path.join(directory, "best.json")
+        self.best = None
+        if monitor and os.path.exists(self._best_json):  # keep "best" meaningful across resumes
+            try:
+                with open(self._best_json) as f:
+                    self.best = json.load(f).get(monitor)
+            except (OSError, ValueError):
+                self.best = None  # a damaged best.json: the next improvement rewrites it
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def save(self, model: keras.Model, epoch: int, logs: dict | None) -> None:
+        """After epoch `epoch` (0-based) finished with `logs`."""
+        os.makedirs(self.directory, exist_ok=True)
+        save_model_atomically(model, self.last_path)
+        atomic_write_json(os.path.join(self.directory, "last.json"), {"epoch": epoch + 1})
+        value = (logs or {}).get(self.monitor) if self.monitor else None
+        if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
+            self.best = float(value)
+            save_model_atomically(model, self.best_path)
+            atomic_write_json(self._best_json, {self.monitor: self.best, "epoch": epoch + 1})
+
+    def last_epoch(self) -> int | None:
+        """Epochs finished in last.keras (from last.json), None when unknown."""
+        try:
+            with open(os.path.join(self.directory, "last.json")) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,1 @@
+"""Task pieces that several applications share (classification: MNIST and the classifier app)."""

@@ -1,0 +1,414 @@
+"""The runner's parts on tiny models: the resume state, stop requests, per-epoch records, the
+run lock, damaged backups, the strategy inside a cluster, and a quiet start-up."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FIXTURE_MNIST, REPO, run_app
+from suite.runtime.backup import DamagedStateError, ResumeState, StateMismatchError
+from suite.runtime.callbacks import EpochGate, EpochRecords, EpochValidation, ResumableTraining
+from suite.runtime.records import EpochCheckpoints, HistoryLog
+from suite.runtime.stopping import StopRequests, WorkerSum
+
+MNIST_ARGS = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums", "--batch_size=10",
+              "--noexport"]
+
+
+def tiny_model(strategy=None, units=3, optimizer="sgd"):
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)])
+        model.compile(keras.optimizers.SGD(0.1) if optimizer == "sgd"
+                      else keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
+def tiny_data(n=40, batch=4):
+    x = np.random.default_rng(0).normal(size=(n, 4)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, x[:, :3])).batch(batch).repeat()
+
+
+def tree(root) -> dict[str, bytes]:
+    """Every file under `root` with its bytes, but the run lock (it names the last process to
+    hold it): to show that nothing was changed."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name == ".run.lock":
+                continue
+            with open(os.path.join(folder, name), "rb") as f:
+                out[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+    return out
+
+
+# -- the resume state -------------------------------------------------------------------------
+def test_resume_state_round_trips_models_optimizers_and_extra_state(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny_model(optimizer="adam")
+    model.fit(tiny_data(), epochs=1, steps_per_epoch=3, verbose=0)
+    loose = keras.optimizers.Adam(0.1)  # an optimizer no model tracks (a custom loop's)
+    loose.build(model.trainable_variables)
+    loose.apply_gradients(zip([tf.ones_like(v) for v in model.trainable_variables],
+                              model.trainable_variables))
+    rng = np.random.default_rng(5)
+    extra = {"buffer": np.arange(12, dtype=np.uint8).reshape(3, 4), "epsilon": 0.25,
+             "rng": rng.bit_generator.state}
+    state = ResumeState(str(tmp_path / "backup"), {"q": model}, {"loose": loose},
+                        lambda: extra)
+    state.save(2, 7)
+    state.save(3, 0)  # a second save replaces the first checkpoint folder
+    assert sorted(os.listdir(tmp_path / "backup")) == ["ckpt-2", "state.json"]
+
+    keras.utils.set_random_seed(1)
+    fresh = tiny_model(optimizer="adam")
+    fresh_loose = keras.optimizers.Adam(0.1)
+    fresh_loose.build(fresh.trainable_variables)
+    got = {}
+    restored = ResumeState(str(tmp_path / "backup"), {"q": fresh}, {"loose": fresh_loose},
+                           lambda: {}, got.update).restore()
+    assert restored == (3, 0)
+    for a, b in zip(model.weights + model.optimizer.variables + loose.variables,
+                    fresh.weights + fresh.optimizer.variables + fresh_loose.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(got["buffer"], extra["buffer"])
+    assert got["epsilon"] == 0.25
+    again = np.random.default_rng()
+    again.bit_generator.state = got["rng"]
+    assert again.integers(1 << 30) == rng.integers(1 << 30)
+
+
+def test_a_half_written_checkpoint_folder_is_never_used_and_is_cleaned_up(tmp_path):
+    model = tiny_model()
+    state = ResumeState(str(tmp_path), {"model": model})
+    state.save(1, 0)
+    os.makedirs(tmp_path / "ckpt-9")  # a save killed before state.json was replaced
+    with open(tmp_path / "ckpt-9" / "model.weights.h5", "wb") as f:
+        f.write(b"half")
+    assert ResumeState(str(tmp_path), {"model": tiny_model()}).restore() == (1, 0)
+    state.save(2, 0)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-10", "state.json"]
+
+
+def test_a_backup_of_the_single_file_layout_still_restores(tmp_path):
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    model.save_weights(str(tmp_path / "latest.weights.h5"))
+    with open(tmp_path / "state.json", "w") as f:
+        json.dump({"epoch": 4, "step": 2}, f)
+    fresh = tiny_model()
+    assert ResumeState(str(tmp_path), {"model": fresh}).restore() == (4, 2)
+    np.testing.assert_array_equal(fresh.get_weights()[0], model.get_weights()[0])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: open(d / "state.json", "w").write('{"epoch": 1,\n'),
+     "state.json is not readable JSON"),
+    (lambda d: open(d / "state.json", "w").write('{"epoch": "one", "step": 0}'),
+     "lacks its integer 'epoch' and 'step'"),
+    (lambda d: open(d / "ckpt-1" / "model.weights.h5", "r+b").truncate(100),
+     "model.weights.h5 is not a readable HDF5 file"),
+    (lambda d: os.remove(d / "ckpt-1" / "model.weights.h5"), "model.weights.h5 is missing"),
+])
+def test_a_damaged_backup_is_named_and_left_as_it_was(tmp_path, damage, message):
+    ResumeState(str(tmp_path), {"model": tiny_model()}).save(1, 0)
+    damage(tmp_path)
+    before = tree(tmp_path)
+    with pytest.raises(DamagedStateError, match=message) as error:
+        ResumeState(str(tmp_path), {"model": tiny_model()}).restore()
+    assert str(tmp_path) in str(error.value)
+    assert tree(tmp_path) == before
+
+
+def test_a_backup_of_another_model_is_a_mismatch_not_damage(tmp_path):
+    ResumeState(str(tmp_path), {"model": tiny_model(units=3)}).save(1, 0)
+    with pytest.raises(StateMismatchError, match="different configuration"):
+        ResumeState(str(tmp_path), {"model": tiny_model(units=5)}).restore()
+
+
+def test_an_unbuilt_optimizer_in_a_model_attribute_is_refused_not_skipped(tmp_path):
+    class TwoOptimizers(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+            self.g_optimizer = keras.optimizers.Adam()
+
+        def call(self, x):
+            return self.net(x)
+
+    model = TwoOptimizers()
+    model(np.zeros((1, 4)))
+    model.g_optimizer.build(model.net.trainable_variables)
+    ResumeState(str(tmp_path), {"m": model}).save(1, 0)
+    fresh = TwoOptimizers()
+    fresh(np.zeros((1, 4)))
+    with pytest.raises(RuntimeError, match="have no variables yet"):
+        ResumeState(str(tmp_path), {"m": fresh}).restore()
+
+
+# -- stop requests and the per-epoch records in fit ------------------------------------------
+class SignalAt(keras.callbacks.Callback):
+    """Sends this process `sig` at the end of step `at` (0-based, counted over all epochs),
+    before the backup's own hook."""
+
+    def __init__(self, at, sig=signal.SIGTERM):
+        super().__init__()
+        self.at, self.sig, self.seen = at, sig, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at + 1:
+            os.kill(os.getpid(), self.sig)
+
+
+class CountEvaluations:
+    """Counts the model's evaluate() calls (validation runs inside fit's callbacks)."""
+
+    def __init__(self, model):
+        self.count, original = 0, model.evaluate
+
+        def evaluate(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        model.evaluate = evaluate
+
+
+def fit_with_records(model, tmp_path, signal_at, epochs, strategy=None):
+    """fit with the runner's callbacks; returns (gate, stop, backup callback, evaluations)."""
+    gate = EpochGate()
+    worker_sum = WorkerSum(strategy) if strategy is not None else None
+    stop = StopRequests(worker_sum)
+    state = ResumeState(str(tmp_path / "backup"), {"model": model})
+    backup = ResumableTraining(gate, state, stop)
+    evaluations = CountEvaluations(model)
+    validation = EpochValidation(gate, tiny_data().take(2))
+    records = EpochRecords(gate, HistoryLog(str(tmp_path / "history.csv")),
+                           EpochCheckpoints(str(tmp_path / "checkpoints"), "val_loss", "min"))
+    before = signal.getsignal(signal.SIGTERM)
+    with stop:
+        model.fit(tiny_data(), epochs=epochs, steps_per_epoch=10, verbose=0,
+                  callbacks=[SignalAt(signal_at), validation, records, backup])
+    assert signal.getsignal(signal.SIGTERM) is before
+    return gate, stop, state, evaluations
+
+
+def test_a_signal_mid_epoch_saves_that_step_and_neither_validates_nor_logs_the_epoch(
+        two_cpu_strategy, tmp_path):
+    model = tiny_model(two_cpu_strategy)
+    gate, stop, state, evaluations = fit_with_records(model, tmp_path, 12, 3, two_cpu_strategy)
+    assert stop.stopped_by == "SIGTERM" and stop.exit_code == 143 and gate.partial
+    assert (state.read()["epoch"], state.read()["step"]) == (1, 3)
+    assert int(model.optimizer.iterations.numpy()) == 13
+    assert evaluations.count == 1  # epoch 1 only: the cut-short epoch 2 was not validated
+    assert [row["epoch"] for row in HistoryLog(str(tmp_path / "history.csv")).rows()] == ["0"]
+    assert EpochCheckpoints(str(tmp_path / "checkpoints")).last_epoch() == 1
+
+
+def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(tmp_path):
+    """Not (epoch 0, step 10): resuming that would fit 0 steps, i.e. forever on a repeat()."""
+    model = tiny_model()
+    gate, stop, state, evaluations = fit_with_records(model, tmp_path, 9, 3)
+    assert stop.stopped_by == "SIGTERM" and not gate.partial
+    assert (state.read()["epoch"], state.read()["step"]) == (1, 0)
+    assert int(model.optimizer.iterations.numpy()) == 10 and evaluations.count == 1
+
+
+def test_every_worker_restores_the_chiefs_backup(two_cpu_strategy, tmp_path):
+    from suite.runtime.devices import WorkerRole
+    from suite.runtime.flags import RuntimeConfig
+    from suite.runtime.training import RunPaths, resume
+
+    trained = tiny_model(two_cpu_strategy)
+    trained.fit(tiny_data(), epochs=1, steps_per_epoch=5, verbose=0)
+    ResumeState(str(tmp_path / "backup"), {"model": trained}).save(1, 0)
+    runtime = types.SimpleNamespace(role=WorkerRole("worker", 1, 1, False),
+                                    strategy=two_cpu_strategy)
+    paths = RunPaths(str(tmp_path / "scratch"), "", str(tmp_path / "backup" / "worker-1"),
+                     str(tmp_path / "backup"), "", "")
+    fresh = tiny_model(two_cpu_strategy)  # optimizer not built yet: restore builds it in scope
+    resumed = resume(RuntimeConfig(str(tmp_path)), runtime, paths, {"model": fresh})
+    assert (resumed.epoch, resumed.step) == (1, 0)
+    assert resumed.writer.backup_dir.endswith("worker-1")
+    for a, b in zip(trained.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == 5
+
+
+def test_history_has_one_row_per_epoch_and_grows_columns(tmp_path):
+    log = HistoryLog(str(tmp_path / "history.csv"))
+    log.append(0, {"loss": 2.0})
+    log.append(1, {"loss": 1.5})
+    log.append(1, {"loss": 1.4, "val_loss": 1.6})  # epoch 1 run again after a kill -9
+    log.append(2, {"loss": 1.2, "val_loss": 1.3})
+    rows = log.rows()
+    assert [(r["epoch"], r["loss"], r["val_loss"]) for r in rows] == [
+        ("0", "2.0", ""), ("1", "1.4", "1.6"), ("2", "1.2", "1.3")]
+    with open(tmp_path / "history.csv") as f:
+        assert f.read().count("epoch") == 1  # one header
+
+
+# -- one run per model folder ------------------------------------------------------------------
+def test_a_second_run_on_a_folder_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    from suite.runtime.run_lock import RunLock, RunLockedError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from suite.runtime.run_lock import RunLock; "
+         f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"{tmp_path} is in use by another run \(pid "
+                                                 rf"{holder.pid} on "):
+            RunLock(str(tmp_path)).acquire()
+        holder.kill()  # kill -9: the kernel drops its lock
+        holder.wait(timeout=10)
+        with RunLock(str(tmp_path)) as lock:
+            assert lock.held
+            with pytest.raises(RunLockedError, match=f"pid {os.getpid()} "):
+                RunLock(str(tmp_path)).acquire()  # even from the same process
+        RunLock(str(tmp_path)).acquire().release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_app_refuses_a_folder_another_run_is_using(tmp_path):
+    model_dir = str(tmp_path / "run")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "apps.train_mnist", f"--model_dir={model_dir}", "--epochs=50",
+         "--steps_per_epoch=20", *MNIST_ARGS], cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        while "Epoch 1/50" not in first.stdout.readline():
+            assert first.poll() is None, "the first run ended early"
+        second = run_app("apps.train_mnist", f"--model_dir={model_dir}", "--epochs=1",
+                         *MNIST_ARGS, timeout=120)
+        assert second.returncode == 2
+        assert f"error: {model_dir} is in use by another run (pid {first.pid}" in second.stderr
+        assert "apps.train_mnist" in second.stderr and "Traceback" not in second.stderr
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
+
+
+# -- a damaged backup through the app ----------------------------------------------------------
+def test_a_damaged_backup_stops_the_app_with_the_ways_forward_and_checkpoint_resume_works(
+        tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = [f"--model_dir={model_dir}", "--steps_per_epoch=5", *MNIST_ARGS]
+    assert run_app("apps.train_mnist", "--epochs=2", *args).returncode == 0
+    with open(os.path.join(model_dir, "backup", "state.json"), "w") as f:
+        f.write('{"epoch": 2,\n')  # truncated, as a full disk leaves it
+    before = tree(model_dir)
+    out = run_app("apps.train_mnist", "--epochs=3", *args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert (f"error: the resume state in {model_dir}/backup is damaged: {model_dir}/backup/"
+            "state.json is not readable JSON") in out.stderr
+    assert f"Nothing under {model_dir} was changed" in out.stderr
+    assert "--resume_from=checkpoint" in out.stderr and "after epoch 2" in out.stderr
+    assert "--model_dir=<new folder>" in out.stderr
+    assert tree(model_dir) == before
+
+    out = run_app("apps.train_mnist", "--epochs=3", "--resume_from=checkpoint", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Resuming from {model_dir}/checkpoints/last.keras: epoch 3, step 0." in out.stdout
+    moved = [d for d in os.listdir(tmp_path / "run") if d.startswith("backup.damaged-")]
+    assert len(moved) == 1  # kept, not deleted
+    with open(os.path.join(model_dir, moved[0], "state.json")) as f:
+        assert f.read() == '{"epoch": 2,\n'
+    from suite.models.registry import load_keras_file
+
+    model = load_keras_file(os.path.join(model_dir, "checkpoints", "last.keras"), compile=True)
+    assert int(model.optimizer.iterations.numpy()) == 3 * 5
+
+
+# -- the strategy inside a cluster -------------------------------------------------------------
+def test_cluster_size_comes_from_tf_config_or_the_slurm_step():
+    from suite.runtime.devices import cluster_tasks
+
+    two = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker",
+                                                                      "index": 0}})
+    assert cluster_tasks({"TF_CONFIG": two})[0] == 2
+    chief = json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"],
+                                    "evaluator": ["d:4"]}})
+    assert cluster_tasks({"TF_CONFIG": chief})[0] == 3  # the evaluator does not train
+    assert cluster_tasks({"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "4"}) == (
+        4, "this Slurm job step has 4 tasks")
+    assert cluster_tasks({"SLURM_JOB_ID": "7"})[0] == 1  # the batch script itself, not srun
+    assert cluster_tasks({})[0] == 1
+    with pytest.raises(ValueError, match="TF_CONFIG is not a JSON object"):
+        cluster_tasks({"TF_CONFIG": "{not json"})
+
+
+def test_a_single_machine_strategy_inside_a_cluster_is_refused_before_any_work(tmp_path):
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                            "task": {"type": "worker", "index": 0}})
+    out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", "--strategy=mirrored",
+                  *MNIST_ARGS, env={"TF_CONFIG": tf_config}, timeout=120)
+    assert out.returncode == 2
+    assert ("error: --strategy=mirrored trains on one machine, but this process is one task of "
+            "a cluster (TF_CONFIG names 2 training tasks)") in out.stderr
+    assert "--strategy=multi_worker (or auto)" in out.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+# -- start-up ------------------------------------------------------------------------------------
+def test_start_up_notes_are_hidden_and_other_stderr_lines_pass():
+    from suite.runtime.startup import quiet_native_startup, without_startup_noise
+
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796171891.414869    2542 port.cc:153] oneDNN custom operations are on. "
+        "You may see slightly different numerical results.\n"
+        "I0000 00:00:1796171891.415586    2542 cudart_stub.cc:31] Could not find cuda drivers on "
+        "your machine, GPU will not be used.\n"
+        "E0000 00:00:1796171892.241267    2542 cuda_platform.cc:52] failed call to cuInit: "
+        "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+    real = "E0000 00:00:1.0    1 some_kernel.cc:1] a real error\n"
+    assert without_startup_noise(noise + real) == real
+    code = ("import os, sys; from suite.runtime.startup import quiet_native_startup\n"
+            f"with quiet_native_startup():\n    os.write(2, {(noise + real).encode()!r})\n"
+            "print('done')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    assert out.stdout == "done\n" and out.stderr == real
+    assert quiet_native_startup  # imported
+
+
+def test_an_app_prints_no_tensorflow_start_up_lines_unless_verbosity_asks(tmp_path):
+    noise = ("Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
+             "absl::InitializeLog")
+    out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", f"--data_dir={tmp_path}",
+                  timeout=120)
+    assert out.returncode == 2 and "error:" in out.stderr
+    assert not [line for line in out.stderr.splitlines() if any(n in line for n in noise)], \
+        out.stderr
+    assert out.stdout.startswith("Runtime: "), out.stdout[:500]
+    verbose = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run",
+                      f"--data_dir={tmp_path}", "--verbosity=0", timeout=120)
+    assert "oneDNN custom operations" in verbose.stderr or "cuda" in verbose.stderr.lower()
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "1 True"), ("0", "0 False"),
+                                               ("1", "1 True")])
+def test_onednn_is_on_by_default_on_x86_unless_the_user_set_it(setting, expected):
+    import platform
+
+    assert platform.machine() in ("x86_64", "AMD64")  # this project's machines
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = ("import os, suite, tensorflow; from suite.runtime.startup import onednn_enabled; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": REPO}, timeout=120)
+    assert out.stdout.strip() == expected, out.stderr[-2000:]

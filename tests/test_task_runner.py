@@ -1,0 +1,286 @@
+"""The runner carries apps that are not one model.fit: tests/toy_apps/points_gan (two models, two
+optimizers, a custom train_step under fit) and tests/toy_apps/chain_dqn (a custom loop with an
+environment, a replay buffer, a target network and extra state). Each resumes after kill -9 and
+after SIGTERM to the same step count as an uninterrupted run (the loop also to the same weights),
+stops with every worker at the same step under launch.local, and exports a SavedModel with its
+own signature that saved_model_cli serves."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_in_process
+
+TESTS = os.path.join(REPO, "tests")
+ENV = {**os.environ, "PYTHONPATH": f"{REPO}:{TESTS}", "CUDA_VISIBLE_DEVICES": ""}
+ENV.pop("TF_CONFIG", None)
+GAN = ["toy_apps.points_gan", "--epochs=3", "--steps_per_epoch=8", "--batch_size=16"]
+DQN = ["toy_apps.chain_dqn", "--env_steps=90", "--steps_per_epoch=30"]
+TIMEOUT_S = 240
+
+
+def start(app: list[str], model_dir: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *app, f"--model_dir={model_dir}", *extra],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def run(app: list[str], model_dir: str, *extra: str) -> tuple[int, str]:
+    proc = start(app, model_dir, *extra)
+    output = proc.communicate(timeout=TIMEOUT_S)[0]
+    return proc.returncode, output
+
+
+def state(model_dir: str, worker: str = "") -> dict:
+    try:
+        with open(os.path.join(model_dir, "backup", worker, "state.json")) as f:
+            saved = json.load(f)
+        return {"epoch": saved["epoch"], "step": saved["step"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def wait_for(predicate, proc, what: str):
+    deadline = time.monotonic() + TIMEOUT_S
+    while not predicate():
+        assert proc.poll() is None, f"exited before {what}:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.05)
+
+
+def results(model_dir: str) -> dict:
+    with open(os.path.join(model_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def q_weights(model_dir: str) -> list[np.ndarray]:
+    """The chain DQN's final online network (last.keras)."""
+    from suite.models.registry import load_keras_file
+
+    return load_keras_file(os.path.join(model_dir, "checkpoints", "last.keras")).get_weights()
+
+
+def saved_model_cli_run(version_dir: str, name: str, array: np.ndarray, tmp_path) -> dict:
+    """Outputs of `saved_model_cli run` on serving_default, parsed into arrays by key."""
+    np.save(tmp_path / "input.npy", array)
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    out = subprocess.run([cli, "run", "--dir", version_dir, "--tag_set", "serve",
+                          "--signature_def", "serving_default",
+                          f"--inputs={name}={tmp_path / 'input.npy'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = {}
+    for key, block in re.findall(r"Result for output key (\w+):\n(.*?)(?=Result for|\Z)",
+                                 out.stdout, re.S):
+        found[key] = np.array([float(v) for v in re.findall(r"[-+]?\d+\.?\d*(?:e[-+]?\d+)?",
+                                                            block)])
+    return found
+
+
+# -- in one process: both kinds run through the runner -------------------------------------------
+def test_the_gan_trains_both_optimizers_and_guards_its_own_losses(tmp_path):
+    from toy_apps import points_gan
+
+    out = run_in_process(points_gan, f"--model_dir={tmp_path}", "--epochs=2",
+                         "--steps_per_epoch=4", "--batch_size=16", "--d_learning_rate=1e-3",
+                         "--g_learning_rate=3e-3")
+    assert out["d_iterations"] == out["g_iterations"] == 8
+    with open(tmp_path / "history.csv") as f:
+        assert f.readline().strip() == "epoch,d_loss,g_loss"
+    assert not os.path.exists(tmp_path / "checkpoints" / "best.keras")  # no metric ranks them
+    assert os.path.exists(tmp_path / "learning_curves.png")
+    run_file = json.load(open(tmp_path / "run.json"))
+    assert run_file["app"] == "toy_apps.points_gan" and run_file["models"] == ["model"]
+
+
+def test_prefixed_optimizer_flags_belong_to_one_app_each():
+    from absl import flags
+
+    from conftest import parse_app_flags
+    from toy_apps import chain_dqn, points_gan
+
+    gan = parse_app_flags(points_gan, "--g_learning_rate=0.5", "--d_beta_1=0.1")
+    assert (gan.g_learning_rate, gan.d_learning_rate, gan.d_beta_1, gan.g_beta_1) == (
+        0.5, 2e-3, 0.1, 0.5)
+    with pytest.raises(flags.UnrecognizedFlagError):
+        parse_app_flags(points_gan, "--learning_rate=0.1")  # only the prefixed groups
+    with pytest.raises(flags.UnrecognizedFlagError):
+        parse_app_flags(chain_dqn, "--epochs=3")  # counted in --env_steps
+    with pytest.raises(flags.IllegalFlagValueError, match="--g_learning_rate must be > 0"):
+        parse_app_flags(points_gan, "--g_learning_rate=0")
+    fv = flags.FlagValues()
+    points_gan.define_flags(fv)
+    with pytest.raises(flags.DuplicateFlagError):  # never silently keep another app's defaults
+        chain_dqn.define_flags(fv)
+
+
+def test_the_loop_saves_models_optimizer_and_buffer_and_records_each_epoch(tmp_path):
+    from toy_apps import chain_dqn
+
+    out = run_in_process(chain_dqn, f"--model_dir={tmp_path}", "--env_steps=60",
+                         "--steps_per_epoch=20")
+    assert out["status"] == "completed" and out["iterations"] == 60
+    rows = [line.split(",") for line in open(tmp_path / "history.csv").read().split()]
+    assert rows[0][0] == "epoch" and "val_return" in rows[0] and len(rows) == 4
+    saved = json.load(open(tmp_path / "backup" / "state.json"))
+    assert (saved["epoch"], saved["step"]) == (3, 0) and saved["extra"]["size"] == 60
+    folder = tmp_path / "backup" / saved["saved"]
+    assert sorted(os.listdir(folder)) == ["extra.npz", "q_network.weights.h5",
+                                          "q_optimizer.optimizer.npz", "target.weights.h5"]
+    again = run_in_process(chain_dqn, f"--model_dir={tmp_path}", "--env_steps=60",
+                           "--steps_per_epoch=20")  # finished: nothing to train, same export
+    assert again["export"] == out["export"] and again["iterations"] == 60
+
+
+# -- interrupted and resumed, as separate processes ------------------------------------------------
+@pytest.mark.slow
+def test_the_loop_resumes_after_sigterm_and_kill_9_to_the_uninterrupted_weights(tmp_path):
+    reference = str(tmp_path / "reference")
+    code, output = run(DQN, reference)
+    assert code == 0, output[-3000:]
+    expected = q_weights(reference)
+
+    # SIGTERM mid-epoch: the exact step is saved; the rerun ends where the reference did.
+    signalled = str(tmp_path / "sigterm")
+    proc = start(DQN, signalled, "--step_delay_s=0.02", "--backup_every_steps=5")
+    wait_for(lambda: state(signalled).get("epoch") == 1 and state(signalled)["step"] >= 10,
+             proc, "step 10 of epoch 2")
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, output[-3000:]
+    stopped = state(signalled)
+    assert stopped["epoch"] == 1 and 10 <= stopped["step"] < 30
+    assert f"stopped by SIGTERM at epoch 2, step {stopped['step']}" in output
+    code, output = run(DQN, signalled)
+    assert code == 0, output[-3000:]
+    assert f"Resuming from the backup in {signalled}/backup: epoch 2, step " \
+           f"{stopped['step']}." in output
+    assert results(signalled)["iterations"] == 90
+    for a, b in zip(q_weights(signalled), expected):
+        np.testing.assert_array_equal(a, b)
+
+    # kill -9: back to the last finished epoch, which replays to the same weights.
+    killed = str(tmp_path / "killed")
+    proc = start(DQN, killed, "--step_delay_s=0.02")
+    wait_for(lambda: state(killed).get("epoch") == 1, proc, "the first finished epoch")
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(timeout=30)
+    code, output = run(DQN, killed)
+    assert code == 0, output[-3000:]
+    assert "epoch 2, step 0." in output and results(killed)["iterations"] == 90
+    for a, b in zip(q_weights(killed), expected):
+        np.testing.assert_array_equal(a, b)
+    with open(os.path.join(killed, "history.csv")) as f:
+        assert [line.split(",")[0] for line in f.read().split()] == ["epoch", "0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_the_gan_resumes_after_sigterm_and_kill_9_to_the_same_step_counts(tmp_path):
+    signalled = str(tmp_path / "sigterm")
+    proc = start(GAN, signalled, "--step_delay_s=0.05", "--backup_every_steps=2")
+    wait_for(lambda: state(signalled).get("epoch") == 1 and state(signalled)["step"] >= 2,
+             proc, "step 2 of epoch 2")
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, output[-3000:]
+    stopped = state(signalled)
+    assert stopped["epoch"] == 1 and 2 <= stopped["step"] < 8
+    code, output = run(GAN, signalled)
+    assert code == 0, output[-3000:]
+    done = results(signalled)
+    assert done["d_iterations"] == done["g_iterations"] == 3 * 8  # not one step more or less
+    with open(os.path.join(signalled, "history.csv")) as f:  # the cut epoch is logged once
+        assert [line.split(",")[0] for line in f.read().split()] == ["epoch", "0", "1", "2"]
+
+    killed = str(tmp_path / "killed")
+    proc = start(GAN, killed, "--step_delay_s=0.05")
+    wait_for(lambda: state(killed).get("epoch") == 1, proc, "the first finished epoch")
+    proc.kill()
+    proc.wait(timeout=30)
+    code, output = run(GAN, killed)
+    assert code == 0, output[-3000:]
+    assert "Resuming from the backup" in output
+    assert results(killed)["d_iterations"] == results(killed)["g_iterations"] == 24
+
+
+# -- their own signatures, served by saved_model_cli; re-exported by apps.export ----------------
+def test_each_exports_its_own_signature_that_saved_model_cli_serves(tmp_path):
+    from toy_apps import chain_dqn, points_gan
+
+    from suite.models.registry import load_keras_file
+
+    gan = run_in_process(points_gan, f"--model_dir={tmp_path / 'gan'}", "--epochs=1",
+                         "--steps_per_epoch=4", "--batch_size=16")
+    latent = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    served = saved_model_cli_run(gan["export"], "latent", latent, tmp_path)
+    model = load_keras_file(str(tmp_path / "gan" / "checkpoints" / "last.keras"),
+                            custom_objects=points_gan.PointsGanTask.custom_objects())
+    np.testing.assert_allclose(served["points"].reshape(3, 2),
+                               np.asarray(model.generator(latent)), atol=1e-5)
+
+    dqn = run_in_process(chain_dqn, f"--model_dir={tmp_path / 'dqn'}", "--env_steps=20",
+                         "--steps_per_epoch=10")
+    observations = np.eye(5, dtype="float32")
+    served = saved_model_cli_run(dqn["export"], "observation", observations, tmp_path)
+    q = load_keras_file(str(tmp_path / "dqn" / "checkpoints" / "last.keras"))
+    expected = np.asarray(q(observations))
+    np.testing.assert_allclose(served["q_values"].reshape(5, 2), expected, atol=1e-5)
+    np.testing.assert_array_equal(served["action"], expected.argmax(-1))
+
+    for model_dir, name in ((tmp_path / "gan", "points_gan"), (tmp_path / "dqn", "chain_dqn")):
+        out = subprocess.run([sys.executable, "-m", "apps.export", f"--model_dir={model_dir}"],
+                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"SavedModel: {model_dir}/export/{name}/2" in out.stdout
+
+
+# -- two workers stop together -------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("app", [GAN, DQN], ids=["gan", "loop"])
+def test_two_workers_stop_at_the_same_step_and_the_rerun_finishes(tmp_path, app):
+    model_dir = str(tmp_path / "run")
+    command = [sys.executable, "-m", "launch.local", "--num_workers=2", "--grace_period_s=60",
+               "--", sys.executable, "-m", *app, f"--model_dir={model_dir}"]
+    proc = subprocess.Popen(command + ["--step_delay_s=0.05", "--backup_every_steps=2"],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: state(model_dir).get("epoch") == 1 and state(model_dir)["step"] >= 2,
+                 proc, "step 2 of epoch 2")
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) ==
+                   proc.pid]
+        os.kill(max(workers), signal.SIGTERM)  # the second worker only: a preempted node
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, output[-4000:]
+    assert state(model_dir) == state(model_dir, "worker-1") and state(model_dir)["step"] >= 2
+    assert "another worker received SIGTERM" in output
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert '"replicas": 2' in done.stdout
+    final = results(model_dir)
+    if app is GAN:
+        assert final["d_iterations"] == final["g_iterations"] == 24
+    else:
+        assert final["iterations"] == 90
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

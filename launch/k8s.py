@@ -15,7 +15,8 @@ and on a laptop. Worker 0 is the chief. The generated job:
   (SIGINT, SIGKILL, user-defined, SIGTERM; the app exits 143 after a preemption, with its state
   saved) and fails the job on other codes (2 is the app's bad-input code);
 - gives pods --grace_period_s between SIGTERM and SIGKILL to finish a step and save.
-The manifest is written by a small YAML emitter here, so PyYAML is not needed.
+The manifest is checked against the Kubeflow TFJob schema (launch/schemas) before it is printed,
+and written by a small YAML emitter here.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ import sys
 
 from absl import app, flags
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: the operator's webhook
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # DNS-1123 label
 CONTAINER = "tensorflow"  # the name the operator looks for to set TF_CONFIG and the port
 TFJOB_PORT = 2222
 
@@ -48,9 +50,9 @@ def worker_command(command: list[str], name: str, mount_path: str) -> list[str]:
     strategy = _flag_value(command, "strategy")
     if strategy is None:
         command.append("--strategy=multi_worker")
-    elif strategy != "multi_worker":
+    elif strategy not in ("multi_worker", "auto"):
         raise ValueError(f"the worker command says --strategy={strategy}, but a TFJob's workers "
-                         "train together only with --strategy=multi_worker")
+                         "train together only with --strategy=multi_worker (or auto)")
     model_dir = _flag_value(command, "model_dir")
     root = posixpath.normpath(mount_path) + "/"
     if model_dir is None:
@@ -68,9 +70,13 @@ def tfjob_manifest(command: list[str], name: str, image: str, num_workers: int,
                    grace_period_s: int = 120) -> dict:
     """The TFJob (kubeflow.org/v1) as a dict: `num_workers` pods running `command`."""
     if not (DNS_LABEL.match(name) and len(name) <= 50):
-        raise ValueError(f"--name={name!r}: use lowercase letters, digits and '-', starting and "
-                         "ending with a letter or digit, at most 50 characters (pod names add "
-                         "'-worker-<i>')")
+        raise ValueError(f"--name={name!r}: use lowercase letters, digits and '-', starting "
+                         "with a letter and ending with a letter or digit, at most 50 characters "
+                         "(pod names add '-worker-<i>')")
+    if namespace is not None and not (NAMESPACE.match(namespace) and len(namespace) <= 63):
+        raise ValueError(f"--namespace={namespace!r}: a Kubernetes namespace is lowercase "
+                         "letters, digits and '-', starting and ending with a letter or digit, "
+                         "at most 63 characters")
     if not posixpath.isabs(mount_path) or posixpath.normpath(mount_path) == "/":
         raise ValueError(f"--mount_path={mount_path!r} must be an absolute path below /, "
                          "e.g. /runs")
@@ -186,6 +192,12 @@ def main(argv: list[str]) -> None:
                                   FLAGS.grace_period_s)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    from launch.schemas import validate_tfjob
+
+    try:  # the Kubeflow TFJob schema, before kubectl sees it
+        validate_tfjob(manifest)
+    except ValueError as error:
+        raise app.UsageError(f"the generated TFJob does not validate: {error}") from error
     sys.stdout.write(render(["python", "-m", "launch.k8s", *sys.argv[1:]], manifest))
 
 

@@ -185,6 +185,8 @@ def test_worker_command_keeps_a_model_dir_on_the_volume_and_refuses_others():
         worker_command([*COMMAND, "--model_dir=/runs/../tmp"], "x", "/runs")
     with pytest.raises(ValueError, match="only with --strategy=multi_worker"):
         worker_command([*COMMAND, "--strategy=mirrored"], "x", "/runs")
+    assert worker_command([*COMMAND, "--strategy=auto"], "x", "/runs")[-2:] == [
+        "--strategy=auto", "--model_dir=/runs/x"]  # auto is multi_worker inside the TFJob
 
 
 @pytest.mark.parametrize("args, message", [

@@ -78,16 +78,17 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     import keras
     from absl import flags
 
-    import apps.train_mnist  # noqa: F401  (defines the app's flags)
+    import apps.train_mnist
     from suite.data.mnist import load_mnist_arrays
     from suite.models.deep_convnet import build_augmentation, build_deep_convnet
-    from suite.runtime.flags import runtime_config_from_flags
+    from suite.runtime.flags import optimizer_config, schedule_config
     from suite.runtime.optim import make_optimizer
 
-    f = flags.FLAGS
+    f = flags.FlagValues()  # the app's own flags and defaults, parsed from its flagfile
+    apps.train_mnist.define_flags(f)
     f([sys.argv[0], f"--flagfile={os.path.join(REPO, 'apps', 'flags', recipe + '.flags')}",
        f"--seed={seed}", *extra])
-    config = runtime_config_from_flags()
+    config = schedule_config(f)
     (x_train, y_train), (x_test, y_test) = load_mnist_arrays(data_dir, verify)
     x_train, x_test = x_train.astype("float32"), x_test.astype("float32")
     keras.utils.set_random_seed(seed)
@@ -95,7 +96,8 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     in_model = f.augment and not host_augment
     aug = build_augmentation(f.rotation_degrees, f.shift_pixels, seed) if in_model else None
     model = build_deep_convnet(augmentation=aug, dropout=f.dropout)
-    model.compile(optimizer=make_optimizer(config, steps), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=make_optimizer(optimizer_config(f), steps, config.epochs),
+                  loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     start = time.time()
     result = {"recipe": recipe, "seed": seed, "epochs": config.epochs,

@@ -16,7 +16,7 @@ collectives (gradient all-reduce, metric reductions) and of running two processe
 one after the other, never together. Each step is stamped at on_train_batch_end; the first
 --warmup_steps (tracing, shuffle buffer) are dropped, and the median over the rest is reported.
 The workers then also time the bare all-reduces (the gradient's 494 KB, and the 2 floats of
-suite.runtime.preemption's per-step stop agreement) and a fit with that agreement every step.
+suite.runtime.stopping's per-step stop agreement) and a fit with that agreement every step.
 """
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def measure(role: str) -> dict:
     result = {"role": role, "threads": threads, "replicas": strategy.num_replicas_in_sync,
               "fit": _summary(stamps.ends, stamps.cpu, FLAGS.warmup_steps)}
     if role == "worker":
-        from suite.runtime.preemption import WorkerSum
+        from suite.runtime.stopping import WorkerSum
 
         agree = WorkerSum(strategy)
         result["allreduce_ms"] = {

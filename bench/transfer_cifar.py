@@ -33,15 +33,19 @@ PRETRAIN_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
 
 
-def recipe(model_dir, epochs, steps, batch_size, lr, seed):
-    """The CIFAR ResNet recipe: SGD momentum 0.9, lr / 10 at 50% and 75% of the epochs."""
-    from suite.runtime.flags import RuntimeConfig
+def train(model_dir, epochs, steps, batch_size, lr, seed, data, **options) -> dict:
+    """The classifier app's task through the runner with the CIFAR ResNet recipe: SGD momentum
+    0.9, lr / 10 at 50% and 75% of the epochs."""
+    import apps.train_classifier as app
+    from suite.runtime.flags import OptimizerConfig, RuntimeConfig, ScheduleConfig
+    from suite.runtime.runner import run_task
 
     decays = tuple(sorted({max(1, int(epochs * f)) for f in (0.5, 0.75)} - {epochs})) or (epochs,)
-    return RuntimeConfig(model_dir=model_dir, epochs=epochs, steps_per_epoch=steps,
-                         batch_size=batch_size, optimizer="momentum", momentum=0.9,
-                         learning_rate=lr, lr_schedule="step", lr_decay_epochs=decays,
-                         seed=seed, export=False)
+    optimizer = OptimizerConfig(optimizer="momentum", momentum=0.9, learning_rate=lr,
+                                lr_schedule="step", lr_decay_epochs=decays)
+    task = app.ClassifierTask(ScheduleConfig(epochs, steps, batch_size), optimizer, seed=seed,
+                              data_override=data, **options)
+    return run_task(task, RuntimeConfig(model_dir, seed=seed, export=False))
 
 
 def main():
@@ -68,7 +72,6 @@ def main():
         args.pretrain_epochs, args.finetune_epochs, args.finetune_steps, args.seeds = 1, 1, 3, "0"
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    import apps.train_classifier as app
     from suite.data.classification import load_classification, subset
 
     start = time.time()
@@ -78,8 +81,8 @@ def main():
     # -- 1. pretraining on the first 5 classes --------------------------------------------------
     pre_data = subset(data, PRETRAIN_CLASSES)
     pre_dir = os.path.join(args.work_dir, "pretrain")
-    pre = app.run(recipe(pre_dir, args.pretrain_epochs, 3 if args.smoke else 0, 128, 0.1, 0),
-                  datasets_override=pre_data, **common)
+    pre = train(pre_dir, args.pretrain_epochs, 3 if args.smoke else 0, 128, 0.1, 0, pre_data,
+                **common)
 
     # -- 2. few labels of the other 5, three ways ----------------------------------------------
     variants = {
@@ -93,10 +96,9 @@ def main():
         few = subset(data, TARGET_CLASSES, args.per_class, seed)
         for name, v in variants.items():
             folder = os.path.join(args.work_dir, f"{name.split()[0].strip(',')}-seed{seed}")
-            cfg = recipe(folder, args.finetune_epochs, args.finetune_steps, args.finetune_batch,
-                         v["lr"], seed)
-            result = app.run(cfg, init_from=v["init_from"], freeze_backbone=v["freeze_backbone"],
-                             datasets_override=few, **common)
+            result = train(folder, args.finetune_epochs, args.finetune_steps,
+                           args.finetune_batch, v["lr"], seed, few, init_from=v["init_from"],
+                           freeze_backbone=v["freeze_backbone"], **common)
             scores[name].append(result["test_top1_accuracy"])
             print(f"{name}, seed {seed}: {100 * scores[name][-1]:.2f}%", flush=True)
 

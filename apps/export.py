@@ -152,12 +152,14 @@ def main(argv):
 
     from suite.runtime.startup import load_tensorflow
 
-    verbose = flags.FLAGS["verbosity"].present
+    FLAGS = flags.FLAGS
+    verbose = FLAGS["verbosity"].present
     if not verbose:
         logging.set_verbosity(logging.WARNING)
-    load_tensorflow(quiet=not verbose)
-    FLAGS = flags.FLAGS
     try:
+        checkpoint_path(FLAGS.model_dir, FLAGS.checkpoint)  # fails fast, before TensorFlow loads
+        task_class(read_run(FLAGS.model_dir))
+        load_tensorflow(quiet=not verbose)
         version_dir = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
                              FLAGS.checkpoint)
     except (OSError, ValueError) as e:  # ExportError is a ValueError

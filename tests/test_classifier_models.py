@@ -43,12 +43,13 @@ def copy_weights(src, dst):
 
 # ---------------------------------------------------------------- parameter counts, 224x224x3
 
+# The deepest build 45-60M weights twice (ours and keras.applications'): the slow group.
 @pytest.mark.parametrize("name, reference, expected", [
     ("vgg16", "VGG16", 138_357_544),
-    ("vgg19", "VGG19", 143_667_240),
+    pytest.param("vgg19", "VGG19", 143_667_240, marks=pytest.mark.slow),
     ("resnet50", "ResNet50", 25_636_712),
-    ("resnet101", "ResNet101", 44_707_176),
-    ("resnet152", "ResNet152", 60_419_944),
+    pytest.param("resnet101", "ResNet101", 44_707_176, marks=pytest.mark.slow),
+    pytest.param("resnet152", "ResNet152", 60_419_944, marks=pytest.mark.slow),
 ])
 def test_imagenet_counts_equal_keras_applications(name, reference, expected):
     model = build_model(name)
@@ -288,6 +289,7 @@ def test_few_adam_steps_train_resnet20_faster_than_plain20():
     assert res_after < plain_after, losses  # the shortcuts' point, even on a toy problem
 
 
+@pytest.mark.slow  # 12 eager steps of GoogLeNet: ~15 s
 def test_googlenet_with_aux_heads_trains_with_weighted_losses():
     # The paper's GoogLeNet (Caffe init, no BN) needs far more than a few steps to leave chance
     # level on this toy task; its BN variant shows the wiring and the three losses work.

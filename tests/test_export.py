@@ -166,6 +166,7 @@ def _cli_array(stdout: str, key: str) -> np.ndarray:
     return np.array([float(v) for v in block.replace("[", " ").replace("]", " ").split()])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_equals_keras(exported, tmp_path):
     _, version_dir, pixels, expected, _ = exported
     np.save(tmp_path / "in.npy", pixels.astype(np.float32))
@@ -176,6 +177,7 @@ def test_saved_model_cli_run_equals_keras(exported, tmp_path):
     np.testing.assert_array_equal(_cli_array(result.stdout, "class_ids"), expected.argmax(-1))
 
 
+@pytest.mark.slow
 def test_saved_model_cli_rejects_bad_inputs_clearly(exported, tmp_path):
     version_dir = exported[1]
     np.save(tmp_path / "bad.npy", np.zeros((1, H, W + 1, C), np.float32))

@@ -82,12 +82,14 @@ def _weights(result, prefix=""):
     return [result[f"{prefix}weights_{i}"] for i in range(NUM_WEIGHTS)]
 
 
+@pytest.mark.slow
 def test_workers_end_with_identical_weights(runs):
     for w0, w1 in zip(_weights(runs["worker0"]), _weights(runs["worker1"])):
         np.testing.assert_array_equal(w0, w1)
     np.testing.assert_array_equal(runs["worker0"]["loss"], runs["worker1"]["loss"])
 
 
+@pytest.mark.slow
 def test_multiworker_fit_equals_single_process_on_global_batches(runs):
     reference = runs["local"]
     worker = runs["worker0"]
@@ -103,12 +105,14 @@ def test_multiworker_fit_equals_single_process_on_global_batches(runs):
     np.testing.assert_allclose(worker["eval_loss"], reference["reference_eval_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_data_sharding_gives_worker_i_the_ith_half_of_each_global_batch(runs):
     ids = np.arange(32).reshape(4, 8)  # 4 global batches of 8 examples, in order
     np.testing.assert_array_equal(runs["worker0"]["ids"], ids[:, :4])
     np.testing.assert_array_equal(runs["worker1"]["ids"], ids[:, 4:])
 
 
+@pytest.mark.slow
 def test_single_worker_training_unchanged_by_apply(runs):
     local = runs["local"]
     assert bool(local["idempotent"])

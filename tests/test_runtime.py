@@ -279,6 +279,7 @@ def test_a_second_run_on_a_folder_is_refused_and_a_killed_runs_lock_is_taken_ove
         holder.wait()
 
 
+@pytest.mark.slow
 def test_the_app_refuses_a_folder_another_run_is_using(tmp_path):
     model_dir = str(tmp_path / "run")
     first = subprocess.Popen(
@@ -301,11 +302,15 @@ def test_the_app_refuses_a_folder_another_run_is_using(tmp_path):
 
 
 # -- a damaged backup through the app ----------------------------------------------------------
+@pytest.mark.slow
 def test_a_damaged_backup_stops_the_app_with_the_ways_forward_and_checkpoint_resume_works(
-        tmp_path):
+        tmp_path, capsys):
+    import apps.train_mnist as train_mnist
+    from conftest import run_in_process
+
     model_dir = str(tmp_path / "run")
     args = [f"--model_dir={model_dir}", "--steps_per_epoch=5", *MNIST_ARGS]
-    assert run_app("apps.train_mnist", "--epochs=2", *args).returncode == 0
+    assert run_in_process(train_mnist, "--epochs=2", *args)["status"] == "completed"
     with open(os.path.join(model_dir, "backup", "state.json"), "w") as f:
         f.write('{"epoch": 2,\n')  # truncated, as a full disk leaves it
     before = tree(model_dir)
@@ -318,9 +323,11 @@ def test_a_damaged_backup_stops_the_app_with_the_ways_forward_and_checkpoint_res
     assert "--model_dir=<new folder>" in out.stderr
     assert tree(model_dir) == before
 
-    out = run_app("apps.train_mnist", "--epochs=3", "--resume_from=checkpoint", *args)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"Resuming from {model_dir}/checkpoints/last.keras: epoch 3, step 0." in out.stdout
+    capsys.readouterr()
+    resumed = run_in_process(train_mnist, "--epochs=3", "--resume_from=checkpoint", *args)
+    assert resumed["status"] == "completed"
+    assert (f"Resuming from {model_dir}/checkpoints/last.keras: epoch 3, step 0."
+            in capsys.readouterr().out)
     moved = [d for d in os.listdir(tmp_path / "run") if d.startswith("backup.damaged-")]
     assert len(moved) == 1  # kept, not deleted
     with open(os.path.join(model_dir, moved[0], "state.json")) as f:
@@ -349,15 +356,21 @@ def test_cluster_size_comes_from_tf_config_or_the_slurm_step():
         cluster_tasks({"TF_CONFIG": "{not json"})
 
 
-def test_a_single_machine_strategy_inside_a_cluster_is_refused_before_any_work(tmp_path):
+def test_a_single_machine_strategy_inside_a_cluster_is_refused_before_any_work(
+        tmp_path, monkeypatch, mnist_small):
+    import apps.train_mnist as train_mnist
+    from conftest import run_in_process
+
     tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                             "task": {"type": "worker", "index": 0}})
-    out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", "--strategy=mirrored",
-                  *MNIST_ARGS, env={"TF_CONFIG": tf_config}, timeout=120)
-    assert out.returncode == 2
-    assert ("error: --strategy=mirrored trains on one machine, but this process is one task of "
-            "a cluster (TF_CONFIG names 2 training tasks)") in out.stderr
-    assert "--strategy=multi_worker (or auto)" in out.stderr
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    for strategy in ("mirrored", "one_device"):
+        with pytest.raises(ValueError) as error:
+            run_in_process(train_mnist, f"--model_dir={tmp_path}/run", f"--strategy={strategy}",
+                           data_override=mnist_small)
+        assert (f"--strategy={strategy} trains on one machine, but this process is one task of "
+                "a cluster (TF_CONFIG names 2 training tasks)") in str(error.value)
+        assert "--strategy=multi_worker (or auto)" in str(error.value)
     assert not os.path.exists(tmp_path / "run")
 
 
@@ -384,6 +397,7 @@ def test_start_up_notes_are_hidden_and_other_stderr_lines_pass():
     assert quiet_native_startup  # imported
 
 
+@pytest.mark.slow
 def test_an_app_prints_no_tensorflow_start_up_lines_unless_verbosity_asks(tmp_path):
     noise = ("Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
              "absl::InitializeLog")
@@ -398,8 +412,8 @@ def test_an_app_prints_no_tensorflow_start_up_lines_unless_verbosity_asks(tmp_pa
     assert "oneDNN custom operations" in verbose.stderr or "cuda" in verbose.stderr.lower()
 
 
-@pytest.mark.parametrize("setting, expected", [(None, "1 True"), ("0", "0 False"),
-                                               ("1", "1 True")])
+@pytest.mark.slow
+@pytest.mark.parametrize("setting, expected", [(None, "1 True"), ("0", "0 False")])
 def test_onednn_is_on_by_default_on_x86_unless_the_user_set_it(setting, expected):
     import platform
 

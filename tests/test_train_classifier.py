@@ -209,26 +209,19 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
     (["--freeze_backbone"], "--freeze_backbone needs --init_from"),
     (["--init_from=/no/such.keras"], "--init_from must be 'imagenet' or an existing .keras"),
     (["--train_examples_per_class=-1"], "--train_examples_per_class must be >= 0"),
-])
-def test_bad_flag_values_are_refused_when_parsed(args, message):
-    from absl import flags
-
-    with pytest.raises(flags.IllegalFlagValueError) as error:
-        parse_app_flags(train_classifier, *args)
-    assert message in str(error.value)
-
-
-@pytest.mark.parametrize("args, message", [
     (["--model=resnet21"], "--model='resnet21' is not a registered model; valid: deep_convnet,"),
     (["--dataset=/no/such/folder"],
      "neither a known dataset nor an existing folder or zip; use a tensorflow-datasets name "
      "(cifar10, imagenette, imagenet2012), a folder laid out as <root>/train/<class>/<image>"),
 ])
-def test_bad_model_or_dataset_fails_with_a_message_listing_the_valid_values(tmp_path, args,
-                                                                            message):
-    out = run_app("apps.train_classifier", f"--model_dir={tmp_path}/run", *args, timeout=120)
-    assert out.returncode != 0 and message in out.stderr, out.stderr[-2000:]
-    assert not os.path.exists(tmp_path / "run")
+def test_bad_flag_values_are_refused_when_parsed(args, message):
+    """Refused while parsing, before the runner creates anything (the MNIST app's tests check
+    the exit code and the one-line message of a real process)."""
+    from absl import flags
+
+    with pytest.raises(flags.IllegalFlagValueError) as error:
+        parse_app_flags(train_classifier, *args)
+    assert message in str(error.value)
 
 
 def test_the_registered_names_are_in_the_bad_model_message():

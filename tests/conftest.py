@@ -89,3 +89,12 @@ def _float32_policy_after_each_test():
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of process `pid` (from /proc), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -24,21 +24,13 @@ import time
 
 import pytest
 
-from conftest import FIXTURE_MNIST, REPO
+from conftest import FIXTURE_MNIST, REPO, parent_pid
 from suite.models.registry import load_keras_file
 
 RUN_TIMEOUT_S = 240  # one cluster run, start to exit
 # No --strategy: inside a cluster (TF_CONFIG names 2 tasks) auto means multi_worker.
 APP = [sys.executable, "-m", "apps.train_mnist", f"--data_dir={FIXTURE_MNIST}",
        "--noverify_checksums", "--batch_size=10"]
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _worker_index(pid: int) -> int | None:
@@ -87,7 +79,7 @@ class Cluster:
 
     def find_workers(self) -> dict[int, int]:
         for name in os.listdir("/proc"):
-            if name.isdigit() and _parent_pid(int(name)) == self.proc.pid:
+            if name.isdigit() and parent_pid(int(name)) == self.proc.pid:
                 index = _worker_index(int(name))
                 if index is not None:
                     self.workers[index] = int(name)

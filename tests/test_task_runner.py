@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, run_in_process
+from conftest import REPO, parent_pid, run_in_process
 
 TESTS = os.path.join(REPO, "tests")
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}:{TESTS}", "CUDA_VISIBLE_DEVICES": ""}
@@ -59,6 +59,21 @@ def wait_for(predicate, proc, what: str):
         assert proc.poll() is None, f"exited before {what}:\n{proc.stdout.read()}"
         assert time.monotonic() < deadline, f"no {what}"
         time.sleep(0.05)
+
+
+def sigterm_in_epoch_2(app: list[str], model_dir: str, delay_s: float, at_step: int,
+                       every: int) -> tuple[dict, str]:
+    """Starts `app`, sends SIGTERM once epoch 2 reached step `at_step` (backups every `every`
+    steps show it), checks the exit code 143; returns the saved (epoch, step) and the output."""
+    proc = start(app, model_dir, f"--step_delay_s={delay_s}", f"--backup_every_steps={every}")
+    wait_for(lambda: state(model_dir).get("epoch") == 1 and state(model_dir)["step"] >= at_step,
+             proc, f"step {at_step} of epoch 2")
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, output[-3000:]
+    stopped = state(model_dir)
+    assert stopped["epoch"] == 1 and stopped["step"] >= at_step
+    return stopped, output
 
 
 def results(model_dir: str) -> dict:
@@ -155,14 +170,8 @@ def test_the_loop_resumes_after_sigterm_and_kill_9_to_the_uninterrupted_weights(
 
     # SIGTERM mid-epoch: the exact step is saved; the rerun ends where the reference did.
     signalled = str(tmp_path / "sigterm")
-    proc = start(DQN, signalled, "--step_delay_s=0.02", "--backup_every_steps=5")
-    wait_for(lambda: state(signalled).get("epoch") == 1 and state(signalled)["step"] >= 10,
-             proc, "step 10 of epoch 2")
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 143, output[-3000:]
-    stopped = state(signalled)
-    assert stopped["epoch"] == 1 and 10 <= stopped["step"] < 30
+    stopped, output = sigterm_in_epoch_2(DQN, signalled, 0.02, at_step=10, every=5)
+    assert stopped["step"] < 30
     assert f"stopped by SIGTERM at epoch 2, step {stopped['step']}" in output
     done, output = rerun(DQN, signalled, capsys)
     assert f"Resuming from the backup in {signalled}/backup: epoch 2, step " \
@@ -189,14 +198,8 @@ def test_the_loop_resumes_after_sigterm_and_kill_9_to_the_uninterrupted_weights(
 @pytest.mark.slow
 def test_the_gan_resumes_after_sigterm_and_kill_9_to_the_same_step_counts(tmp_path, capsys):
     signalled = str(tmp_path / "sigterm")
-    proc = start(GAN, signalled, "--step_delay_s=0.05", "--backup_every_steps=2")
-    wait_for(lambda: state(signalled).get("epoch") == 1 and state(signalled)["step"] >= 2,
-             proc, "step 2 of epoch 2")
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 143, output[-3000:]
-    stopped = state(signalled)
-    assert stopped["epoch"] == 1 and 2 <= stopped["step"] < 8
+    stopped, _ = sigterm_in_epoch_2(GAN, signalled, 0.05, at_step=2, every=2)
+    assert stopped["step"] < 8
     done, _ = rerun(GAN, signalled, capsys)
     assert done["d_iterations"] == done["g_iterations"] == 3 * 8  # not one step more or less
     with open(os.path.join(signalled, "history.csv")) as f:  # the cut epoch is logged once
@@ -257,7 +260,7 @@ def test_two_workers_stop_at_the_same_step_and_the_rerun_finishes(tmp_path, app)
     try:
         wait_for(lambda: state(model_dir).get("epoch") == 1 and state(model_dir)["step"] >= 2,
                  proc, "step 2 of epoch 2")
-        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) ==
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_pid(int(p)) ==
                    proc.pid]
         os.kill(max(workers), signal.SIGTERM)  # the second worker only: a preempted node
         output = proc.communicate(timeout=120)[0]
@@ -277,10 +280,3 @@ def test_two_workers_stop_at_the_same_step_and_the_rerun_finishes(tmp_path, app)
     else:
         assert final["iterations"] == 90
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None

@@ -1,5 +1,6 @@
-"""The cluster launch templates: launch/slurm.sbatch (run with stand-in srun and scontrol),
-the SlurmClusterResolver contract it documents, and launch/k8s.py's TFJob manifests."""
+"""The cluster launch templates: launch/slurm.sbatch (run with stand-in srun and scontrol;
+tests/test_slurm.py submits it to a real Slurm), the Slurm resolver and device choice it relies
+on, and launch/k8s.py's TFJob manifests."""
 from __future__ import annotations
 
 import json
@@ -55,73 +56,107 @@ def test_slurm_template_is_valid_bash():
 def test_slurm_template_directives():
     directives = {line.split()[1].split("=")[0]: line.split()[1]
                   for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH ")}
-    assert directives["--ntasks-per-node"] == "--ntasks-per-node=1"  # see the GPU notes
+    assert directives["--ntasks-per-node"] == "--ntasks-per-node=1"  # one task per node: all GPUs
     assert directives["--signal"].startswith("--signal=TERM@")  # no B:, every task gets it
-    assert "--requeue" in directives and "--exclusive" in directives  # port 8888 is ours
-    assert "--gpus-per-task" not in directives
+    assert "--requeue" in directives and "--exclusive" in directives  # its ports are ours
 
 
-def test_srun_runs_the_app_as_multi_worker_with_the_arguments_given(tmp_path):
+def test_srun_runs_the_app_with_the_arguments_given(tmp_path):
     result, recorded = run_sbatch(tmp_path, "--flagfile=apps/flags/mnist.flags",
                                   "--model_dir=/shared/runs/mnist")
     assert result.returncode == 0, result.stderr
-    assert recorded["srun"] == ["--kill-on-bad-exit=1", "--ntasks-per-node=1", "python", "-m",
-                                "apps.train_mnist", "--strategy=multi_worker",
+    # No --strategy: inside a step of several tasks the app's auto is multi_worker, and a
+    # one-task job keeps the single-machine strategies (mirrored over the node's GPUs).
+    assert recorded["srun"] == ["--kill-on-bad-exit=1", "python", "-m", "apps.train_mnist",
                                 "--flagfile=apps/flags/mnist.flags",
                                 "--model_dir=/shared/runs/mnist"]
     assert (tmp_path / "srun.tf_config").read_text().strip() == "unset"  # Slurm's resolver
-    assert "scontrol" not in recorded
+    assert "scontrol" not in recorded and "job 4242: finished" in result.stdout
 
 
-def test_a_preempted_run_is_requeued_until_the_limit(tmp_path):
+def test_only_a_saved_preemption_is_requeued_and_never_forever(tmp_path):
     result, recorded = run_sbatch(tmp_path, rc=143)
     assert result.returncode == 143 and recorded["scontrol"] == ["requeue", "4242"]
+    assert "stopped by SIGTERM with the state saved (exit 143): requeueing" in result.stdout
     (tmp_path / "scontrol.args").unlink()
     result, recorded = run_sbatch(tmp_path, rc=143, SLURM_RESTART_COUNT="20")
     assert result.returncode == 143 and "scontrol" not in recorded
-    result, recorded = run_sbatch(tmp_path, rc=2)  # bad input: requeueing would not help
-    assert result.returncode == 2 and "scontrol" not in recorded
+    assert "requeued 20 times (MAX_REQUEUES): not again" in result.stdout
+    for rc in (1, 2, 137):  # diverged, bad input, killed: requeueing would not help
+        result, recorded = run_sbatch(tmp_path, rc=rc)
+        assert result.returncode == rc and "scontrol" not in recorded
+        assert f"failed with exit code {rc}" in result.stdout and "not requeued" in result.stdout
 
 
 @pytest.fixture
 def slurm_task(monkeypatch):
-    """Sets the variables srun gives task `rank` of a 2-node, 1-task-per-node step."""
-    def set_task(rank, tasks_per_node="1(x2)", num_tasks=2, gpus="0,1,2,3"):
+    """Sets the variables srun gives task `rank` of a step (default: 2 nodes, 1 task each)."""
+    def set_task(rank, tasks_per_node="1(x2)", num_tasks=2, gpus="0,1,2,3",
+                 nodes="gpu[01-02]", local_id=0, node_id=0):
         for name in [n for n in os.environ if n.startswith("SLURM_")] + ["TF_CONFIG"]:
             monkeypatch.delenv(name, raising=False)
         for name, value in {"SLURM_JOB_ID": "4242", "SLURM_PROCID": str(rank),
                             "SLURM_STEP_NUM_TASKS": str(num_tasks),
-                            "SLURM_STEP_NODELIST": "gpu[01-02]",
+                            "SLURM_STEP_NODELIST": nodes,
                             "SLURM_STEP_TASKS_PER_NODE": tasks_per_node,
+                            "SLURM_LOCALID": str(local_id), "SLURM_NODEID": str(node_id),
                             "CUDA_VISIBLE_DEVICES": gpus}.items():
             monkeypatch.setenv(name, value)  # restored after the test, CUDA_VISIBLE_DEVICES too
     return set_task
 
 
-def test_slurm_resolver_makes_rank_0_the_chief_and_keeps_the_nodes_gpus(slurm_task):
+def test_slurm_resolver_makes_rank_0_the_chief_and_sets_no_devices(slurm_task):
     import tensorflow as tf
 
     from suite.runtime import devices
 
     roles = []
     for rank in (0, 1):
-        slurm_task(rank)
+        slurm_task(rank, node_id=rank)
         resolver = devices._cluster_resolver()
         assert isinstance(resolver, tf.distribute.cluster_resolver.SlurmClusterResolver)
         assert resolver.cluster_spec().as_dict() == {"worker": ["gpu01:8888", "gpu02:8888"]}
-        assert resolver.num_accelerators() == {"GPU": 4}
-        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"  # every GPU of the node
+        assert resolver.num_accelerators() == {}  # the GPUs this process sees: none here
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"  # left as Slurm set it
         roles.append(devices.worker_role(types.SimpleNamespace(cluster_resolver=resolver)))
     assert [(r.task_type, r.task_id, r.num_workers, r.is_chief) for r in roles] == [
         ("worker", 0, 2, True), ("worker", 1, 2, False)]
 
 
-def test_slurm_resolver_fails_with_one_gpu_per_task_as_the_template_warns(slurm_task):
-    import tensorflow as tf
+def test_slurm_resolver_lays_out_several_tasks_per_node_on_consecutive_ports(slurm_task,
+                                                                           monkeypatch):
+    from suite.runtime import devices
 
-    slurm_task(5, tasks_per_node="4(x2)", num_tasks=8, gpus="0")  # what --gpus-per-task=1 gives
-    with pytest.raises(ValueError, match="must not be zero"):
-        tf.distribute.cluster_resolver.SlurmClusterResolver().cluster_spec()
+    # Two CPU-only tasks on one node: TensorFlow's own resolver fails there (1 // 2 = 0 GPUs).
+    slurm_task(1, tasks_per_node="2", num_tasks=2, gpus="", nodes="cpu01", local_id=1)
+    resolver = devices._cluster_resolver()
+    assert resolver.cluster_spec().as_dict() == {"worker": ["cpu01:8888", "cpu01:8889"]}
+    assert resolver.get_task_info() == ("worker", 1)
+    # One task per GPU on 2 nodes of 4, --gpus-per-task=1: each task sees its one GPU.
+    slurm_task(5, tasks_per_node="4(x2)", num_tasks=8, gpus="0", local_id=1, node_id=1)
+    monkeypatch.setenv("SUITE_SLURM_PORT_BASE", "20000")
+    spec = devices._cluster_resolver().cluster_spec().as_dict()["worker"]
+    assert spec == [f"gpu0{n}:2000{i}" for n in (1, 2) for i in range(4)]
+
+
+@pytest.mark.parametrize("tasks_per_node, gpus, local_id, node_id, expected", [
+    ("4(x2)", "0,1,2,3", 2, 1, "2"),  # --gres=gpu:4, a task per GPU: each takes its own
+    ("2", "0,1,2,3", 1, 0, "2,3"),  # 2 tasks on 4 GPUs: two each
+    ("4", "4,5,6,7", 3, 0, "7"),  # the GPUs Slurm gave, not 0..3
+    ("4(x2)", "3", 2, 0, None),  # --gpus-per-task=1: Slurm already bound them
+    ("2", "", 1, 0, None),  # CPU-only node
+    ("1(x2)", "0,1,2,3", 0, 1, None),  # one task per node: all its GPUs
+    ("3", "0,1,2,3", 0, 0, None),  # 4 GPUs do not split evenly over 3 tasks: left alone
+])
+def test_each_task_takes_its_own_gpus_before_cuda_starts(tasks_per_node, gpus, local_id, node_id,
+                                                         expected):
+    from suite.runtime.startup import slurm_task_devices
+
+    environ = {"SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_TASKS_PER_NODE": tasks_per_node,
+               "SLURM_LOCALID": str(local_id), "SLURM_NODEID": str(node_id),
+               "CUDA_VISIBLE_DEVICES": gpus}
+    assert slurm_task_devices(environ) == expected
+    assert slurm_task_devices({"CUDA_VISIBLE_DEVICES": gpus}) is None  # not under srun
 
 
 # -- Kubernetes -------------------------------------------------------------------------------

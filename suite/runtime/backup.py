@@ -196,6 +196,7 @@ class ResumeState:
         shutil.rmtree(folder, ignore_errors=True)  # a half-written one from a killed run
         os.makedirs(folder)
         for model_name, model in self.models.items():
+            build_compiled_optimizer(model)  # saved with the slots a restore builds
             model.save_weights(os.path.join(folder, f"{model_name}.weights.h5"), overwrite=True)
         for opt_name, optimizer in self.optimizers.items():
             np.savez(os.path.join(folder, f"{opt_name}.optimizer.npz"),

@@ -88,9 +88,33 @@ def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if os.environ.get("SLURM_JOB_ID"):
-        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+        return slurm_cluster_resolver()
     raise ValueError("--strategy=multi_worker needs a cluster: set TF_CONFIG (python -m launch.local "
                      "does it for local workers) or run inside a Slurm job (launch/slurm.sbatch)")
+
+
+def slurm_cluster_resolver(port_base: int | None = None):
+    """SlurmClusterResolver for any number of tasks per node, on CPU and GPU nodes.
+
+    Left to itself the resolver divides the node's GPUs by its tasks: on a CPU-only node with
+    2 tasks that is 1 // 2 = 0 GPUs per task and it fails ("range() arg 3 must not be zero"),
+    and without CUDA_VISIBLE_DEVICES it runs nvidia-smi. Here it is told one slot per task
+    (so it lays out every task, task i of a node on port port_base + i), sets no
+    CUDA_VISIBLE_DEVICES (the task's GPUs were chosen before CUDA started:
+    suite.runtime.startup.slurm_task_devices), and reports the GPUs this task really sees, so
+    a CPU-only task has a CPU replica. `port_base` defaults to $SUITE_SLURM_PORT_BASE or 8888.
+    """
+    from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as slurm
+
+    class TaskSlurmClusterResolver(slurm.SlurmClusterResolver):
+        def num_accelerators(self, task_type=None, task_id=None, config_proto=None):
+            gpus = len(tf.config.list_physical_devices("GPU"))
+            return {"GPU": gpus} if gpus else {}
+
+    tasks = slurm.expand_tasks_per_node(os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))
+    base = port_base or int(os.environ.get("SUITE_SLURM_PORT_BASE", "8888"))
+    return TaskSlurmClusterResolver(port_base=base, gpus_per_node=max(tasks), gpus_per_task=1,
+                                    auto_set_gpu=False)
 
 
 @dataclasses.dataclass(frozen=True)

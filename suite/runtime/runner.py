@@ -228,6 +228,23 @@ def _adopt_as_key_flags(fv, names) -> None:
         fv.register_key_flag_for_module(main_module, fv[name])
 
 
+def _exit_cleanly_on_signals() -> None:
+    """Outside training (start-up, evaluation, export) SIGTERM/SIGINT end the process at once
+    with 143/130 and a line saying so, instead of killing it silently; during training the
+    stop requests (suite.runtime.stopping) take over and save first."""
+    import signal
+
+    from suite.runtime.stopping import EXIT_CODES
+
+    def leave(signum, frame):
+        name = signal.Signals(signum).name
+        print(f"\n{name} received outside training: nothing to save; exiting.", flush=True)
+        sys.exit(EXIT_CODES[name])
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, leave)
+
+
 def main(define_flags, make_task, argv=None) -> None:
     """Defines the app's flags, parses them, runs its task and exits with the run's code.
 
@@ -246,6 +263,7 @@ def main(define_flags, make_task, argv=None) -> None:
     def _main(args):
         if len(args) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
+        _exit_cleanly_on_signals()
         verbose = fv["verbosity"].present
         if not verbose:  # TensorFlow's INFO lines drown the app's own
             logging.set_verbosity(logging.WARNING)

@@ -40,13 +40,53 @@ STARTUP_NOISE = tuple(re.compile(p) for p in (
 
 def apply_cpu_defaults(environ=os.environ) -> None:
     """Sets oneDNN on for x86 CPUs unless `TF_ENABLE_ONEDNN_OPTS` is already set (to anything),
-    and TensorFlow's C++ log level to warnings unless `TF_CPP_MIN_LOG_LEVEL` is set. Only has an
-    effect before TensorFlow is imported."""
+    TensorFlow's C++ log level to warnings unless `TF_CPP_MIN_LOG_LEVEL` is set, and a Slurm
+    task's own GPUs (slurm_task_devices). Only has an effect before TensorFlow is imported."""
     if "tensorflow" in sys.modules:
         return
     if platform.machine().lower() in _X86:
         environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    devices = slurm_task_devices(environ)
+    if devices is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = devices
+
+
+def _tasks_per_node(text: str) -> list[int]:
+    """Slurm's "2(x3),1" -> [2, 2, 2, 1]."""
+    counts = []
+    for part in text.split(","):
+        if "(x" in part:
+            count, times = part.rstrip(")").split("(x")
+            counts += [int(count)] * int(times)
+        elif part:
+            counts.append(int(part))
+    return counts
+
+
+def slurm_task_devices(environ=os.environ) -> str | None:
+    """CUDA_VISIBLE_DEVICES for this task of a Slurm step, or None to leave it as it is.
+
+    With one task per GPU (`--ntasks-per-node=4 --gres=gpu:4`) srun shows every task all of the
+    node's GPUs; each must take its own before CUDA starts (once TensorFlow has listed the
+    devices it is too late). So when the node's tasks see N GPUs, N a multiple of the tasks,
+    local task i takes the i-th equal share. With --gpus-per-task Slurm binds them itself (each
+    task already sees only its own), and a CPU-only node has none: left alone.
+    """
+    if not environ.get("SLURM_STEP_NUM_TASKS") or "SLURM_LOCALID" not in environ:
+        return None
+    visible = [d.strip() for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    try:
+        per_node = _tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", ""))
+        here = per_node[int(environ.get("SLURM_NODEID", "0"))] if len(per_node) > 1 else (
+            per_node[0] if per_node else 1)
+        local = int(environ["SLURM_LOCALID"])
+    except (ValueError, IndexError):
+        return None
+    if here <= 1 or len(visible) < here or len(visible) % here or local >= here:
+        return None
+    share = len(visible) // here
+    return ",".join(visible[local * share:(local + 1) * share])
 
 
 def without_startup_noise(text: str) -> str:

@@ -57,15 +57,19 @@ def define_flags(fv: flags.FlagValues) -> None:
                                        default_learning_rate=0.1)
     flags.DEFINE_string("model", "resnet20", "Network from suite.models.registry, e.g. resnet20, "
                         "resnet56, plain56, resnet50, vgg16, googlenet.", flag_values=fv)
-    flags.DEFINE_string("dataset", "cifar10", "A tensorflow-datasets name (cifar10, imagenette, "
-                        "imagenet2012), a folder <root>/{train,test}/<class>/<image>, or a zip of "
-                        "CIFAR-10 images in that layout. --data_dir is the tfds folder.",
+    flags.DEFINE_string("dataset", "cifar10", "Any tensorflow-datasets image-classification set "
+                        "(cifar10, cifar100, mnist, svhn_cropped, oxford_flowers102, imagenette, "
+                        "imagenet2012, ...: its image and label features, classes and splits are "
+                        "read from the builder; tested on 'test', else 'validation', else the "
+                        "last 10% of 'train'), a folder <root>/{train,test}/<class>/<image>, or "
+                        "a zip of CIFAR-10 images in that layout. --data_dir is the tfds folder.",
                         flag_values=fv)
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets' data folder (prepared datasets "
                         "and downloads/manual/); unset: tfds's default.", flag_values=fv)
     flags.DEFINE_integer("image_size", 0, "Side of the square model input; 0: the dataset's own "
-                         "(32 for CIFAR, 224 for ImageNet, the first image's for a folder).",
-                         flag_values=fv)
+                         "(32 for CIFAR, 224 for ImageNet and sets of varying size, the first "
+                         "image's for a folder). Larger resizes small images up (e.g. MNIST for "
+                         "an ImageNet network); grayscale stays 1 channel.", flag_values=fv)
     flags.DEFINE_list("classes", [], "Train and test on these classes only, relabelled in this "
                       "order, e.g. airplane,automobile,bird,cat,deer.", flag_values=fv)
     flags.DEFINE_integer("train_examples_per_class", 0, "Keep N random training examples per "
@@ -106,6 +110,9 @@ def define_flags(fv: flags.FlagValues) -> None:
         ["init_from", "freeze_backbone"], lambda f: f["init_from"] or not f["freeze_backbone"],
         "--freeze_backbone needs --init_from: a frozen random backbone learns nothing",
         flag_values=fv)
+
+
+TRAINING_SUBSET = 2000  # training images the curves' inference-mode accuracy is measured on
 
 
 class ClassifierTask(ImageClassificationTask):
@@ -165,6 +172,8 @@ class ClassifierTask(ImageClassificationTask):
         self.train_data = cls_data.train_dataset(data, batch, self.seed, self.augmentations)
         crop = EVAL_CROP_FRACTION if "scale_crop" in self.augmentations else 1.0
         self.validation_data = cls_data.eval_dataset(data, batch, crop)
+        self.training_subset = cls_data.eval_dataset(
+            cls_data.first_training_examples(data, TRAINING_SUBSET), batch, crop)
         print(f"{data.name}: {data.train.count} training / {data.test.count} test images, "
               f"{len(data.class_names)} classes, {data.image_size}x{data.image_size}, "
               f"{'in memory' if data.in_memory else 'streamed'}", flush=True)

@@ -67,8 +67,8 @@ def test_srun_runs_the_app_with_the_arguments_given(tmp_path):
     assert result.returncode == 0, result.stderr
     # No --strategy: inside a step of several tasks the app's auto is multi_worker, and a
     # one-task job keeps the single-machine strategies (mirrored over the node's GPUs).
-    assert recorded["srun"] == ["--kill-on-bad-exit=1", "python", "-m", "apps.train_mnist",
-                                "--flagfile=apps/flags/mnist.flags",
+    assert recorded["srun"] == ["--kill-on-bad-exit=1", "--label", "python", "-m",
+                                "apps.train_mnist", "--flagfile=apps/flags/mnist.flags",
                                 "--model_dir=/shared/runs/mnist"]
     assert (tmp_path / "srun.tf_config").read_text().strip() == "unset"  # Slurm's resolver
     assert "scontrol" not in recorded and "job 4242: finished" in result.stdout

@@ -211,8 +211,10 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
     (["--train_examples_per_class=-1"], "--train_examples_per_class must be >= 0"),
     (["--model=resnet21"], "--model='resnet21' is not a registered model; valid: deep_convnet,"),
     (["--dataset=/no/such/folder"],
-     "neither a known dataset nor an existing folder or zip; use a tensorflow-datasets name "
-     "(cifar10, imagenette, imagenet2012), a folder laid out as <root>/train/<class>/<image>"),
+     "neither a known dataset nor an existing folder or zip; use a tensorflow-datasets "
+     "image-classification name (cifar10, cifar100, mnist, svhn_cropped, oxford_flowers102, "
+     "imagenette, imagenet2012, ...), a folder laid out as <root>/train/<class>/<image>"),
+    (["--dataset=Not A Name"], "neither a known dataset nor an existing folder or zip"),
 ])
 def test_bad_flag_values_are_refused_when_parsed(args, message):
     """Refused while parsing, before the runner creates anything (the MNIST app's tests check
@@ -325,6 +327,9 @@ def test_tfds_names_fail_fast_offline_and_load_through_tfds(tmp_path, monkeypatc
         cls_data.load_classification("cifar10", data_dir=str(tmp_path))
     with pytest.raises(DataError, match="(?s)imagenet2012 needs a manual download.*ILSVRC2012_img"):
         cls_data.load_classification("imagenet2012", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match=r"svhn_cropped is not prepared .* put its source files in "
+                                        rf"{tmp_path}/downloads/manual"):
+        cls_data.load_classification("svhn_cropped", data_dir=str(tmp_path))
     assert time.monotonic() - start < 20
     monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=12):  # tfds's offline random data, real features
@@ -335,6 +340,68 @@ def test_tfds_names_fail_fast_offline_and_load_through_tfds(tmp_path, monkeypatc
         assert not streamed.in_memory and streamed.class_names == ["n01440764"]
         x, y = next(iter(cls_data.eval_dataset(streamed, 2)))
         assert x.shape[1:] == (24, 24, 3) and set(y.numpy()) == {0}
+
+
+@pytest.mark.parametrize("name, splits, expected", [
+    # grayscale, with a test split: in memory, 1 channel, its own size
+    ("mnist", {"train", "test"}, dict(channels=1, size=28, test="test", in_memory=True,
+                                      classes=[str(d) for d in range(10)])),
+    # colour, two label features (label and coarse_label): the fine one
+    ("cifar100", {"train", "test"}, dict(channels=3, size=32, test="test", in_memory=True)),
+    # colour, images of any size, no test split but a validation split: streamed, 224
+    ("oxford_flowers102", {"train", "validation"}, dict(channels=3, size=224, test="validation",
+                                                        in_memory=False)),
+    # no test and no validation split: the last 10% of train, documented in README
+    ("tf_flowers", {"train"}, dict(channels=3, size=224, test="train[90%:]", in_memory=False,
+                                   classes=["dandelion", "daisy", "tulips", "sunflowers",
+                                            "roses"])),
+])
+def test_any_tfds_image_classification_set_is_read_from_its_info(tmp_path, monkeypatch, name,
+                                                                 splits, expected):
+    import tensorflow_datasets as tfds
+
+    import suite.data.mnist as mnist
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(cls_data, "available_splits", lambda builder: splits)
+    with tfds.testing.mock_data(num_examples=10):
+        data = cls_data.load_classification(name, data_dir=str(tmp_path))
+        assert (data.channels, data.image_size, data.test_split, data.in_memory) == (
+            expected["channels"], expected["size"], expected["test"], expected["in_memory"])
+        if "classes" in expected:
+            assert data.class_names == expected["classes"]
+        x, y = next(iter(cls_data.eval_dataset(data, 4)))
+        assert x.shape[1:] == (expected["size"], expected["size"], expected["channels"])
+        assert x.dtype == tf.float32 and y.dtype == tf.int64
+
+
+def test_a_tfds_set_that_is_not_image_classification_is_refused_with_the_reason(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        with pytest.raises(DataError, match="celeb_a is not an image-classification set: it has "
+                                            "no class-label"):
+            cls_data.load_classification("celeb_a", data_dir=str(tmp_path))
+        with pytest.raises(DataError, match="not a tensorflow-datasets dataset"):
+            cls_data.load_classification("no_such_set_here", data_dir=str(tmp_path))
+
+
+def test_the_app_trains_on_a_grayscale_tfds_set_resized_up(tmp_path, monkeypatch):
+    """mnist through tfds (mocked): 1 channel into a ResNet, resized up with --image_size."""
+    import tensorflow_datasets as tfds
+
+    import suite.data.mnist as mnist
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=32):
+        results = run_classifier(tmp_path / "run", dataset="mnist", data_dir=str(tmp_path),
+                                 image_size=36, epochs=1, steps_per_epoch=2, export=True)
+    assert results["image_size"] == 36 and results["dataset"] == "mnist"
+    from suite.export.saved_model import read_metadata
+
+    assert read_metadata(results["export"])["image_shape"] == [36, 36, 1]
+    history = open(tmp_path / "run" / "history.csv").readline().strip().split(",")
+    assert "inference_accuracy" in history and "val_accuracy" in history
 
 
 # -- augmentation ----------------------------------------------------------------------------

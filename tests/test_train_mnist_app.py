@@ -61,6 +61,11 @@ def test_training_lowers_the_loss_and_writes_every_output(tmp_path, mnist_small)
     assert saved["test_accuracy"] == results["test_accuracy"]
     assert len(saved["confusion_matrix"]) == 10 and saved["test_top5_accuracy"] >= saved[
         "test_accuracy"]
+    # The accuracy the model has on training images (inference mode), beside dropout mode's.
+    assert {"accuracy", "inference_accuracy", "inference_loss"} <= set(rows[0])
+    inference = [float(r[rows[0].index("inference_accuracy")]) for r in rows[1:]]
+    training_mode = [float(r[rows[0].index("accuracy")]) for r in rows[1:]]
+    assert inference[-1] > training_mode[-1]  # the book's dropout on the logits halves it
     run = json.load(open(os.path.join(model_dir, "run.json")))
     assert (run["app"], run["task"], run["name"]) == ("apps.train_mnist", "MnistTask", "mnist")
     assert run["export_metadata"]["class_names"] == [str(d) for d in range(10)]

@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Callable
 
 import numpy as np
 
 from suite.data.idx import DataError
 
-# name -> (test split, model image size, in memory, download host or None for a manual download)
-TFDS_DATASETS = {
-    "cifar10": ("test", 32, True, ("www.cs.toronto.edu", 443)),
-    "imagenette": ("validation", 224, False, ("s3.amazonaws.com", 443)),
-    "imagenet2012": ("validation", 224, False, None),
+# What a tfds builder's info cannot say: a sensible default input size and the host its files
+# come from (None: a manual download), for the offline check. Every other image-classification
+# set works without an entry (its size then defaults to its images' own, else 224).
+TFDS_HINTS = {
+    "cifar10": (32, ("www.cs.toronto.edu", 443)),
+    "cifar100": (32, ("www.cs.toronto.edu", 443)),
+    "mnist": (28, ("storage.googleapis.com", 443)),
+    "fashion_mnist": (28, ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)),
+    "svhn_cropped": (32, ("ufldl.stanford.edu", 80)),
+    "imagenette": (224, ("s3.amazonaws.com", 443)),
+    "imagenet2012": (224, None),
+    "oxford_flowers102": (224, ("www.robots.ox.ac.uk", 443)),
+    "food101": (224, ("data.vision.ee.ethz.ch", 443)),
+    "caltech101": (224, ("data.caltech.edu", 443)),
 }
+DEFAULT_HOST = ("storage.googleapis.com", 443)  # tfds's own mirror, for sets without a hint
+HELD_OUT_PERCENT = 10  # a set with neither test nor validation split tests on train's last 10%
 DATASET_FORMS = (
-    "a tensorflow-datasets name (" + ", ".join(TFDS_DATASETS) + "), a folder laid out as "
+    "a tensorflow-datasets image-classification name (cifar10, cifar100, mnist, svhn_cropped, "
+    "oxford_flowers102, imagenette, imagenet2012, ...), a folder laid out as "
     "<root>/train/<class>/<image> and <root>/test/<class>/<image>, or a zip of CIFAR-10 images "
     "in that layout (e.g. ../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip)")
-IN_MEMORY_BYTES = 2 << 30  # folders whose decoded train+test images exceed this stream instead
+IN_MEMORY_BYTES = 2 << 30  # datasets whose decoded train+test images exceed this stream instead
+_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.-]+)?(:[0-9.*]+)?$")
 
 
 @dataclasses.dataclass
@@ -47,6 +61,8 @@ class ClassificationData:
     image_size: int
     train: Split
     test: Split
+    image_channels: int = 0  # 0: from the in-memory arrays, else 3 (files decode as RGB)
+    test_split: str = "test"  # where the test examples came from (tfds split expression)
 
     @property
     def in_memory(self) -> bool:
@@ -54,7 +70,8 @@ class ClassificationData:
 
     @property
     def channels(self) -> int:
-        """3 (files and tfds images are decoded as RGB) unless in-memory arrays say otherwise."""
+        if self.image_channels:
+            return self.image_channels
         return int(self.train.images.shape[-1]) if self.in_memory else 3
 
     @classmethod
@@ -68,9 +85,11 @@ class ClassificationData:
 
 
 def dataset_form_error(value: str) -> str | None:
-    """None if `value` is a valid --dataset, else the message (used by the flag validator)."""
-    if value in TFDS_DATASETS or os.path.isdir(value) or (
-            os.path.isfile(value) and value.lower().endswith(".zip")):
+    """None if `value` can be a --dataset, else the message (used by the flag validator, which
+    must not load tensorflow-datasets: a tfds name is checked when the data loads)."""
+    if os.path.isdir(value) or (os.path.isfile(value) and value.lower().endswith(".zip")):
+        return None
+    if _TFDS_NAME.match(value) and os.sep not in value.split("/")[0]:
         return None
     return f"--dataset={value!r} is neither a known dataset nor an existing folder or zip; use " \
            f"{DATASET_FORMS}"
@@ -134,39 +153,108 @@ def _load_local(path: str, image_size: int, in_memory: bool | None):
                               *splits)
 
 
-def _load_tfds(name: str, data_dir: str | None, image_size: int):
+@dataclasses.dataclass
+class TfdsClassification:
+    """What the suite needs of a tfds builder's info."""
+    image_key: str
+    label_key: str
+    shape: tuple  # (H, W, C), H and W None for images of varying size
+    class_names: list[str]
+    train_split: str
+    test_split: str
+
+
+def available_splits(builder) -> set[str]:
+    """The prepared dataset's split names (tfds's mock data reports none: then train and test)."""
+    return set(builder.info.splits) or {"train", "test"}
+
+
+def describe_tfds(name: str, info, splits: set[str]) -> TfdsClassification:
+    """The image and label features, class names and train/test splits of tfds dataset `name`;
+    DataError for a set that is not image classification."""
+    import tensorflow_datasets as tfds
+
+    features = info.features
+    images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    if not images or not labels:
+        missing = "image feature" if not images else "class-label (ClassLabel) feature"
+        raise DataError(f"--dataset={name} is not an image-classification set: it has no "
+                        f"{missing} (its features: {', '.join(features)}). Use a set with an "
+                        "Image and a ClassLabel feature, or a folder/zip of images by class")
+    label_key = "label" if "label" in labels else labels[0]
+    image_key = "image" if "image" in images else images[0]
+    if "train" not in splits:
+        raise DataError(f"--dataset={name} has no 'train' split (its splits: {sorted(splits)})")
+    if "test" in splits:
+        train, test = "train", "test"
+    elif "validation" in splits:
+        train, test = "train", "validation"
+    else:
+        cut = 100 - HELD_OUT_PERCENT
+        train, test = f"train[:{cut}%]", f"train[{cut}%:]"
+    return TfdsClassification(image_key, label_key, tuple(features[image_key].shape),
+                              list(features[label_key].names), train, test)
+
+
+def _prepare_tfds(name: str, builder) -> None:
+    """download_and_prepare, but fails in seconds (not ~3.5 minutes of retries) offline."""
     import tensorflow_datasets as tfds
 
     from suite.data.mnist import _reachable
 
-    test_split, default_size, in_memory, host = TFDS_DATASETS[name]
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        manual = os.path.join(builder.data_dir_root, "downloads", "manual")
-        if host is None and not os.path.isdir(manual):
-            raise DataError(f"{name} needs a manual download: put its archives in {manual} "
-                            f"(or pass --data_dir=<tfds folder with downloads/manual/>).\n"
-                            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
-        if host is not None and not _reachable(host):
-            raise DataError(f"{name} is not prepared in {builder.data_dir} and its download host "
-                            f"{host[0]} is unreachable (offline?). Run once with network access, "
-                            f"pass --data_dir=<a tfds folder where it is prepared>, or use a local "
-                            f"copy: --dataset=<folder or zip>, i.e. {DATASET_FORMS}")
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual))
-    names = list(builder.info.features["label"].names)
+    manual = os.path.join(builder.data_dir_root, "downloads", "manual")
+    base = name.split("/")[0].split(":")[0]
+    _, host = TFDS_HINTS.get(base, (None, DEFAULT_HOST))
+    needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    if (host is None or needs_manual) and not os.path.isdir(manual):
+        raise DataError(f"{name} needs a manual download: put its archives in {manual} "
+                        f"(or pass --data_dir=<tfds folder with downloads/manual/>).\n"
+                        f"{(builder.MANUAL_DOWNLOAD_INSTRUCTIONS or '').strip()}")
+    if host is not None and not needs_manual and not _reachable(host):
+        raise DataError(f"{name} is not prepared in {builder.data_dir} and its download host "
+                        f"{host[0]} is unreachable (offline?). Run once with network access, put "
+                        f"its source files in {manual} (tensorflow-datasets looks there first), "
+                        f"pass --data_dir=<a tfds folder where it is prepared>, or use a local "
+                        f"copy: --dataset=<folder or zip>, i.e. {DATASET_FORMS}")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual))
+
+
+def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool | None):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # noqa: BLE001 - tfds raises DatasetNotFoundError and others
+        raise DataError(f"--dataset={name!r} is not a tensorflow-datasets dataset nor an existing "
+                        f"folder or zip ({str(e).splitlines()[0]}); use {DATASET_FORMS}") from e
+    if not builder.is_prepared():  # refuse a non-classification set before downloading it
+        describe_tfds(name, builder.info, {"train", "test"})
+        _prepare_tfds(name, builder)
+    meta = describe_tfds(name, builder.info, available_splits(builder))
+    height, width, channels = meta.shape
+    default_size = TFDS_HINTS.get(name.split("/")[0].split(":")[0], (None, None))[0]
+    size = image_size or default_size or (height if height and height == width else 224)
+    count = {split: int(builder.as_dataset(split=split).cardinality())  # from the split info
+             for split in (meta.train_split, meta.test_split)}
+    if in_memory is None:
+        pixels = (height or size) * (width or size) * (channels or 3)
+        in_memory = bool(height and width) and sum(count.values()) * pixels <= IN_MEMORY_BYTES
+
+    def pairs(split, shuffle=False):
+        ds = builder.as_dataset(split=split, shuffle_files=shuffle)
+        return ds.map(lambda e: (e[meta.image_key], e[meta.label_key]))
 
     def split_of(split):
-        count = int(builder.as_dataset(split=split).cardinality())  # from the dataset info
         if in_memory:  # one batch of the whole split (batch_size=-1 aborts under tfds mocks)
-            ds = builder.as_dataset(split=split, as_supervised=True).batch(max(count, 1))
-            x, y = next(iter(tfds.as_numpy(ds)))
+            x, y = next(iter(tfds.as_numpy(pairs(split).batch(max(count[split], 1)))))
             return Split(len(y), y.astype(np.int64), images=x.astype(np.uint8))
-        return Split(count, stream=lambda: builder.as_dataset(split=split, as_supervised=True,
-                                                              shuffle_files=split == "train"))
+        return Split(count[split], stream=lambda: pairs(split, shuffle=split == "train"))
 
-    return ClassificationData(name, names, image_size or default_size, split_of("train"),
-                              split_of(test_split))
+    return ClassificationData(name, meta.class_names, size, split_of(meta.train_split),
+                              split_of(meta.test_split), image_channels=channels or 3,
+                              test_split=meta.test_split)
 
 
 def load_classification(dataset: str, data_dir: str | None = None, image_size: int = 0,
@@ -179,8 +267,9 @@ def load_classification(dataset: str, data_dir: str | None = None, image_size: i
     error = dataset_form_error(dataset)
     if error:
         raise DataError(error)
-    data = (_load_tfds(dataset, data_dir, image_size) if dataset in TFDS_DATASETS
-            else _load_local(dataset, image_size, in_memory))
+    is_path = os.path.isdir(dataset) or os.path.isfile(dataset)
+    data = (_load_local(dataset, image_size, in_memory) if is_path
+            else _load_tfds(dataset, data_dir, image_size, in_memory))
     return subset(data, classes, train_examples_per_class, seed)
 
 
@@ -193,7 +282,7 @@ def subset(data: ClassificationData, classes=(), train_examples_per_class: int =
         return _subset_streams(data, classes, train_examples_per_class)
     train, names = _subset(data.train, data.class_names, classes, train_examples_per_class, seed)
     test, _ = _subset(data.test, data.class_names, classes, 0, seed)
-    return ClassificationData(data.name, names, data.image_size, train, test)
+    return dataclasses.replace(data, class_names=names, train=train, test=test)
 
 
 def _subset_streams(data: ClassificationData, classes, per_class: int) -> ClassificationData:
@@ -223,8 +312,23 @@ def _subset_streams(data: ClassificationData, classes, per_class: int) -> Classi
         count = limit * len(names) if limit else max(1, int(split.count * fraction))
         return Split(count, stream=stream)
 
-    return ClassificationData(data.name, names, data.image_size, subset(data.train, per_class),
-                              subset(data.test, 0))
+    return dataclasses.replace(data, class_names=names, train=subset(data.train, per_class),
+                               test=subset(data.test, 0))
+
+
+def first_training_examples(data: ClassificationData, count: int) -> ClassificationData:
+    """The same dataset whose test split is the first `count` training examples: what the
+    learning curves' inference-mode training accuracy is measured on, the same images every
+    epoch (for a streamed tfds set: the first `count` records read)."""
+    split = data.train
+    n = min(count, split.count)
+    if split.stream is not None:
+        fixed = Split(n, stream=lambda: split.stream().take(n))
+    else:
+        fixed = Split(n, split.labels[:n],
+                      images=None if split.images is None else split.images[:n],
+                      paths=None if split.paths is None else split.paths[:n])
+    return dataclasses.replace(data, test=fixed)
 
 
 # -- tf.data pipelines ----------------------------------------------------------------------

@@ -66,7 +66,8 @@ class Run:
                 paths=paths, monitor=task.best_checkpoint[0], mode=task.best_checkpoint[1],
                 watched_losses=task.watched_losses, extra_callbacks=list(callbacks),
                 get_extra=task.extra_state if task.has_extra_state() else None,
-                set_extra=task.load_extra_state if task.has_extra_state() else None)
+                set_extra=task.load_extra_state if task.has_extra_state() else None,
+                training_subset=task.training_subset)
             self.finished_training(outcome, paths, title or f"{model.name} ({task.name})")
         finally:
             if subdir is not None:

@@ -44,6 +44,7 @@ class Task:
     # Set by load_data for the default train():
     train_data = None
     validation_data = None
+    training_subset = None  # fixed training examples: the curves' inference-mode train numbers
     epochs: int = 0
     steps_per_epoch: int = 0
 

@@ -19,7 +19,7 @@ import keras
 
 from suite.runtime.backup import DamagedStateError, ResumeState
 from suite.runtime.callbacks import (EpochGate, EpochRecords, EpochTensorBoard, EpochValidation,
-                                     NonFiniteGuard, ResumableTraining)
+                                     NonFiniteGuard, ResumableTraining, TrainingSetEvaluation)
 from suite.runtime.devices import Runtime
 from suite.runtime.flags import RuntimeConfig
 from suite.runtime.records import EpochCheckpoints, HistoryLog
@@ -187,23 +187,27 @@ def fit_resumable(
     extra_callbacks: list[keras.callbacks.Callback] = (),
     get_extra: Callable[[], dict] | None = None,
     set_extra: Callable[[dict], None] | None = None,
+    training_subset=None,
 ) -> TrainOutcome:
     """Trains `model` (built and compiled in the strategy scope) up to `epochs`.
 
     Run the same command twice and the second resumes: from the end of the last finished
     epoch after a kill -9, from the exact step after SIGTERM/SIGINT, or not at all when done.
     `monitor`/`mode` choose best.keras; `watched_losses` are the logs the non-finite guard
-    checks. The outcome's message, if any, is printed.
+    checks; `training_subset` (a dataset of fixed training examples) adds the inference-mode
+    `inference_*` numbers to each epoch. The outcome's message, if any, is printed.
     """
     outcome = _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths,
-                   monitor, mode, watched_losses, extra_callbacks, get_extra, set_extra)
+                   monitor, mode, watched_losses, extra_callbacks, get_extra, set_extra,
+                   training_subset)
     if outcome.message:
         print(outcome.message, flush=True)
     return outcome
 
 
 def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths, monitor,
-         mode, watched_losses, extra_callbacks, get_extra, set_extra) -> TrainOutcome:
+         mode, watched_losses, extra_callbacks, get_extra, set_extra,
+         training_subset) -> TrainOutcome:
     resumption = resume(config, runtime, paths, {"model": model}, get_extra=get_extra,
                         set_extra=set_extra)
     epoch, step = resumption.epoch, resumption.step
@@ -220,6 +224,8 @@ def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, path
     backup = ResumableTraining(gate, resumption.writer, stop, config.backup_every_steps)
     callbacks = [
         NonFiniteGuard(gate, watched_losses),  # first: flag a non-finite step before any save
+        *([TrainingSetEvaluation(gate, training_subset)] if training_subset is not None
+          else []),
         *([EpochValidation(gate, val_ds)] if val_ds is not None else []),
         EpochRecords(gate, HistoryLog(paths.history_csv),
                      EpochCheckpoints(paths.checkpoints, monitor, mode)),

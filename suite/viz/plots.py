@@ -27,24 +27,32 @@ NOT_CURVES = ("epoch", "steps", "seconds", "learning_rate", "lr")
 
 def plot_learning_curves(history: dict[str, list[float]], path: str, title: str = "",
                          validation_label: str = "validation", max_panels: int = 6) -> str:
-    """One panel per metric in `history` (loss first), its `val_` twin beside it."""
+    """One panel per metric in `history` (loss first), with its `inference_` twin (the same
+    metric on fixed training examples in inference mode) and its `val_` twin."""
     epochs = [int(e) + 1 for e in history.get("epoch", [])]
-    names = [k for k in history if k not in NOT_CURVES and not k.startswith("val_")]
-    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in names]
+    twins = ("val_", "inference_")
+    names = [k for k in history if k not in NOT_CURVES and not k.startswith(twins)]
+    names += [k.split("_", 1)[1] for k in history if k.startswith(twins)
+              and k.split("_", 1)[1] not in names]
     names = sorted(names, key=lambda n: (not n.endswith("loss"), n != "loss"))[:max_panels]
     if not names:
         raise ValueError(f"no metric to plot in the history (columns: {list(history)})")
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], names):
-        if metric in history:
-            ax.plot(epochs, history[metric], marker="o", label="train")
+        inference = f"inference_{metric}" in history
+        if metric in history:  # Keras's running mean over the epoch, dropout on
+            ax.plot(epochs, history[metric], marker="o", alpha=0.6 if inference else 1.0,
+                    label="train, training mode" if inference else "train")
+        if inference:  # the same model in inference mode on fixed training examples
+            ax.plot(epochs, history[f"inference_{metric}"], marker="^",
+                    label="train, inference mode")
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], marker="s", label=validation_label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -121,7 +121,8 @@ def define_schedule_flags(fv: flags.FlagValues = flags.FLAGS, default_epochs: in
 
 def define_optimizer_flags(fv: flags.FlagValues = flags.FLAGS, prefix: str = "",
                            default_optimizer: str = "adam", default_learning_rate: float = 1e-3,
-                           default_beta_1: float = 0.9, of: str = "") -> None:
+                           default_beta_1: float = 0.9, default_clipnorm: float = 0.0,
+                           of: str = "") -> None:
     """--<prefix>optimizer --<prefix>learning_rate ... --<prefix>clipnorm; `of` names what the
     optimizer trains in the help ("the generator")."""
     p, whose = prefix, f" of {of}" if of else ""
@@ -151,8 +152,8 @@ def define_optimizer_flags(fv: flags.FlagValues = flags.FLAGS, prefix: str = "",
                        "(exponential).", flag_values=fv)
     flags.DEFINE_integer(name("warmup_epochs"), 0, "Linear learning-rate warm-up epochs before "
                          "the schedule.", flag_values=fv)
-    flags.DEFINE_float(name("clipnorm"), 0.0, f"Clip each gradient{whose} to this L2 norm (0: no "
-                       "clipping).", flag_values=fv)
+    flags.DEFINE_float(name("clipnorm"), default_clipnorm, f"Clip each gradient{whose} to this "
+                       "L2 norm (0: no clipping).", flag_values=fv)
     checks = [
         ("learning_rate", lambda v: v > 0, "must be > 0"),
         ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),

@@ -45,6 +45,7 @@ class TrainingLoop:
         self._counts: dict[str, int] = {}
         self._gate = EpochGate()
         self._epoch_started = time.monotonic()
+        self._scalars = None
 
     @property
     def epoch(self) -> int:
@@ -59,6 +60,12 @@ class TrainingLoop:
             self._counts[name] = self._counts.get(name, 0) + 1
         if self._gate.diverged_at is None and not finite(scalars, self.run.task.watched_losses):
             self._gate.diverged_at = (self.epoch, self.step % self.steps_per_epoch)
+
+    def scalars(self, step: int, **values) -> None:
+        """TensorBoard scalars at `step` (e.g. an episode's return at its environment step),
+        besides the per-epoch means; written by the chief only."""
+        if self._scalars is not None:
+            self._scalars.write(step, values, prefix="", flush=False)
 
     def __iter__(self):
         run, task = self.run, self.run.task
@@ -77,7 +84,8 @@ class TrainingLoop:
         checkpoints = EpochCheckpoints(paths.checkpoints, *task.best_checkpoint)
         stop = stop_requests_for(run.runtime)
         writer = resumption.writer
-        scalars = _ScalarWriter(paths.logs) if run.runtime.role.is_chief else None
+        scalars = self._scalars = (_ScalarWriter(paths.logs) if run.runtime.role.is_chief
+                                   else None)
         with stop:
             while self.step < self.total_steps:
                 yield self.step
@@ -103,7 +111,8 @@ class TrainingLoop:
                                   math.ceil(self.total_steps / self.steps_per_epoch))
         if self.outcome.message:
             print(self.outcome.message, flush=True)
-        run.finished_training(self.outcome, paths, f"{run.model.name} ({task.name})")
+        run.finished_training(self.outcome, paths, getattr(task, "title", None)
+                              or f"{run.model.name} ({task.name})")
 
     def _end_epoch(self, history, checkpoints, scalars, writer) -> None:
         finished = (self.step - 1) // self.steps_per_epoch  # the epoch that just ended
@@ -135,16 +144,17 @@ class _ScalarWriter:
         self._writers = {split: tf.summary.create_file_writer(os.path.join(logdir, split))
                          for split in ("train", "validation")}
 
-    def write(self, step: int, logs: dict) -> None:
+    def write(self, step: int, logs: dict, prefix: str = "epoch_", flush: bool = True) -> None:
         for name, value in logs.items():
             if not isinstance(value, (int, float, np.floating, np.integer)):
                 continue
             split = "validation" if name.startswith("val_") else "train"
             with self._writers[split].as_default():
-                self._tf.summary.scalar(f"epoch_{name.removeprefix('val_')}", float(value),
+                self._tf.summary.scalar(f"{prefix}{name.removeprefix('val_')}", float(value),
                                         step=step)
-        for writer in self._writers.values():
-            writer.flush()
+        if flush:
+            for writer in self._writers.values():
+                writer.flush()
 
     def close(self) -> None:
         for writer in self._writers.values():

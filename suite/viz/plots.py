@@ -31,9 +31,10 @@ def plot_learning_curves(history: dict[str, list[float]], path: str, title: str 
     metric on fixed training examples in inference mode) and its `val_` twin."""
     epochs = [int(e) + 1 for e in history.get("epoch", [])]
     twins = ("val_", "inference_")
-    names = [k for k in history if k not in NOT_CURVES and not k.startswith(twins)]
+    names = [k for k in history if k not in NOT_CURVES and not k.startswith(twins)
+             and not k.endswith("_std")]
     names += [k.split("_", 1)[1] for k in history if k.startswith(twins)
-              and k.split("_", 1)[1] not in names]
+              and k.split("_", 1)[1] not in names and not k.endswith("_std")]
     names = sorted(names, key=lambda n: (not n.endswith("loss"), n != "loss"))[:max_panels]
     if not names:
         raise ValueError(f"no metric to plot in the history (columns: {list(history)})")

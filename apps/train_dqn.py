@@ -1,0 +1,412 @@
+"""Deep Q-learning (Mnih et al., Nature 2015) on classic control and Atari, in the runner's loop.
+
+    python -m apps.train_dqn --flagfile=apps/flags/dqn_cartpole.flags --seed=0
+    python -m apps.train_dqn --flagfile=apps/flags/dqn_pong.flags
+
+Acts in --num_envs vectorised environments with an epsilon-greedy policy (epsilon decays
+linearly from --epsilon_start to --epsilon_final over --exploration_fraction of the steps),
+stores every step in a replay buffer (Atari frames once each: suite.rl.replay), and every
+--train_freq environment steps takes --gradient_steps Adam steps on Huber losses of batches
+from it, against a target network copied every --target_update steps (or moved by --tau).
+Every --eval_every steps it plays --eval_episodes greedy episodes (val_return: what best.keras
+follows); at the end --final_eval_episodes of them, and a GIF of one.
+
+Writes under --model_dir the runner's files (checkpoints of the online network, backup/ with
+both networks, the optimizer, the replay buffer, epsilon, the step count, the RNG and (classic
+control) environment states, logs/, history.csv, learning_curves.png, results.json) plus
+episode_returns.png, greedy_episode.gif and export/<env>/<version>/: a SavedModel policy
+(observation -> action and q_values).
+"""
+from __future__ import annotations
+
+import os
+import time
+import types
+
+import numpy as np
+from absl import flags
+
+from suite.runtime import flags as suite_flags
+from suite.runtime.task import Signature, Task
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    suite_flags.define_runtime_flags(fv, "runs/dqn")
+    suite_flags.define_optimizer_flags(fv, default_learning_rate=1e-4, default_clipnorm=10.0)
+    flags.DEFINE_string("env", "CartPole-v1", "Gymnasium environment id: classic control "
+                        "(CartPole-v1, Acrobot-v1, ...) or Atari through ale-py (ALE/Pong-v5, "
+                        "ALE/Breakout-v5, ...).", flag_values=fv)
+    flags.DEFINE_integer("env_steps", 100_000, "Environment steps to train for (over all "
+                         "--num_envs).", flag_values=fv)
+    flags.DEFINE_integer("num_envs", 1, "Environments stepped together (gymnasium's vector "
+                         "API).", flag_values=fv)
+    flags.DEFINE_integer("buffer_size", 100_000, "Replay buffer capacity in transitions.",
+                         flag_values=fv)
+    flags.DEFINE_integer("batch_size", 64, "Transitions per gradient step (global: split over "
+                         "the replicas).", flag_values=fv)
+    flags.DEFINE_integer("learning_starts", 1000, "Environment steps of acting before the first "
+                         "gradient step.", flag_values=fv)
+    flags.DEFINE_integer("train_freq", 4, "Environment steps between training phases.",
+                         flag_values=fv)
+    flags.DEFINE_integer("gradient_steps", 1, "Gradient steps per training phase.",
+                         flag_values=fv)
+    flags.DEFINE_float("gamma", 0.99, "Discount factor.", flag_values=fv)
+    flags.DEFINE_integer("target_update", 10_000, "Environment steps between target network "
+                         "updates.", flag_values=fv)
+    flags.DEFINE_float("tau", 1.0, "Target update weight: 1 copies the online network (hard, "
+                       "the paper's), below 1 moves the target that fraction towards it (soft).",
+                       flag_values=fv)
+    flags.DEFINE_boolean("double_dqn", False, "Double DQN targets (van Hasselt et al. 2016): the "
+                         "online network picks the next action, the target network values it.",
+                         flag_values=fv)
+    flags.DEFINE_float("epsilon_start", 1.0, "Exploration rate at the start.", flag_values=fv)
+    flags.DEFINE_float("epsilon_final", 0.05, "Exploration rate after the decay.", flag_values=fv)
+    flags.DEFINE_float("exploration_fraction", 0.1, "Fraction of --env_steps over which epsilon "
+                       "decays linearly.", flag_values=fv)
+    flags.DEFINE_list("units", ["256", "256"], "Hidden layer widths of the MLP for vector "
+                      "observations (Atari uses the paper's network).", flag_values=fv)
+    flags.DEFINE_integer("eval_every", 10_000, "Environment steps between greedy evaluations "
+                         "(an epoch: history row, checkpoint, backup).", flag_values=fv)
+    flags.DEFINE_integer("eval_episodes", 10, "Greedy episodes per evaluation.", flag_values=fv)
+    flags.DEFINE_integer("final_eval_episodes", 100, "Greedy episodes of the final evaluation.",
+                         flag_values=fv)
+    flags.DEFINE_float("eval_epsilon", 0.0, "Exploration rate while evaluating (the paper: "
+                       "0.05 for Atari).", flag_values=fv)
+    flags.DEFINE_float("sticky_actions", None, "ALE's repeat_action_probability (v5 default "
+                       "0.25); Atari only.", flag_values=fv)
+    flags.DEFINE_boolean("gif", True, "Write greedy_episode.gif of one greedy episode at the end.",
+                         flag_values=fv)
+    for name, check, message in [
+            ("env_steps", lambda v: v >= 1, "must be >= 1"),
+            ("num_envs", lambda v: v >= 1, "must be >= 1"),
+            ("buffer_size", lambda v: v >= 100, "must be >= 100"),
+            ("batch_size", lambda v: v >= 1, "must be >= 1"),
+            ("learning_starts", lambda v: v >= 0, "must be >= 0"),
+            ("train_freq", lambda v: v >= 1, "must be >= 1"),
+            ("gradient_steps", lambda v: v >= 1, "must be >= 1"),
+            ("gamma", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("target_update", lambda v: v >= 1, "must be >= 1"),
+            ("tau", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+            ("epsilon_start", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("epsilon_final", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("exploration_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+            ("eval_every", lambda v: v >= 1, "must be >= 1"),
+            ("eval_episodes", lambda v: v >= 1, "must be >= 1"),
+            ("final_eval_episodes", lambda v: v >= 0, "must be >= 0"),
+            ("eval_epsilon", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("units", lambda v: all(u.strip().isdigit() and int(u) > 0 for u in v),
+             "must be positive integers, e.g. 256,256")]:
+        flags.register_validator(name, check, f"--{name} {message}", flag_values=fv)
+    flags.register_validator("env", _valid_env, flag_values=fv)
+
+
+def _valid_env(env_id: str) -> bool:
+    from suite.rl.environments import check_env_id
+
+    try:
+        check_env_id(env_id)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
+    return True
+
+
+def crossed(before: int, after: int, period: int) -> bool:
+    """Whether a multiple of `period` lies in (before, after]: a vector step of several
+    environment steps triggers what is due every `period` environment steps exactly once."""
+    return after // period > before // period
+
+
+def epsilon_at(step: int, total: int, start: float, final: float, fraction: float) -> float:
+    """Linear decay from `start` to `final` over the first `fraction` of `total` steps."""
+    progress = min(1.0, step / max(1.0, fraction * total))
+    return start + progress * (final - start)
+
+
+class DqnTask(Task):
+    best_checkpoint = ("val_return", "max")
+    watched_losses = ("loss",)
+
+    def __init__(self, optimizer: suite_flags.OptimizerConfig, seed: int = 0, **options):
+        self.optimizer_config, self.seed = optimizer, seed
+        self.o = types.SimpleNamespace(**options)  # the app's flags, by name
+        self.name = options["env"].replace("ALE/", "").replace("/", "_").lower()
+        self.title = f"DQN on {options['env']}"
+        self.global_batch_size = options["batch_size"]
+        self.episode_returns: list[list[float]] = []  # [env step, return, length]
+
+    # -- environments and the buffer -------------------------------------------------------
+    def load_data(self, run):
+        from suite.rl import environments
+        from suite.rl.replay import ReplayBuffer
+
+        o = self.o
+        self.envs = environments.make_vector_env(o.env, o.num_envs, o.sticky_actions)
+        self.frame_shape, dtype, self.stack, self.num_actions = environments.observation_spec(
+            self.envs)
+        self.atari = environments.is_atari(o.env)
+        self.buffer = ReplayBuffer(o.buffer_size, self.frame_shape, dtype, self.stack,
+                                   o.num_envs)
+        # A seed per worker: workers explore differently and learn one network together.
+        self.rng = np.random.default_rng([self.seed, run.runtime.role.task_id])
+        self.observations, _ = self.envs.reset(seed=int(self.rng.integers(2 ** 31)))
+        for env in range(o.num_envs):
+            self.buffer.add_start(env, self.observations[env])
+        self.episode = np.zeros((o.num_envs, 2))  # running return and length per env
+        self.epsilon = o.epsilon_start
+
+    def build(self, run):
+        from suite.models.dqn import build_dqn_atari, build_q_mlp
+        from suite.runtime.loss_scaling import for_custom_loop
+        from suite.runtime.optim import make_optimizer
+
+        def network(name):
+            if self.atari:
+                return build_dqn_atari(self.num_actions, self.stack, self.frame_shape, name=name)
+            return build_q_mlp(int(np.prod(self.frame_shape)), self.num_actions,
+                               [int(u) for u in self.o.units], name=name)
+
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        online, target = network("q_network"), network("target_network")
+        target.set_weights(online.get_weights())
+        updates = max(1, self.o.env_steps // self.o.train_freq * self.o.gradient_steps)
+        self.optimizer = for_custom_loop(make_optimizer(self.optimizer_config, updates, 1))
+        self.optimizer.build(online.trainable_variables)
+        return {"q_network": online, "target_network": target}
+
+    # -- resume state besides the networks and the optimizer ----------------------------------
+    def extra_state(self):
+        from suite.rl.environments import environment_state
+
+        return {**self.buffer.state(), "observations": np.asarray(self.observations),
+                "episode": self.episode, "epsilon": self.epsilon,
+                "rng": self.rng.bit_generator.state,
+                "environments": environment_state(self.envs),
+                "episode_returns": self.episode_returns}
+
+    def load_extra_state(self, state):
+        from suite.rl.environments import restore_environment_state
+
+        self.buffer.load_state(state)
+        self.epsilon = float(state["epsilon"])
+        self.rng.bit_generator.state = state["rng"]
+        self.episode_returns = [list(r) for r in state["episode_returns"]]
+        if state.get("environments") is not None:  # classic control: exactly where it was
+            restore_environment_state(self.envs, state["environments"])
+            self.observations = np.asarray(state["observations"])
+            self.episode = np.asarray(state["episode"])
+        else:  # an emulator's state is not saved: new episodes, from the restored RNG
+            self.observations, _ = self.envs.reset(seed=int(self.rng.integers(2 ** 31)))
+            for env in range(self.o.num_envs):
+                self.buffer.add_start(env, self.observations[env])
+            self.episode = np.zeros((self.o.num_envs, 2))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def train(self, run):
+        o = self.o
+        learn, update_target, q_values = self._compiled(run)
+        per_step = o.num_envs
+        loop = run.loop(max(1, o.env_steps // per_step), max(1, o.eval_every // per_step),
+                        optimizers={"q_optimizer": self.optimizer})
+        autoreset = np.zeros(o.num_envs, np.bool_)
+        started, first_step = time.monotonic(), None
+        for step in loop:
+            env_step = step * per_step
+            first_step = env_step if first_step is None else first_step
+            self.epsilon = epsilon_at(env_step, o.env_steps, o.epsilon_start, o.epsilon_final,
+                                      o.exploration_fraction)
+            actions = self._act(q_values, self.observations, self.epsilon)
+            next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+            for env in range(o.num_envs):
+                if autoreset[env]:  # this step reset the env; the action was ignored
+                    self.buffer.add_start(env, next_obs[env])
+                    continue
+                self.buffer.add(env, int(actions[env]), float(rewards[env]), next_obs[env],
+                                bool(terminated[env]))
+                self.episode[env] += (rewards[env], 1)
+                if terminated[env] or truncated[env]:
+                    self.episode_returns.append([env_step + per_step, *self.episode[env]])
+                    loop.scalars(env_step + per_step, episode_return=self.episode[env][0],
+                                 episode_length=self.episode[env][1])
+                    loop.log(**{"return": self.episode[env][0]})
+                    self.episode[env] = 0
+            autoreset = np.logical_or(terminated, truncated)
+            self.observations = next_obs
+            done = env_step + per_step
+            if done >= o.learning_starts and crossed(env_step, done, o.train_freq):
+                batches = [self.buffer.sample(o.batch_size, self.rng)
+                           for _ in range(o.gradient_steps)]
+                loss = learn(*[np.stack([getattr(b, f) for b in batches])
+                               for f in ("states", "actions", "rewards", "next_states",
+                                         "terminated")])
+                loop.log(loss=float(loss))
+            if crossed(env_step, done, o.target_update):
+                update_target(np.float32(o.tau))
+            loop.log(epsilon=self.epsilon)
+        if first_step is not None:
+            seconds = time.monotonic() - started
+            self.steps_per_second = (loop.step * per_step - first_step) / max(seconds, 1e-9)
+        return loop.outcome
+
+    def _act(self, q_values, observations, epsilon: float) -> np.ndarray:
+        greedy = np.asarray(q_values(np.asarray(observations))).argmax(-1)
+        explore = self.rng.random(len(greedy)) < epsilon
+        return np.where(explore, self.rng.integers(self.num_actions, size=len(greedy)), greedy)
+
+    def _compiled(self, run):
+        """The learning step (many gradient steps in one call), the target update and the
+        policy's Q-values, as tf.functions under the run's strategy."""
+        import tensorflow as tf
+
+        online, target = run.models["q_network"], run.models["target_network"]
+        strategy, o, optimizer = run.strategy, self.o, self.optimizer
+        huber = tf.keras.losses.Huber(reduction="none")
+
+        def replica_step(states, actions, rewards, next_states, terminated):
+            ctx = tf.distribute.get_replica_context()
+            n, i = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
+            states, actions, rewards, next_states, terminated = (
+                t[i::n] for t in (states, actions, rewards, next_states, terminated))
+            next_target = target(next_states, training=False)
+            if o.double_dqn:
+                best = tf.argmax(online(next_states, training=False), axis=-1)
+                next_value = tf.gather(next_target, best, batch_dims=1)
+            else:
+                next_value = tf.reduce_max(next_target, axis=-1)
+            goal = rewards + o.gamma * (1.0 - terminated) * next_value
+            with tf.GradientTape() as tape:
+                q = tf.gather(online(states, training=True), actions, batch_dims=1)
+                loss = tf.reduce_mean(huber(tf.stop_gradient(goal)[:, None], q[:, None]))
+                scaled = loss / n
+                if hasattr(optimizer, "scale_loss"):
+                    scaled = optimizer.scale_loss(scaled)
+            grads = tape.gradient(scaled, online.trainable_variables)
+            optimizer.apply(grads, online.trainable_variables)
+            return loss
+
+        @tf.function
+        def learn(states, actions, rewards, next_states, terminated):
+            total = tf.constant(0.0)
+            for g in tf.range(tf.shape(actions)[0]):
+                losses = strategy.run(replica_step, args=(
+                    states[g], actions[g], rewards[g], next_states[g], terminated[g]))
+                total += strategy.reduce("MEAN", losses, axis=None)
+            return total / tf.cast(tf.shape(actions)[0], tf.float32)
+
+        @tf.function
+        def update_target(tau):
+            for t, w in zip(target.weights, online.weights):
+                t.assign(tau * w + (1.0 - tau) * t)
+
+        @tf.function(reduce_retracing=True)
+        def q_values(observations):
+            return online(observations, training=False)
+
+        return learn, update_target, q_values
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def greedy_returns(self, q_network, episodes: int, seed: int) -> list[float]:
+        """Returns of `episodes` greedy episodes (epsilon --eval_epsilon), played in parallel."""
+        from suite.rl.environments import make_vector_env
+
+        parallel = min(episodes, 10)
+        envs = make_vector_env(self.o.env, parallel, self.o.sticky_actions)
+        rng = np.random.default_rng(seed)
+        obs, _ = envs.reset(seed=seed)
+        returns, running = [], np.zeros(parallel)
+        autoreset, started = np.zeros(parallel, np.bool_), parallel
+        active = np.ones(parallel, np.bool_)
+        while len(returns) < episodes:
+            q = np.asarray(q_network(np.asarray(obs), training=False))
+            actions = np.where(rng.random(parallel) < self.o.eval_epsilon,
+                               rng.integers(self.num_actions, size=parallel), q.argmax(-1))
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            for env in np.flatnonzero(active & ~autoreset):
+                running[env] += rewards[env]
+                if terminated[env] or truncated[env]:
+                    returns.append(float(running[env]))
+                    running[env] = 0
+                    if started >= episodes:
+                        active[env] = False  # no episode beyond those asked for
+                    started += 1
+            autoreset = np.logical_or(terminated, truncated)
+        envs.close()
+        return returns[:episodes]
+
+    def epoch_metrics(self, run, epoch):
+        returns = self.greedy_returns(run.model, self.o.eval_episodes, seed=10_000 + epoch)
+        return {"val_return": float(np.mean(returns)), "val_return_std": float(np.std(returns))}
+
+    def evaluate(self, run):
+        o = self.o
+        returns = (self.greedy_returns(run.model, o.final_eval_episodes, seed=123_456)
+                   if o.final_eval_episodes else [])
+        results = {
+            "env": o.env, "env_steps": o.env_steps, "seed": self.seed,
+            "final_eval_episodes": len(returns),
+            "greedy_return_mean": float(np.mean(returns)) if returns else None,
+            "greedy_return_std": float(np.std(returns)) if returns else None,
+            "training_episodes": len(self.episode_returns),
+            "gradient_steps_done": int(self.optimizer.iterations.numpy()),
+            "env_steps_per_second": round(getattr(self, "steps_per_second", 0.0), 1) or None,
+            "replay_buffer_bytes": self.buffer.nbytes,
+            "parameters": int(run.model.count_params()),
+        }
+        if returns:
+            print(f"Greedy return over {len(returns)} episodes: {np.mean(returns):.1f} "
+                  f"± {np.std(returns):.1f}", flush=True)
+        if run.is_chief:
+            from suite.viz.rl import plot_episode_returns, save_episode_gif
+
+            if self.episode_returns:
+                plot_episode_returns(np.asarray(self.episode_returns),
+                                     run.output_path("episode_returns.png"),
+                                     title=f"DQN on {o.env}")
+            if o.gif:
+                save_episode_gif(o.env, run.model, run.output_path("greedy_episode.gif"),
+                                 seed=7, sticky_actions=o.sticky_actions)
+        return results
+
+    # -- export ----------------------------------------------------------------------------------
+    def export_metadata(self):
+        return {"env": self.o.env, "observation_shape": [self.stack, *self.frame_shape]
+                if self.stack > 1 else list(self.frame_shape),
+                "observation_dtype": "uint8" if self.atari else "float32",
+                "num_actions": self.num_actions}
+
+    @classmethod
+    def serving_signatures(cls, model, metadata):
+        import tensorflow as tf
+
+        dtype = tf.uint8 if metadata["observation_dtype"] == "uint8" else tf.float32
+
+        def policy(observation):
+            q_values = tf.cast(model(observation, training=False), tf.float32)
+            return {"action": tf.argmax(q_values, axis=-1), "q_values": q_values}
+
+        spec = tf.TensorSpec([None, *metadata["observation_shape"]], dtype, name="observation")
+        return {"serving_default": Signature(policy, [spec])}
+
+
+OPTIONS = ("env", "env_steps", "num_envs", "buffer_size", "batch_size", "learning_starts",
+           "train_freq", "gradient_steps", "gamma", "target_update", "tau", "double_dqn",
+           "epsilon_start", "epsilon_final", "exploration_fraction", "units", "eval_every",
+           "eval_episodes", "final_eval_episodes", "eval_epsilon", "sticky_actions", "gif")
+
+
+def make_task(fv: flags.FlagValues, data_override=None) -> DqnTask:
+    return DqnTask(suite_flags.optimizer_config(fv), fv.seed,
+                   **{name: fv[name].value for name in OPTIONS})
+
+
+def main() -> None:
+    """Entry point (python -m apps.train_dqn, console script suite-train-dqn)."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rendering without a display
+    from suite.runtime.runner import main as run_main
+
+    run_main(define_flags, make_task)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reinforcement learning pieces: environments (gymnasium, ale-py) and experience replay."""

@@ -1,0 +1,233 @@
+"""DQN: the replay buffer (frames once, wrap-around, terminal vs time-limit ends), the
+schedules, the Nature network, exact resume on CartPole, Atari end to end, export, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO, run_in_process
+from suite.rl.replay import ReplayBuffer
+
+import apps.train_dqn as train_dqn
+
+CARTPOLE = ["--env=CartPole-v1", "--env_steps=600", "--eval_every=200", "--learning_starts=100",
+            "--train_freq=4", "--gradient_steps=2", "--target_update=50", "--batch_size=16",
+            "--buffer_size=1000", "--units=32,32", "--learning_rate=1e-3", "--eval_episodes=2",
+            "--final_eval_episodes=3", "--nogif"]
+
+
+# -- the replay buffer ---------------------------------------------------------------------------
+def stack_of(*frames):
+    return np.stack([np.full((2, 2), f, np.uint8) for f in frames])
+
+
+def test_frames_are_stored_once_and_stacks_are_rebuilt_with_episode_padding():
+    buffer = ReplayBuffer(40, (2, 2), np.uint8, stack=3, num_envs=1)
+    buffer.add_start(0, stack_of(1, 1, 1))  # reset: FrameStackObservation repeats the frame
+    buffer.add(0, 0, 1.0, stack_of(1, 1, 2), False)
+    buffer.add(0, 1, 2.0, stack_of(1, 2, 3), False)
+    buffer.add(0, 0, 3.0, stack_of(2, 3, 4), True)  # terminated
+    buffer.add_start(0, stack_of(7, 7, 7))  # the next episode
+    buffer.add(0, 1, 5.0, stack_of(7, 7, 8), False)
+    assert buffer.frames.shape == (1, 40, 2, 2)  # one frame per row, not a stack of 3
+    assert len(buffer) == 4  # start rows are not transitions
+    batch = buffer.sample(200, np.random.default_rng(0))
+    seen = {}
+    for s, a, r, s2, t in zip(batch.states, batch.actions, batch.rewards, batch.next_states,
+                              batch.terminated):
+        seen[float(r)] = (s[:, 0, 0].tolist(), int(a), s2[:, 0, 0].tolist(), float(t))
+    assert seen == {1.0: ([1, 1, 1], 0, [1, 1, 2], 0.0), 2.0: ([1, 1, 2], 1, [1, 2, 3], 0.0),
+                    3.0: ([1, 2, 3], 0, [2, 3, 4], 1.0),
+                    5.0: ([7, 7, 7], 1, [7, 7, 8], 0.0)}  # no frame of the previous episode
+
+
+def test_a_time_limit_end_bootstraps_from_its_real_final_observation():
+    buffer = ReplayBuffer(20, (1,), np.float32, num_envs=1)
+    buffer.add_start(0, [0.0])
+    buffer.add(0, 1, 1.0, [1.0], False)
+    buffer.add(0, 1, 1.0, [2.0], False)  # truncated here: terminated stays False
+    buffer.add_start(0, [10.0])  # the vector env's reset, on the next step
+    batch = buffer.sample(50, np.random.default_rng(1))
+    pairs = {(float(s[0]), float(s2[0]), float(t)) for s, s2, t in
+             zip(batch.states, batch.next_states, batch.terminated)}
+    assert pairs == {(0.0, 1.0, 0.0), (1.0, 2.0, 0.0)}  # nothing leads into the reset
+
+
+def test_the_ring_wraps_and_never_samples_overwritten_frames():
+    buffer = ReplayBuffer(10, (1,), np.float32, num_envs=2)  # 5 rows per environment
+    for env in (0, 1):
+        buffer.add_start(env, [100.0 * env])
+        for k in range(1, 13):
+            buffer.add(env, 0, float(k), [100.0 * env + k], False)
+    assert list(buffer.written) == [13, 13]
+    assert len(buffer) == 8  # 5 rows each, the oldest is only a state: 4 transitions each
+    batch = buffer.sample(400, np.random.default_rng(2))
+    states = batch.states[:, 0] % 100
+    assert set(states.tolist()) == {8.0, 9.0, 10.0, 11.0}  # only what is still in the ring
+    np.testing.assert_array_equal(batch.next_states[:, 0] - batch.states[:, 0], 1.0)
+    assert set((batch.states[:, 0] // 100).tolist()) == {0.0, 1.0}  # both environments
+
+
+def test_the_buffer_round_trips_through_its_state_and_refuses_another_shape():
+    buffer = ReplayBuffer(20, (3,), np.float32, num_envs=2)
+    buffer.add_start(0, [1, 2, 3])
+    buffer.add(0, 1, 0.5, [4, 5, 6], True)
+    copy = ReplayBuffer(20, (3,), np.float32, num_envs=2)
+    copy.load_state({k: v.copy() for k, v in buffer.state().items()})
+    rng = np.random.default_rng(3)
+    a, b = buffer.sample(4, np.random.default_rng(3)), copy.sample(4, rng)
+    np.testing.assert_array_equal(a.next_states, b.next_states)
+    with pytest.raises(ValueError, match="another --buffer_size, --num_envs or environment"):
+        ReplayBuffer(30, (3,), np.float32, num_envs=2).load_state(buffer.state())
+
+
+# -- schedules and networks ------------------------------------------------------------------
+def test_epsilon_decays_linearly_then_stays_and_periods_fire_once_per_multiple():
+    eps = [train_dqn.epsilon_at(s, 1000, 1.0, 0.1, 0.5) for s in (0, 250, 500, 900)]
+    np.testing.assert_allclose(eps, [1.0, 0.55, 0.1, 0.1])
+    # a vector step of 4 environment steps: the target update every 10 fires at 10, 20, 30
+    fired = [done for before, done in zip(range(0, 40, 4), range(4, 44, 4))
+             if train_dqn.crossed(before, done, 10)]
+    assert fired == [12, 20, 32, 40]
+
+
+def test_the_nature_network_has_the_papers_layers_and_takes_raw_frames():
+    from suite.models.dqn import build_dqn_atari
+
+    model = build_dqn_atari(6)
+    assert [layer.name for layer in model.layers if layer.weights] == [
+        "conv1", "conv2", "conv3", "fc", "q_values"]
+    assert model.count_params() == 1_687_206  # 8x8/4 32, 4x4/2 64, 3x3/1 64, 512, 6
+    q = model(np.zeros((2, 4, 84, 84), np.uint8))
+    assert tuple(q.shape) == (2, 6) and keras.backend.standardize_dtype(q.dtype) == "float32"
+
+
+# -- the app ---------------------------------------------------------------------------------------
+def test_bad_environments_say_what_to_use():
+    from absl import flags
+
+    from conftest import parse_app_flags
+
+    with pytest.raises(flags.IllegalFlagValueError, match="Did you mean CartPole-v1"):
+        parse_app_flags(train_dqn, "--env=CartPol-v1")
+    with pytest.raises(flags.IllegalFlagValueError, match="ALE/Pong-v5"):
+        parse_app_flags(train_dqn, "--env=NoSuchGame-v0")
+
+
+def test_an_atari_id_without_ale_py_says_what_to_install(monkeypatch):
+    import builtins
+
+    from suite.rl import environments
+
+    real_import = builtins.__import__
+
+    def without_ale(name, *args, **kwargs):
+        if name == "ale_py":
+            raise ImportError("No module named 'ale_py'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_ale)
+    with pytest.raises(ValueError, match="pip install ale-py==0.12.1"):
+        environments.check_env_id("ALE/Pong-v5")
+
+
+def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
+    import tensorflow as tf
+
+    results = run_in_process(train_dqn, f"--model_dir={tmp_path}", *CARTPOLE)
+    assert results["status"] == "completed" and results["final_eval_episodes"] == 3
+    assert results["gradient_steps_done"] == (600 - 100) // 4 * 2 + 2  # phases at 100..600
+    with open(tmp_path / "history.csv") as f:
+        header = f.readline().strip().split(",")
+        assert {"return", "val_return", "loss", "epsilon"} <= set(header)
+        assert len(f.read().split()) == 3
+    for name in ("episode_returns.png", "learning_curves.png"):
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    policy = tf.saved_model.load(results["export"]).signatures["serving_default"]
+    observations = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    served = policy(observation=tf.constant(observations))
+    from suite.models.registry import load_keras_file
+
+    q = np.asarray(load_keras_file(str(tmp_path / "checkpoints" / "last.keras"))(observations))
+    np.testing.assert_allclose(served["q_values"].numpy(), q, atol=1e-5)
+    np.testing.assert_array_equal(served["action"].numpy(), q.argmax(-1))
+
+
+@pytest.mark.slow
+def test_a_sigtermed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """SIGTERM at an arbitrary step of a seeded CartPole run: the rerun restores networks,
+    optimizer, buffer, epsilon, RNG and the environments' states, and ends bitwise equal."""
+    from suite.models.registry import load_keras_file
+
+    run_in_process(train_dqn, f"--model_dir={tmp_path / 'reference'}", *CARTPOLE)
+    reference = load_keras_file(str(tmp_path / "reference" / "checkpoints" / "last.keras"))
+    stopped = tmp_path / "stopped"
+    act, calls = train_dqn.DqnTask._act, []
+
+    def act_then_signal(self, *args):  # SIGTERM while acting at step 337, as a scheduler would
+        calls.append(1)
+        if len(calls) == 337:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return act(self, *args)
+
+    monkeypatch.setattr(train_dqn.DqnTask, "_act", act_then_signal)
+    first = run_in_process(train_dqn, f"--model_dir={stopped}", *CARTPOLE)
+    monkeypatch.setattr(train_dqn.DqnTask, "_act", act)
+    assert first["status"] == "interrupted" and first["exit_code"] == 143, first
+    saved = json.load(open(stopped / "backup" / "state.json"))
+    assert (saved["epoch"], saved["step"]) == (1, 137)  # the exact step
+    again = run_in_process(train_dqn, f"--model_dir={stopped}", *CARTPOLE)
+    assert again["status"] == "completed"
+    resumed = load_keras_file(str(stopped / "checkpoints" / "last.keras"))
+    for a, b in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_pong_trains_on_deduplicated_frames_resumes_after_kill_9_and_serves_uint8(tmp_path):
+    """A tiny Atari run: the paper's preprocessing, the replay of single frames, kill -9 and
+    a resume that keeps the buffer (new episodes: an emulator's state is not saved), and a
+    policy that serves raw uint8 observations through saved_model_cli."""
+    import shutil
+    import time
+
+    model_dir = tmp_path / "pong"
+    args = [sys.executable, "-m", "apps.train_dqn", f"--model_dir={model_dir}",
+            "--env=ALE/Pong-v5", "--env_steps=600", "--eval_every=200", "--learning_starts=100",
+            "--train_freq=4", "--batch_size=8", "--buffer_size=1000", "--target_update=100",
+            "--eval_episodes=1", "--final_eval_episodes=1", "--nogif"]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    state_path = model_dir / "backup" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state_path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=30)
+    saved = json.load(open(state_path))
+    buffer_bytes = os.path.getsize(model_dir / "backup" / saved["saved"] / "extra.npz")
+    assert 1000 * 84 * 84 <= buffer_bytes < 2 * 1000 * 84 * 84  # each frame once, not 4 or 8
+    out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"Resuming from the backup in {model_dir}/backup: epoch 2, step 0." in out.stdout
+    results = json.load(open(model_dir / "results.json"))
+    assert results["gradient_steps_done"] == (600 - 100) // 4 + 1
+    np.save(tmp_path / "obs.npy", np.zeros((2, 4, 84, 84), np.uint8))
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    served = subprocess.run([cli, "run", "--dir", results["export"], "--tag_set", "serve",
+                             "--signature_def", "serving_default",
+                             f"--inputs=observation={tmp_path / 'obs.npy'}"],
+                            capture_output=True, text=True, timeout=120)
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "action" in served.stdout and "q_values" in served.stdout

@@ -56,10 +56,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("version", None, "Version folder to write (a positive integer); unset: "
                          "one more than the highest existing version. Existing versions are "
                          "never overwritten.", flag_values=fv)
-    flags.DEFINE_enum("checkpoint", "last", CHECKPOINTS, "Which checkpoint to export: last (end "
-                      "of the latest epoch, what training exports) or best (best validation "
-                      "metric; the MNIST app validates on the test set, so 'best' is chosen on "
-                      "test data).", flag_values=fv)
+    flags.DEFINE_enum("checkpoint", None, CHECKPOINTS, "Which checkpoint to export: last (end "
+                      "of the latest epoch) or best (best validation metric; the MNIST app "
+                      "validates on the test set, so 'best' is chosen on test data). Default: "
+                      "what the run's training exported (run.json; last for most apps, best "
+                      "for DQN policies).", flag_values=fv)
     flags.mark_flag_as_required("model_dir", flag_values=fv)
     flags.register_validator("version", lambda v: v is None or v >= 1, "--version must be >= 1",
                              flag_values=fv)
@@ -91,6 +92,7 @@ def read_run(model_dir: str) -> dict:
         if not isinstance(run, dict):
             raise ValueError(f"{path} is not a JSON object")
         return run
+    checkpoint_path(model_dir, "last")  # no checkpoint at all: "Train first, ..."
     results_path = os.path.join(model_dir, "results.json")
     if not os.path.isfile(results_path):
         raise FileNotFoundError(f"{path} is missing: the run in {model_dir} has not finished "
@@ -125,11 +127,11 @@ def task_class(run: dict):
 
 
 def export(model_dir: str, export_dir: str | None = None, name: str | None = None,
-           version: int | None = None, checkpoint: str = "last") -> str:
+           version: int | None = None, checkpoint: str | None = None) -> str:
     """Loads the run's checkpoint and exports it with its task's signatures; returns the
     version folder."""
-    path = checkpoint_path(model_dir, checkpoint)
     run = read_run(model_dir)
+    path = checkpoint_path(model_dir, checkpoint or run.get("export_checkpoint") or "last")
     cls = task_class(run)
     metadata = run.get("export_metadata") or {}
 
@@ -157,8 +159,10 @@ def main(argv):
     if not verbose:
         logging.set_verbosity(logging.WARNING)
     try:
-        checkpoint_path(FLAGS.model_dir, FLAGS.checkpoint)  # fails fast, before TensorFlow loads
-        task_class(read_run(FLAGS.model_dir))
+        run_file = read_run(FLAGS.model_dir)  # fails fast, before TensorFlow loads
+        checkpoint_path(FLAGS.model_dir,
+                        FLAGS.checkpoint or run_file.get("export_checkpoint") or "last")
+        task_class(run_file)
         load_tensorflow(quiet=not verbose)
         version_dir = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
                              FLAGS.checkpoint)

@@ -9,13 +9,15 @@ stores every step in a replay buffer (Atari frames once each: suite.rl.replay), 
 --train_freq environment steps takes --gradient_steps Adam steps on Huber losses of batches
 from it, against a target network copied every --target_update steps (or moved by --tau).
 Every --eval_every steps it plays --eval_episodes greedy episodes (val_return: what best.keras
-follows); at the end --final_eval_episodes of them, and a GIF of one.
+follows). At the end it plays --final_eval_episodes new greedy episodes with the policy it keeps
+(best.keras: DQN's policy can get worse late in training) and with the final network, and
+records a GIF of one.
 
 Writes under --model_dir the runner's files (checkpoints of the online network, backup/ with
 both networks, the optimizer, the replay buffer, epsilon, the step count, the RNG and (classic
 control) environment states, logs/, history.csv, learning_curves.png, results.json) plus
-episode_returns.png, greedy_episode.gif and export/<env>/<version>/: a SavedModel policy
-(observation -> action and q_values).
+episode_returns.png, greedy_episode.gif and export/<env>/<version>/: a SavedModel of the kept
+policy (observation -> action and q_values).
 """
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "decays linearly.", flag_values=fv)
     flags.DEFINE_list("units", ["256", "256"], "Hidden layer widths of the MLP for vector "
                       "observations (Atari uses the paper's network).", flag_values=fv)
+    flags.DEFINE_enum("init", "glorot", ["glorot", "torch"], "The MLP's initialisation: Keras's "
+                      "Glorot uniform, or PyTorch's nn.Linear default (what CleanRL and "
+                      "Stable-Baselines3 start from).", flag_values=fv)
     flags.DEFINE_integer("eval_every", 10_000, "Environment steps between greedy evaluations "
                          "(an epoch: history row, checkpoint, backup).", flag_values=fv)
     flags.DEFINE_integer("eval_episodes", 10, "Greedy episodes per evaluation.", flag_values=fv)
@@ -124,6 +129,7 @@ def epsilon_at(step: int, total: int, start: float, final: float, fraction: floa
 
 class DqnTask(Task):
     best_checkpoint = ("val_return", "max")
+    export_checkpoint = "best"  # the policy the run keeps: training can collapse it later
     watched_losses = ("loss",)
 
     def __init__(self, optimizer: suite_flags.OptimizerConfig, seed: int = 0, **options):
@@ -163,7 +169,7 @@ class DqnTask(Task):
             if self.atari:
                 return build_dqn_atari(self.num_actions, self.stack, self.frame_shape, name=name)
             return build_q_mlp(int(np.prod(self.frame_shape)), self.num_actions,
-                               [int(u) for u in self.o.units], name=name)
+                               [int(u) for u in self.o.units], self.o.init, name=name)
 
         import keras
 
@@ -211,6 +217,7 @@ class DqnTask(Task):
                         optimizers={"q_optimizer": self.optimizer})
         autoreset = np.zeros(o.num_envs, np.bool_)
         started, first_step = time.monotonic(), None
+        self.eval_seconds = 0.0  # greedy evaluations, not counted in the steps per second
         for step in loop:
             env_step = step * per_step
             first_step = env_step if first_step is None else first_step
@@ -235,24 +242,27 @@ class DqnTask(Task):
             self.observations = next_obs
             done = env_step + per_step
             if done >= o.learning_starts and crossed(env_step, done, o.train_freq):
-                batches = [self.buffer.sample(o.batch_size, self.rng)
-                           for _ in range(o.gradient_steps)]
-                loss = learn(*[np.stack([getattr(b, f) for b in batches])
-                               for f in ("states", "actions", "rewards", "next_states",
-                                         "terminated")])
+                batches = self.buffer.sample(o.batch_size, self.rng, batches=o.gradient_steps)
+                loss = learn(batches.states, batches.actions, batches.rewards,
+                             batches.next_states, batches.terminated)
                 loop.log(loss=float(loss))
             if crossed(env_step, done, o.target_update):
                 update_target(np.float32(o.tau))
             loop.log(epsilon=self.epsilon)
         if first_step is not None:
-            seconds = time.monotonic() - started
+            seconds = time.monotonic() - started - self.eval_seconds
             self.steps_per_second = (loop.step * per_step - first_step) / max(seconds, 1e-9)
         return loop.outcome
 
     def _act(self, q_values, observations, epsilon: float) -> np.ndarray:
+        """Epsilon-greedy actions; the network runs only when some environment exploits."""
+        count = len(observations)
+        explore = self.rng.random(count) < epsilon
+        random_actions = self.rng.integers(self.num_actions, size=count)
+        if explore.all():
+            return random_actions
         greedy = np.asarray(q_values(np.asarray(observations))).argmax(-1)
-        explore = self.rng.random(len(greedy)) < epsilon
-        return np.where(explore, self.rng.integers(self.num_actions, size=len(greedy)), greedy)
+        return np.where(explore, random_actions, greedy)
 
     def _compiled(self, run):
         """The learning step (many gradient steps in one call), the target update and the
@@ -335,18 +345,26 @@ class DqnTask(Task):
         return returns[:episodes]
 
     def epoch_metrics(self, run, epoch):
+        started = time.monotonic()
         returns = self.greedy_returns(run.model, self.o.eval_episodes, seed=10_000 + epoch)
+        self.eval_seconds = getattr(self, "eval_seconds", 0.0) + time.monotonic() - started
         return {"val_return": float(np.mean(returns)), "val_return_std": float(np.std(returns))}
 
     def evaluate(self, run):
+        """Greedy returns over --final_eval_episodes new episodes, of the policy the run keeps
+        (best.keras: chosen by the evaluations during training, on other episodes) and of the
+        final network."""
         o = self.o
-        returns = (self.greedy_returns(run.model, o.final_eval_episodes, seed=123_456)
-                   if o.final_eval_episodes else [])
+        n = o.final_eval_episodes
+        returns = self.greedy_returns(run.served, n, seed=123_456) if n else []
+        final = (returns if run.served is run.model
+                 else self.greedy_returns(run.model, n, seed=123_456) if n else [])
         results = {
             "env": o.env, "env_steps": o.env_steps, "seed": self.seed,
             "final_eval_episodes": len(returns),
             "greedy_return_mean": float(np.mean(returns)) if returns else None,
             "greedy_return_std": float(np.std(returns)) if returns else None,
+            "final_network_return_mean": float(np.mean(final)) if final else None,
             "training_episodes": len(self.episode_returns),
             "gradient_steps_done": int(self.optimizer.iterations.numpy()),
             "env_steps_per_second": round(getattr(self, "steps_per_second", 0.0), 1) or None,
@@ -355,7 +373,8 @@ class DqnTask(Task):
         }
         if returns:
             print(f"Greedy return over {len(returns)} episodes: {np.mean(returns):.1f} "
-                  f"± {np.std(returns):.1f}", flush=True)
+                  f"± {np.std(returns):.1f} (the best checkpoint); the final network: "
+                  f"{np.mean(final):.1f} ± {np.std(final):.1f}", flush=True)
         if run.is_chief:
             from suite.viz.rl import plot_episode_returns, save_episode_gif
 
@@ -364,7 +383,7 @@ class DqnTask(Task):
                                      run.output_path("episode_returns.png"),
                                      title=f"DQN on {o.env}")
             if o.gif:
-                save_episode_gif(o.env, run.model, run.output_path("greedy_episode.gif"),
+                save_episode_gif(o.env, run.served, run.output_path("greedy_episode.gif"),
                                  seed=7, sticky_actions=o.sticky_actions)
         return results
 
@@ -391,7 +410,7 @@ class DqnTask(Task):
 
 OPTIONS = ("env", "env_steps", "num_envs", "buffer_size", "batch_size", "learning_starts",
            "train_freq", "gradient_steps", "gamma", "target_update", "tau", "double_dqn",
-           "epsilon_start", "epsilon_final", "exploration_fraction", "units", "eval_every",
+           "epsilon_start", "epsilon_final", "exploration_fraction", "units", "init", "eval_every",
            "eval_episodes", "final_eval_episodes", "eval_epsilon", "sticky_actions", "gif")
 
 

@@ -109,6 +109,45 @@ def test_the_nature_network_has_the_papers_layers_and_takes_raw_frames():
     assert tuple(q.shape) == (2, 6) and keras.backend.standardize_dtype(q.dtype) == "float32"
 
 
+def test_many_gradient_steps_in_one_call_equal_one_call_each():
+    """The learning step runs --gradient_steps batches in one tf.function: the same updates as
+    one call per batch, with the target network held between target updates."""
+    import types
+
+    import keras
+    import tensorflow as tf
+
+    from suite.runtime.flags import OptimizerConfig
+
+    batches = ReplayBuffer(100, (4,), np.float32)
+    batches.add_start(0, np.zeros(4))
+    rng = np.random.default_rng(0)
+    for k in range(60):
+        batches.add(0, int(k % 2), 1.0, rng.normal(size=4), k % 13 == 12)
+    samples = [batches.sample(8, np.random.default_rng(s)) for s in range(3)]
+    fields = ("states", "actions", "rewards", "next_states", "terminated")
+    weights = []
+    for fused in (True, False):
+        task = train_dqn.DqnTask(OptimizerConfig(learning_rate=1e-2, clipnorm=10.0), seed=0,
+                                 env="CartPole-v1", units=["16"], init="glorot", double_dqn=True,
+                                 gamma=0.9, env_steps=100, train_freq=1, gradient_steps=3,
+                                 batch_size=8)
+        task.frame_shape, task.stack, task.num_actions, task.atari = (4,), 1, 2, False
+        run = types.SimpleNamespace(strategy=tf.distribute.get_strategy())
+        run.models = task.build(run)
+        learn, _, _ = task._compiled(run)
+        stacked = [np.stack([getattr(b, f) for b in samples]) for f in fields]
+        if fused:
+            learn(*stacked)
+        else:
+            for g in range(3):
+                learn(*[x[g:g + 1] for x in stacked])
+        weights.append(run.models["q_network"].get_weights())
+        keras.backend.clear_session()
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 # -- the app ---------------------------------------------------------------------------------------
 def test_bad_environments_say_what_to_use():
     from absl import flags
@@ -156,7 +195,8 @@ def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
     served = policy(observation=tf.constant(observations))
     from suite.models.registry import load_keras_file
 
-    q = np.asarray(load_keras_file(str(tmp_path / "checkpoints" / "last.keras"))(observations))
+    # The export is the policy the run keeps: the best greedy evaluation's checkpoint.
+    q = np.asarray(load_keras_file(str(tmp_path / "checkpoints" / "best.keras"))(observations))
     np.testing.assert_allclose(served["q_values"].numpy(), q, atol=1e-5)
     np.testing.assert_array_equal(served["action"].numpy(), q.argmax(-1))
 

@@ -28,11 +28,25 @@ def build_dqn_atari(num_actions: int, stack: int = 4, frame: tuple[int, int] = (
     return keras.Model(frames, q, name=name)
 
 
-def build_q_mlp(observation_size: int, num_actions: int, units=(256, 256),
+def torch_linear_init(fan_in: int) -> dict:
+    """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weights
+    and the bias, which the DQN baselines (CleanRL, Stable-Baselines3) inherit."""
+    bound = 1.0 / fan_in ** 0.5
+    return {"kernel_initializer": keras.initializers.RandomUniform(-bound, bound),
+            "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
+
+
+def build_q_mlp(observation_size: int, num_actions: int, units=(256, 256), init: str = "glorot",
                 name: str = "q_mlp") -> keras.Model:
+    """An MLP Q-network; `init` "glorot" (Keras's default) or "torch" (torch_linear_init)."""
+    if init not in ("glorot", "torch"):
+        raise ValueError(f"init must be 'glorot' or 'torch', not {init!r}")
     observation = keras.Input(shape=(observation_size,), name="observation")
-    x = observation
+    x, fan_in = observation, observation_size
     for i, width in enumerate(units):
-        x = layers.Dense(width, activation="relu", name=f"fc{i + 1}")(x)
-    q = layers.Dense(num_actions, name="q_values", dtype="float32")(x)
+        options = torch_linear_init(fan_in) if init == "torch" else {}
+        x = layers.Dense(width, activation="relu", name=f"fc{i + 1}", **options)(x)
+        fan_in = width
+    options = torch_linear_init(fan_in) if init == "torch" else {}
+    q = layers.Dense(num_actions, name="q_values", dtype="float32", **options)(x)
     return keras.Model(observation, q, name=name)

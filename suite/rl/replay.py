@@ -108,20 +108,26 @@ class ReplayBuffer:
             rows[:, k] = np.where(at_start, later, later - 1)
         return self.frames[env[:, None], rows % self.size_per_env]
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """`batch_size` transitions drawn uniformly (with replacement) over all environments."""
+    def sample(self, batch_size: int, rng: np.random.Generator, batches: int = 0) -> Batch:
+        """`batch_size` transitions drawn uniformly (with replacement) over all environments;
+        with `batches`, that many batches at once, stacked on a first axis (one look at which
+        rows are valid for all of them: a training phase's gradient steps)."""
         valid = [self._valid_rows(env) for env in range(self.num_envs)]
         counts = np.array([v.size for v in valid])
         if counts.sum() == 0:
             raise ValueError("the replay buffer holds no transition yet")
-        picks = rng.integers(counts.sum(), size=batch_size)
+        every = np.concatenate(valid)
+        picks = rng.integers(counts.sum(), size=(batches or 1) * batch_size)
         env = np.searchsorted(np.cumsum(counts), picks, side="right")
-        offsets = picks - (np.cumsum(counts) - counts)[env]
-        j = np.array([valid[e][o] for e, o in zip(env, offsets)], np.int64)
+        j = every[picks]
         slot = j % self.size_per_env
-        return Batch(states=self._stacks(env, j - 1), actions=self.actions[env, slot],
-                     rewards=self.rewards[env, slot], next_states=self._stacks(env, j),
-                     terminated=self.terminated[env, slot].astype(np.float32))
+        batch = Batch(states=self._stacks(env, j - 1), actions=self.actions[env, slot],
+                      rewards=self.rewards[env, slot], next_states=self._stacks(env, j),
+                      terminated=self.terminated[env, slot].astype(np.float32))
+        if not batches:
+            return batch
+        return Batch(*(x.reshape(batches, batch_size, *x.shape[1:])
+                       for x in dataclasses.astuple(batch)))
 
     # -- resume state -----------------------------------------------------------------------------
     def state(self) -> dict:

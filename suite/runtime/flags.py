@@ -152,8 +152,8 @@ def define_optimizer_flags(fv: flags.FlagValues = flags.FLAGS, prefix: str = "",
                        "(exponential).", flag_values=fv)
     flags.DEFINE_integer(name("warmup_epochs"), 0, "Linear learning-rate warm-up epochs before "
                          "the schedule.", flag_values=fv)
-    flags.DEFINE_float(name("clipnorm"), default_clipnorm, f"Clip each gradient{whose} to this "
-                       "L2 norm (0: no clipping).", flag_values=fv)
+    flags.DEFINE_float(name("clipnorm"), default_clipnorm, f"Clip the gradients{whose} to this "
+                       "global L2 norm (all weights together; 0: no clipping).", flag_values=fv)
     checks = [
         ("learning_rate", lambda v: v > 0, "must be > 0"),
         ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),

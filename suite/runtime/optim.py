@@ -62,7 +62,9 @@ def make_optimizer(config: OptimizerConfig, steps_per_epoch: int,
                    epochs: int) -> keras.optimizers.Optimizer:
     lr = learning_rate_schedule(config, steps_per_epoch, epochs)
     common = {"weight_decay": config.weight_decay or None,
-              "clipnorm": config.clipnorm or None}
+              # One norm over all gradients, as torch.nn.utils.clip_grad_norm_ and the DQN
+              # papers' clipping; Keras's `clipnorm` would clip each weight's gradient alone.
+              "global_clipnorm": config.clipnorm or None}
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr, beta_1=config.beta_1, **common)
     if config.optimizer == "adamw":

@@ -112,10 +112,19 @@ class EpochCheckpoints:
             save_model_atomically(model, self.best_path)
             atomic_write_json(self._best_json, {self.monitor: self.best, "epoch": epoch + 1})
 
+    def last_info(self) -> dict:
+        """last.json: {"epoch": epochs in last.keras} (and "served": true when the runner left
+        the served model there), {} when unreadable."""
+        try:
+            with open(os.path.join(self.directory, "last.json")) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
     def last_epoch(self) -> int | None:
         """Epochs finished in last.keras (from last.json), None when unknown."""
         try:
-            with open(os.path.join(self.directory, "last.json")) as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(self.last_info()["epoch"])
+        except (KeyError, ValueError, TypeError):
             return None

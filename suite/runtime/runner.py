@@ -26,6 +26,7 @@ class Run:
     def __init__(self, task: Task, config: RuntimeConfig, runtime, paths):
         self.task, self.config, self.runtime, self.paths = task, config, runtime, paths
         self.models: dict = {}
+        self.served = None  # what is exported, once training is done
         self.trained_now = False
 
     @property
@@ -112,6 +113,7 @@ def _write_run_file(run: Run, flags_text: str | None) -> None:
     atomic_write_json(os.path.join(run.model_dir, RUN_FILE), {
         "app": _app_module(task), "task": type(task).__qualname__, "name": task.name,
         "models": list(run.models), "export_metadata": task.export_metadata(),
+        "export_checkpoint": task.export_checkpoint,
         "command": command_line(),
     })
     if flags_text is not None:
@@ -167,7 +169,7 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
         _write_run_file(run, flags_text)
     if outcome.status != "completed":
         return outcome.results()
-    served = task.served_model(run)
+    served = run.served = _served_model(run)
     if run.is_chief:
         _leave_checkpoint(run, served, outcome.epochs_done)
 
@@ -202,22 +204,38 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
     return results
 
 
+def _served_model(run: Run):
+    """What is exported: the task's served model, or checkpoints/best.keras for a task that
+    serves its best checkpoint (an RL policy: the last one may have collapsed)."""
+    task = run.task
+    best = os.path.join(os.path.dirname(run.paths.backup_source), "checkpoints", "best.keras")
+    if task.export_checkpoint == "best" and os.path.isfile(best):
+        from suite.models.registry import load_keras_file
+
+        return load_keras_file(best, custom_objects=type(task).custom_objects())
+    return task.served_model(run)
+
+
 def _leave_checkpoint(run: Run, served, epochs_done: int) -> None:
-    """checkpoints/last.keras holds what was evaluated and is exported: a run of 0 epochs (an
-    imported model) and an ensemble's average leave it there too, for apps.export,
-    --init_from and the precision report."""
+    """checkpoints/last.keras holds the last trained state, for apps.export, --init_from and
+    the precision report. Where training left none there (a run of 0 epochs, an imported
+    model) or the served model is not the trained one (an ensemble's average), the served
+    model is written there, and last.json says so ("served"), so a later run replaces it."""
     from suite.runtime.backup import atomic_write_json
     from suite.runtime.records import EpochCheckpoints, save_model_atomically
 
     checkpoints = EpochCheckpoints(run.paths.checkpoints, monitor=None)
-    if served is run.model and os.path.isfile(checkpoints.last_path):
+    written_by_training = (os.path.isfile(checkpoints.last_path)
+                           and not checkpoints.last_info().get("served"))
+    if written_by_training or (run.task.export_checkpoint == "best" and served is not run.model):
         return
     from suite.runtime.backup import build_compiled_optimizer
 
     os.makedirs(checkpoints.directory, exist_ok=True)
     build_compiled_optimizer(served)  # its slots saved, so loading it does not warn
     save_model_atomically(served, checkpoints.last_path)
-    atomic_write_json(os.path.join(checkpoints.directory, "last.json"), {"epoch": epochs_done})
+    atomic_write_json(os.path.join(checkpoints.directory, "last.json"),
+                      {"epoch": epochs_done, "served": True})
 
 
 # -- the absl entry point ---------------------------------------------------------------------

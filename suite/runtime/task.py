@@ -40,6 +40,7 @@ class Task:
     watched_losses: tuple[str, ...] = ("loss",)  # logs the non-finite guard checks
     global_batch_size: int | None = None  # checked against the replicas when set
     validation_label: str = "validation"  # what the val_* curves are called in figures
+    export_checkpoint: str = "last"  # "best": export checkpoints/best.keras (run.served)
 
     # Set by load_data for the default train():
     train_data = None

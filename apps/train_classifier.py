@@ -40,14 +40,10 @@ def _check_dataset(value):
     return True
 
 
-def _check_augmentations(names):
+def _parse_augmentations(names):
     from suite.data.augment import parse_augmentations
 
-    try:
-        parse_augmentations(names)
-    except ValueError as e:
-        raise flags.ValidationError(f"--augmentations: {e}") from e
-    return True
+    return parse_augmentations(names)
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -95,7 +91,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                         flag_values=fv)
     flags.register_validator("model", _check_model, flag_values=fv)
     flags.register_validator("dataset", _check_dataset, flag_values=fv)
-    flags.register_validator("augmentations", _check_augmentations, flag_values=fv)
+    suite_flags.register_parse_validator(fv, "augmentations", _parse_augmentations)
     flags.register_validator("image_size", lambda v: v >= 0, "--image_size must be >= 0",
                              flag_values=fv)
     flags.register_validator("train_examples_per_class", lambda v: v >= 0,

@@ -397,19 +397,34 @@ def test_start_up_notes_are_hidden_and_other_stderr_lines_pass():
     assert quiet_native_startup  # imported
 
 
+STARTUP_NOISE = ("Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
+                 "absl::InitializeLog")
+
+
 @pytest.mark.slow
 def test_an_app_prints_no_tensorflow_start_up_lines_unless_verbosity_asks(tmp_path):
-    noise = ("Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
-             "absl::InitializeLog")
     out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", f"--data_dir={tmp_path}",
                   timeout=120)
     assert out.returncode == 2 and "error:" in out.stderr
-    assert not [line for line in out.stderr.splitlines() if any(n in line for n in noise)], \
-        out.stderr
+    assert not [line for line in out.stderr.splitlines()
+                if any(n in line for n in STARTUP_NOISE)], out.stderr
     assert out.stdout.startswith("Runtime: "), out.stdout[:500]
     verbose = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run",
                       f"--data_dir={tmp_path}", "--verbosity=0", timeout=120)
     assert "oneDNN custom operations" in verbose.stderr or "cuda" in verbose.stderr.lower()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app, args", [
+    ("apps.train_classifier", ["--model=nosuchnet"]),  # its validators load Keras
+    ("apps.train_segmenter", ["--dataset=/nonexistent", "--augmentations=flip"]),
+    ("apps.train_dqn", ["--env=NoSuchEnv-v0", "--env_steps=10"]),
+])
+def test_every_app_is_quiet_at_start_up_even_when_its_flags_are_refused(tmp_path, app, args):
+    out = run_app(app, f"--model_dir={tmp_path}/run", *args, timeout=120)
+    assert out.returncode != 0 and ("error" in out.stderr.lower()), out.stderr[-2000:]
+    assert not [line for line in out.stderr.splitlines()
+                if any(n in line for n in STARTUP_NOISE)], out.stderr
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ TFDS_HINTS = {
     "oxford_flowers102": (224, ("www.robots.ox.ac.uk", 443)),
     "food101": (224, ("data.vision.ee.ethz.ch", 443)),
     "caltech101": (224, ("data.caltech.edu", 443)),
+    "oxford_iiit_pet": (224, ("www.robots.ox.ac.uk", 443)),
 }
 DEFAULT_HOST = ("storage.googleapis.com", 443)  # tfds's own mirror, for sets without a hint
 HELD_OUT_PERCENT = 10  # a set with neither test nor validation split tests on train's last 10%
@@ -197,7 +198,7 @@ def describe_tfds(name: str, info, splits: set[str]) -> TfdsClassification:
                               list(features[label_key].names), train, test)
 
 
-def _prepare_tfds(name: str, builder) -> None:
+def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
     """download_and_prepare, but fails in seconds (not ~3.5 minutes of retries) offline."""
     import tensorflow_datasets as tfds
 
@@ -216,7 +217,7 @@ def _prepare_tfds(name: str, builder) -> None:
                         f"{host[0]} is unreachable (offline?). Run once with network access, put "
                         f"its source files in {manual} (tensorflow-datasets looks there first), "
                         f"pass --data_dir=<a tfds folder where it is prepared>, or use a local "
-                        f"copy: --dataset=<folder or zip>, i.e. {DATASET_FORMS}")
+                        f"copy: --dataset=<folder or zip>, i.e. {local_forms}")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual))
 

@@ -73,6 +73,34 @@ def check_image_shape(input_shape, min_side: int, model_name: str) -> tuple[int,
     return tuple(int(s) for s in shape)
 
 
+def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: bool = False,
+                 regularizer=None) -> list:
+    """VGG-`depth`'s five convolution blocks on `x`; returns the outputs of the five pools
+    (block1_pool ... block5_pool), which FCN's skip connections read. Layer names follow
+    keras.applications, so classifier and ImageNet weights load into any network built on it."""
+    if depth not in CONVS_PER_BLOCK:
+        raise ValueError(f"VGG depth must be one of {sorted(CONVS_PER_BLOCK)}, got {depth}.")
+    pools = []
+    for block, (filters, convs) in enumerate(zip(BLOCK_FILTERS, CONVS_PER_BLOCK[depth]), start=1):
+        for i in range(1, convs + 1):
+            conv_name = f"block{block}_conv{i}"
+            x = layers.Conv2D(
+                scaled(filters, width_multiplier),
+                3,
+                padding="same",
+                use_bias=not batch_norm,  # BatchNormalization's beta replaces the bias
+                activation=None if batch_norm else "relu",
+                kernel_regularizer=regularizer,
+                name=conv_name,
+            )(x)
+            if batch_norm:
+                x = layers.BatchNormalization(name=f"{conv_name}_bn")(x)
+                x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        pools.append(x)
+    return pools
+
+
 def build_vgg(
     depth: int = 16,
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
@@ -107,22 +135,7 @@ def build_vgg(
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(images) if rescale else images
     if augmentation is not None:
         x = augmentation(x)
-    for block, (filters, convs) in enumerate(zip(BLOCK_FILTERS, CONVS_PER_BLOCK[depth]), start=1):
-        for i in range(1, convs + 1):
-            conv_name = f"block{block}_conv{i}"
-            x = layers.Conv2D(
-                scaled(filters, width_multiplier),
-                3,
-                padding="same",
-                use_bias=not batch_norm,  # BatchNormalization's beta replaces the bias
-                activation=None if batch_norm else "relu",
-                kernel_regularizer=regularizer,
-                name=conv_name,
-            )(x)
-            if batch_norm:
-                x = layers.BatchNormalization(name=f"{conv_name}_bn")(x)
-                x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
-        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    x = vgg_features(x, depth, width_multiplier, batch_norm, regularizer)[-1]
     x = layers.Flatten(name="flatten")(x)
     for i in (1, 2):
         x = layers.Dense(

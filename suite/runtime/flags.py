@@ -63,6 +63,19 @@ class OptimizerConfig:
     clipnorm: float = 0.0  # 0: no gradient clipping
 
 
+def register_parse_validator(fv: flags.FlagValues, name: str, parse) -> None:
+    """Validates --`name` by calling `parse` on its value (importing nothing until then): a
+    ValueError from it becomes the flag's error message."""
+    def check(value):
+        try:
+            parse(value)
+        except ValueError as e:
+            raise flags.ValidationError(f"--{name}: {e}") from e
+        return True
+
+    flags.register_validator(name, check, flag_values=fv)
+
+
 def define_runtime_flags(fv: flags.FlagValues = flags.FLAGS,
                          default_model_dir: str = "runs/run") -> None:
     """--model_dir --seed --deterministic --strategy --precision --export --export_dir

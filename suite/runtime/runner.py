@@ -300,4 +300,10 @@ def main(define_flags, make_task, argv=None) -> None:
             sys.exit(2)
         sys.exit(results["exit_code"])
 
+    # Flag validators may import TensorFlow (model names, augmentations): load it quietly
+    # first, unless --verbosity asks to see its start-up lines.
+    if not any(a.startswith(("--verbosity", "-v")) for a in (argv or sys.argv)[1:]):
+        from suite.runtime.startup import load_tensorflow
+
+        load_tensorflow(quiet=True)
     app.run(_main, argv=argv)

@@ -56,8 +56,8 @@ def _checked_image(image: tf.Tensor, height: int, width: int, channels: int,
         return tf.identity(image)
 
 
-def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
-    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, resized only if the size differs."""
+def decode_image_bytes(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+    """PNG/JPEG bytes -> uint8 [H, W, channels]; anything else fails naming the input."""
     header = tf.strings.substr(encoded, 0, 8)
     is_png = tf.equal(header, b"\x89PNG\r\n\x1a\n")
     is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff")
@@ -68,6 +68,12 @@ def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int) -> t
         image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
                                    expand_animations=False)
     image.set_shape([None, None, channels])
+    return image
+
+
+def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
+    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, resized only if the size differs."""
+    image = decode_image_bytes(encoded, channels)
     same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
     image = tf.cond(
         same_size,

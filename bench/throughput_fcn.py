@@ -1,0 +1,444 @@
+"""FCN-8s training throughput (images/s): the suite's Keras model against the same network in PyTorch.
+
+    python bench/throughput_fcn.py [--steps=16] [--repeats=5] [--warmup_steps=3] [--crop=256]
+        [--batch_size=4] [--width_multiplier=0.25] [--out=bench/results/throughput_fcn]
+
+What is measured: training steps per second x batch size of FCN-8s on VGG-16 with batch norm,
+width 0.25 (convolutions 16/32/64/128/128, fc6/fc7 1024 units), 1 input channel, 2 classes,
+random `--crop` x `--crop` uint8-range float images, Adam lr 1e-3, per-pixel softmax
+cross-entropy, float32, on the CPU:
+
+  keras               suite.models.fcn.build_fcn("8s", ...) compiled with Adam and
+                      sparse_categorical_crossentropy (jit_compile=False), model.fit on an
+                      in-memory tf.data dataset (from_tensor_slices, repeat, batch), verbose 0
+  torch               FCN8s below, the same layers op for op (parameter counts asserted equal,
+                      and the Keras weights copied into it give the same outputs), eager, NCHW
+  torch_channels_last the same, model and inputs in torch.channels_last
+  torch_compile       the same, NCHW, the model wrapped in torch.compile (default mode); if it
+                      fails here, its error text goes into the results instead of a number
+
+The PyTorch net repeats the border before each upsampling with torch.cat (see edge_pad):
+F.pad(mode="replicate"), EdgePad's literal counterpart (--torch_edge_pad=replicate), computes
+the same but makes torch.compile fail in torch 2.13 on CPU.
+
+All four are built and warmed up (`--warmup_steps`; compilation and tracing happen there, and
+their time is recorded), then measured in one process, interleaved: each of `--repeats` rounds
+runs every peer once, the order rotating by one peer per round. A peer's turn is one untimed
+lead-in step (Keras: the first step of that round's `fit` call, which also absorbs fit's
+start-up) followed by `--steps` timed steps, clocked at the end of every step as in
+throughput_mnist.py. PyTorch uses torch.set_num_threads(os.cpu_count()), as the other benches
+(--torch_threads to change it); TensorFlow its defaults.
+The table gives images/s as mean +- std over rounds and its ratio to the best PyTorch
+configuration; <out>.md holds it under the machine description (bench/machine.py), <out>.json
+every round's numbers. Smoke test: --steps=2 --warmup_steps=1 --repeats=1 --crop=64 --out=/tmp/x
+(torch.compile alone then takes ~0.5-2 minutes on 2 cores); the defaults take ~5 minutes on 2
+quiet cores (~0.4 s a step at 256x256, batch 4, for every peer). Run on a quiet machine: under load,
+PyTorch's spinning OpenMP threads lose up to ~10x (see bench/README.md), Keras much less.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections import OrderedDict
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+import suite  # noqa: E402,F401  (first: sets the suite's oneDNN default before TensorFlow loads)
+from suite.runtime.startup import load_tensorflow  # noqa: E402
+
+tf = load_tensorflow()
+import keras  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+import machine  # noqa: E402
+from suite.models.dense_prediction import bilinear_kernel  # noqa: E402
+from suite.models.fcn import STRIDE, build_fcn  # noqa: E402
+from suite.models.vgg import (BLOCK_FILTERS, CLASSIFIER_UNITS, CONVS_PER_BLOCK,  # noqa: E402
+                              DROPOUT_RATE, scaled)
+
+NUM_CLASSES = 2
+CHANNELS = 1
+LEARNING_RATE = 1e-3
+NUM_BATCHES = 4  # distinct random batches, cycled
+PEERS = {
+    "keras": "Keras fit, tf.data in memory, NHWC",
+    "torch": "PyTorch eager, NCHW",
+    "torch_channels_last": "PyTorch eager, channels_last",
+    "torch_compile": "PyTorch torch.compile (default mode), NCHW",
+}
+
+
+def clock() -> tuple[float, float]:
+    """(wall, process CPU) seconds."""
+    return time.perf_counter(), time.process_time()
+
+
+def synthetic_data(crop: int, batch_size: int, channels_first: bool, seed: int = 0):
+    """NUM_BATCHES batches of raw [0, 255] pixels and 0/1 per-pixel labels, as flat image arrays."""
+    rng = np.random.default_rng(seed)
+    n = NUM_BATCHES * batch_size
+    shape = (n, CHANNELS, crop, crop) if channels_first else (n, crop, crop, CHANNELS)
+    images = rng.integers(0, 256, shape).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, (n, crop, crop)).astype(np.int64)
+    return images, labels
+
+
+# --- PyTorch FCN-8s ------------------------------------------------------------------------------
+def edge_pad(x, how: str = "cat"):
+    """EdgePad: the border row and column repeated once ('symmetric' by one pixel). "replicate" is
+    F.pad(mode="replicate"), its literal counterpart, but torch.compile (inductor, torch 2.13, CPU)
+    fails on its backward (assert_size_stride in replication_pad2d_backward: the incoming gradient
+    is channels-last); "cat" builds the same tensor from slices and compiles."""
+    if how == "replicate":
+        return F.pad(x, (1, 1, 1, 1), mode="replicate")
+    x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], 2)
+    return torch.cat([x[:, :, :, :1], x, x[:, :, :, -1:]], 3)
+
+
+class BilinearUpsample(nn.Module):
+    """suite.models.dense_prediction.bilinear_upsample: edge-pad 1 (EdgePad), ConvTranspose2d
+    kernel 2f stride f without bias, cut to `in * f` as Keras's padding="same" does (padding
+    f // 2), then crop f from every side (CropBorder)."""
+
+    def __init__(self, channels: int, factor: int, trainable: bool = True, edge_pad: str = "cat"):
+        super().__init__()
+        self.factor = factor
+        self.edge_pad = edge_pad
+        self.up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor,
+                                     padding=factor // 2, bias=False)
+        kernel = bilinear_kernel(factor, channels, channels)  # (k, k, out, in), Keras's layout
+        with torch.no_grad():
+            self.up.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))  # (in, out, k, k)
+        self.up.weight.requires_grad_(trainable)
+
+    def forward(self, x):
+        f = self.factor
+        x = self.up(edge_pad(x, self.edge_pad))
+        return x[:, :, f:x.shape[2] - f, f:x.shape[3] - f]
+
+
+class FCN8s(nn.Module):
+    """suite.models.fcn.build_fcn("8s", batch_norm=True) in torch.nn: raw pixels (N, C, H, W) in,
+    logits (N, classes, H, W) out (the Keras model's softmax is in its loss here). Module names
+    follow the Keras layer names (block3_conv2 -> block3.conv2), so Keras weights copy across."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = CHANNELS,
+                 width_multiplier: float = 0.25, dropout_rate: float = DROPOUT_RATE,
+                 edge_pad: str = "cat"):
+        super().__init__()
+        widths = [scaled(f, width_multiplier) for f in BLOCK_FILTERS]
+        cin = in_channels
+        for block, (width, convs) in enumerate(zip(widths, CONVS_PER_BLOCK[16]), start=1):
+            layers = OrderedDict()
+            for i in range(1, convs + 1):
+                layers[f"conv{i}"] = nn.Conv2d(cin, width, 3, padding=1, bias=False)
+                # Keras BatchNormalization's defaults: epsilon 1e-3, moving average momentum 0.99.
+                layers[f"conv{i}_bn"] = nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)
+                layers[f"conv{i}_relu"] = nn.ReLU(inplace=True)
+                cin = width
+            layers["pool"] = nn.MaxPool2d(2, 2)
+            self.add_module(f"block{block}", nn.Sequential(layers))
+        units = scaled(CLASSIFIER_UNITS, width_multiplier)
+        self.fc6 = nn.Conv2d(cin, units, 7, padding=3)
+        self.drop6 = nn.Dropout(dropout_rate)
+        self.fc7 = nn.Conv2d(units, units, 1)
+        self.drop7 = nn.Dropout(dropout_rate)
+        self.score_fr = nn.Conv2d(units, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(widths[3], num_classes, 1)
+        self.score_pool3 = nn.Conv2d(widths[2], num_classes, 1)
+        self.upscore2 = BilinearUpsample(num_classes, 2, edge_pad=edge_pad)
+        self.upscore_pool4 = BilinearUpsample(num_classes, 2, edge_pad=edge_pad)
+        self.upscore8 = BilinearUpsample(num_classes, 8, trainable=False, edge_pad=edge_pad)
+        for module in self.modules():  # Keras's defaults: Glorot uniform kernels, zero biases
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for score in (self.score_fr, self.score_pool4, self.score_pool3):  # the paper's zero init
+            nn.init.zeros_(score.weight)
+
+    def forward(self, images):
+        height, width = images.shape[2], images.shape[3]
+        x = images * (1.0 / 255.0)  # Rescaling
+        x = F.pad(x, (0, (-width) % STRIDE, 0, (-height) % STRIDE))  # PadToMultiple(32)
+        pool3 = self.block3(self.block2(self.block1(x)))
+        pool4 = self.block4(pool3)
+        x = self.block5(pool4)
+        x = self.drop6(F.relu(self.fc6(x)))
+        x = self.drop7(F.relu(self.fc7(x)))
+        x = self.upscore2(self.score_fr(x)) + self.score_pool4(pool4)
+        x = self.upscore_pool4(x) + self.score_pool3(pool3)
+        return self.upscore8(x)[:, :, :height, :width]  # CropLike
+
+
+def keras_fcn(width_multiplier: float) -> keras.Model:
+    return build_fcn("8s", NUM_CLASSES, (None, None, CHANNELS), width_multiplier=width_multiplier,
+                     batch_norm=True)
+
+
+def parameter_counts(keras_model: keras.Model, torch_model: nn.Module) -> dict:
+    """Keras's count_params() holds BN moving statistics and the fixed upscore8 kernel; PyTorch
+    keeps the statistics as buffers, so they are added (num_batches_tracked is not a weight)."""
+    running = sum(b.numel() for name, b in torch_model.named_buffers()
+                  if name.endswith(("running_mean", "running_var")))
+    counts = {
+        "keras_total": int(keras_model.count_params()),
+        "torch_total": sum(p.numel() for p in torch_model.parameters()) + running,
+        "keras_trainable": sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights),
+        "torch_trainable": sum(p.numel() for p in torch_model.parameters() if p.requires_grad),
+    }
+    assert counts["keras_total"] == counts["torch_total"], f"parameter counts differ: {counts}"
+    assert counts["keras_trainable"] == counts["torch_trainable"], f"trainable counts differ: {counts}"
+    return counts
+
+
+def check_same_function(width_multiplier: float, edge_pad: str = "cat", tolerance: float = 1e-4) -> float:
+    """Random weights everywhere (score layers and upsampling kernels too, or the check is
+    vacuous), copied from Keras into PyTorch; a 40x72 input exercises the pad and the crops.
+    Returns the largest logit difference relative to the largest logit, inference mode."""
+    keras.utils.set_random_seed(1)
+    model = keras_fcn(width_multiplier)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path
+                               else rng.normal(0, 1, w.shape) * np.sqrt(2 / np.prod(w.shape[:-1]))
+                               for w in layer.weights])
+    torch_model = FCN8s(width_multiplier=width_multiplier, edge_pad=edge_pad).eval()
+    modules = dict(torch_model.named_modules())
+    with torch.no_grad():
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            block, _, rest = layer.name.partition("_")
+            target = modules[f"{block}.{rest}" if block.startswith("block") else layer.name]
+            if isinstance(target, BilinearUpsample):
+                target = target.up
+            values = [w.numpy() for w in layer.weights]
+            if isinstance(target, nn.BatchNorm2d):
+                tensors = (target.weight, target.bias, target.running_mean, target.running_var)
+            else:  # Conv2D (kh, kw, in, out) and Conv2DTranspose (kh, kw, out, in): same transpose
+                values[0] = values[0].transpose(3, 2, 0, 1)
+                tensors = (target.weight, target.bias)[:len(values)]
+            for tensor, value in zip(tensors, values):
+                assert tuple(tensor.shape) == value.shape, (layer.name, tensor.shape, value.shape)
+                tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    images = rng.uniform(0, 255, (2, 40, 72, CHANNELS)).astype(np.float32)
+    logits_model = keras.Model(model.input, model.get_layer("crop").output)
+    expected = np.asarray(logits_model(images, training=False))
+    with torch.no_grad():
+        got = torch_model(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    difference = float(np.abs(got - expected).max() / np.abs(expected).max())
+    assert difference < tolerance, f"Keras and PyTorch FCN-8s disagree: relative difference {difference:.2e}"
+    return difference
+
+
+# --- Peers: warm_up(n) once, then run(n) -> step-end clocks ------------------------------------------
+class KerasPeer:
+    def __init__(self, args):
+        keras.utils.set_random_seed(0)
+        self.model = keras_fcn(args.width_multiplier)
+        # jit_compile off, as in the other benches (XLA is slower on these CPUs); no metrics.
+        self.model.compile(keras.optimizers.Adam(LEARNING_RATE),
+                           keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
+        images, labels = synthetic_data(args.crop, args.batch_size, channels_first=False)
+        self.dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(args.batch_size)
+
+    def run(self, steps: int):
+        ends = []
+        stamp = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(clock()))
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[stamp],
+                       shuffle=False)
+        return ends
+
+    warm_up = run
+
+
+class TorchPeer:
+    def __init__(self, args, channels_last: bool = False, compiled: bool = False):
+        torch.manual_seed(0)
+        model = FCN8s(width_multiplier=args.width_multiplier, edge_pad=args.torch_edge_pad)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt).train()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=LEARNING_RATE, eps=1e-7)  # Keras's eps
+        self.model = torch.compile(model) if compiled else model
+        images, labels = synthetic_data(args.crop, args.batch_size, channels_first=True)
+        self.batches = [(torch.from_numpy(x).contiguous(memory_format=fmt), torch.from_numpy(y))
+                        for x, y in zip(np.split(images, NUM_BATCHES), np.split(labels, NUM_BATCHES))]
+        self.i = 0
+
+    def step(self):
+        images, labels = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(images), labels)  # mean over every pixel, as Keras
+        loss.backward()
+        self.optimizer.step()
+
+    def run(self, steps: int):
+        ends = []
+        for _ in range(steps):
+            self.step()
+            ends.append(clock())
+        return ends
+
+    warm_up = run
+
+
+def build_peer(name: str, args):
+    if name == "keras":
+        return KerasPeer(args)
+    return TorchPeer(args, channels_last=name == "torch_channels_last", compiled=name == "torch_compile")
+
+
+# --- Report --------------------------------------------------------------------------------------------
+def record_error(record: dict, error: Exception) -> None:
+    record["error"] = f"{type(error).__name__}: {error}"[:4000]
+    record["traceback"] = traceback.format_exc()[-8000:]
+
+
+def summarise(record: dict) -> None:
+    ips = record["images_per_s"]
+    record["mean_images_per_s"] = round(statistics.fmean(ips), 3) if ips else None
+    record["std_images_per_s"] = round(statistics.stdev(ips), 3) if len(ips) > 1 else (0.0 if ips else None)
+    record["median_cpu_ms_per_step"] = (round(statistics.median(record["cpu_ms_per_step"]), 1)
+                                        if ips else None)
+
+
+def markdown(results: dict, info: dict, args, command: str, counts: dict, difference: float,
+             warning: str) -> str:
+    torch_means = {k: r["mean_images_per_s"] for k, r in results.items()
+                   if k.startswith("torch") and r["mean_images_per_s"]}
+    best = max(torch_means, key=torch_means.get) if torch_means else None
+    lines = [f"# FCN-8s training throughput ({machine.label(info)}, load {info['load_1min']})", "",
+             f"`{command}`", "",
+             *([warning, ""] if warning else []),
+             f"FCN-8s, VGG-16 + batch norm, width {args.width_multiplier}, {CHANNELS} input channel, "
+             f"{NUM_CLASSES} classes, {args.crop}x{args.crop} crops, batch {args.batch_size}, Adam "
+             f"{LEARNING_RATE:g}, per-pixel softmax cross-entropy, float32. {counts['keras_total']:,} "
+             f"parameters in both ({counts['keras_trainable']:,} trainable); Keras weights in the "
+             f"PyTorch net give the same logits (relative difference {difference:.1e}). Rounds "
+             f"interleaved, {args.steps} timed steps per peer per round.", "",
+             f"| configuration | what | images/s (mean ± std over {args.repeats}) | "
+             f"vs best PyTorch ({best or 'n/a'}) | CPU ms/step (median) | warm-up s |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        if r.get("error"):
+            first = r["error"].strip().splitlines()[0][:200].replace("|", "\\|").replace("`", "'")
+            lines.append(f"| {name} | {PEERS[name]} | failed: `{first}` | n/a | n/a | n/a |")
+            continue
+        ratio = f"{r['mean_images_per_s'] / torch_means[best]:.2f}" if best else "n/a"
+        lines.append(f"| {name} | {PEERS[name]} | {r['mean_images_per_s']:.2f} ± {r['std_images_per_s']:.2f} | "
+                     f"{ratio} | {r['median_cpu_ms_per_step']:.0f} | {r['warmup_seconds']:.1f} |")
+    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=16, help="timed steps per peer per round")
+    p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps per peer first (tracing, compilation)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--crop", type=int, default=256, help="image side in pixels")
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--width_multiplier", type=float, default=0.25)
+    p.add_argument("--torch_threads", type=int, default=os.cpu_count(),
+                   help="torch.set_num_threads (default: all CPUs, as the other benches)")
+    p.add_argument("--torch_edge_pad", choices=("cat", "replicate"), default="cat",
+                   help="how the PyTorch net repeats the border before each upsampling (see edge_pad)")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "throughput_fcn"),
+                   help="path prefix of the .md and .json results")
+    args = p.parse_args(argv)
+    names = [n for n in args.peers.split(",") if n]
+    if unknown := set(names) - set(PEERS):
+        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    if min(args.steps, args.warmup_steps, args.repeats, args.crop, args.batch_size, args.torch_threads) < 1:
+        p.error("--steps, --warmup_steps, --repeats, --crop, --batch_size and --torch_threads must be >= 1")
+
+    torch.set_num_threads(args.torch_threads)
+    info = machine.describe()
+    warning = ""
+    if info["load_1min"] > 0.5 * os.cpu_count():
+        warning = (f"WARNING: load average {info['load_1min']} on {os.cpu_count()} CPUs at start: the machine "
+                   "was busy, the numbers are noisy (PyTorch suffers most); do not quote them.")
+        print(warning, flush=True)
+    counts = parameter_counts(keras_fcn(args.width_multiplier), FCN8s(width_multiplier=args.width_multiplier))
+    print(f"parameters: Keras {counts['keras_total']:,} ({counts['keras_trainable']:,} trainable), "
+          f"PyTorch {counts['torch_total']:,} ({counts['torch_trainable']:,} trainable)", flush=True)
+    difference = check_same_function(args.width_multiplier, args.torch_edge_pad)
+    print(f"same function: relative logit difference {difference:.1e}", flush=True)
+    keras.backend.clear_session()
+
+    results = {n: {"description": PEERS[n], "images_per_s": [], "cpu_ms_per_step": [], "error": None}
+               for n in names}
+    peers = {}
+    for name in names:
+        print(f"building and warming up {name} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            peers[name] = build_peer(name, args)
+            peers[name].warm_up(args.warmup_steps)
+        except Exception as e:  # torch.compile needs a working C++ toolchain; keep the other numbers
+            peers.pop(name, None)
+            record_error(results[name], e)
+            print(f"{name} failed:\n{results[name]['traceback']}", flush=True)
+            if name != "torch_compile":
+                raise
+        results[name]["warmup_seconds"] = round(time.perf_counter() - started, 2)
+
+    orders = []
+    for round_index in range(args.repeats):
+        live = [n for n in names if n in peers]
+        order = live[round_index % len(live):] + live[:round_index % len(live)] if live else []
+        orders.append(order)
+        for name in order:
+            try:
+                ends = peers[name].run(1 + args.steps)  # the lead-in step is not timed
+            except Exception as e:
+                peers.pop(name)
+                record_error(results[name], e)
+                print(f"{name} failed in round {round_index}:\n{results[name]['traceback']}", flush=True)
+                if name != "torch_compile":
+                    raise
+                continue
+            (w0, c0), (w1, c1) = ends[0], ends[-1]
+            results[name]["images_per_s"].append(round(args.steps * args.batch_size / (w1 - w0), 3))
+            results[name]["cpu_ms_per_step"].append(round(1e3 * (c1 - c0) / args.steps, 1))
+            print(f"round {round_index}: {name} {results[name]['images_per_s'][-1]:.2f} images/s", flush=True)
+    for record in results.values():
+        summarise(record)
+
+    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    info["torch_threads"] = torch.get_num_threads()
+    command = " ".join(["python", "bench/throughput_fcn.py"] + (sys.argv[1:] if argv is None else argv))
+    report = markdown(results, info, args, command, counts, difference, warning)
+    print("\n" + report)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out + ".md", "w") as f:
+        f.write(report)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"command": command, "warning": warning or None, "machine": info,
+                   "config": {k: v for k, v in vars(args).items() if k != "out"} | {
+                       "variant": "8s", "batch_norm": True, "channels": CHANNELS, "classes": NUM_CLASSES,
+                       "learning_rate": LEARNING_RATE},
+                   "parameters": counts, "same_function_relative_difference": difference,
+                   "round_orders": orders, "results": results}, f, indent=1)
+        f.write("\n")
+    print(f"wrote {args.out}.md and {args.out}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,29 +70,23 @@ def main(argv=None):
     rows = threshold_scores(data)
     for run in args.runs.split(","):
         results = json.load(open(os.path.join(run, "results.json")))
-        history = os.path.join(run, "history.csv")
-        seconds = None
-        if os.path.exists(history):
-            import csv
-
-            with open(history) as f:
-                seconds = sum(float(r["seconds"]) for r in csv.DictReader(f) if r.get("seconds"))
         model = keras.models.load_model(os.path.join(run, "checkpoints", "last.keras"))
         image = data.test.images[0][None].astype(np.float32)
         prediction = np.argmax(model.predict(image, verbose=0)[0], -1).astype(np.uint8)
         rows[results["model"]] = {k: results[k] for k in ("mean_iou", "pixel_accuracy",
                                                           "pixel_error", "rand_error",
                                                           "per_class_iou")}
-        rows[results["model"]].update(prediction=prediction, run=run, train_seconds=seconds,
+        rows[results["model"]].update(prediction=prediction, run=run,
+                                      run_seconds=results.get("seconds"),
                                       steps=results["epochs"] * results["steps_per_epoch"],
                                       parameters=int(model.count_params()))
 
     os.makedirs(args.out, exist_ok=True)
-    lines = ["| method | pixel error | Rand error | mIoU | membrane IoU | training |",
+    lines = ["| method | pixel error | Rand error | mIoU | membrane IoU | training (whole run) |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        training = (f"{r['steps']} steps, {r['train_seconds'] / 60:.1f} min"
-                    if r.get("train_seconds") else "none")
+        training = (f"{r['steps']} steps, {r['run_seconds'] / 60:.1f} min"
+                    if r.get("run_seconds") else "none")
         lines.append(f"| {name} | {r['pixel_error']:.4f} | {r['rand_error']:.4f} | "
                      f"{r['mean_iou']:.4f} | {r['per_class_iou'][0]:.4f} | {training} |")
     with open(os.path.join(args.out, "compare.md"), "w") as f:
@@ -106,7 +100,7 @@ def main(argv=None):
     panels = [("input", np.repeat(data.test.images[0][:CROP, :CROP], 3, -1)),
               ("truth", colors[data.test.masks[0][:CROP, :CROP]])]
     panels += [(name, colors[r["prediction"][:CROP, :CROP]]) for name, r in rows.items()]
-    fig = plt.figure(figsize=(2.2 * len(panels), 5.4))
+    fig = plt.figure(figsize=(2.2 * len(panels), 5.4), layout="constrained")
     for i, (name, picture) in enumerate(panels):
         ax = fig.add_subplot(2, len(panels), i + 1)
         ax.imshow(picture)
@@ -121,7 +115,6 @@ def main(argv=None):
                                                else " (lower is better)"), fontsize=8)
     fig.suptitle(f"ISBI 2012 membranes, held-out images {data.test.names[0].split('/')[-1]}"
                  f"..{data.test.names[-1].split('/')[-1]} (crop of the first)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(os.path.join(args.out, "compare.png"), dpi=110)
     print(f"wrote {args.out}/compare.md, compare.json, compare.png")
 

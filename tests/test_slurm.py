@@ -123,7 +123,11 @@ def test_a_two_worker_job_preempted_by_its_time_limit_requeues_and_resumes_exact
     assert stops[0] == stops[1] and len(stops[0]) >= 1, stops
     resumed = re.findall(r"^0: Resuming from the backup in \S+: epoch (\d+), step (\d+)\.", text,
                          re.M)
-    assert resumed == stops[0]  # (epoch, step) as printed: the same numbers
+    # A signal after the last step (during evaluation or export) saves nothing new: the rerun
+    # resumes with training done, at epoch epochs + 1, step 0, and evaluates and exports.
+    after_training = len(re.findall(r"^0: SIGTERM received outside training", text, re.M))
+    assert restarts == len(stops[0]) + after_training, text[-4000:]
+    assert resumed == stops[0] + [(str(epochs + 1), "0")] * after_training  # as printed
     assert f"job {job}: finished" in text
     # One row per finished epoch, the exact number of steps, and only the chief's files.
     with open(model_dir / "history.csv") as f:

@@ -41,13 +41,16 @@ def build_fcn(
     input_shape: tuple = (None, None, 3),
     width_multiplier: float = 1.0,
     batch_norm: bool = False,
+    sync_batch_norm: bool = False,
     dropout_rate: float = DROPOUT_RATE,
     weight_decay: float = 0.0,
     rescale: bool = True,
     name: str | None = None,
 ) -> keras.Model:
     """FCN-`variant` ("32s", "16s" or "8s") on VGG-16; maps (H, W, C) images to (H, W, classes)
-    probabilities for any H and W. `rescale` divides raw [0, 255] pixels by 255 in the model."""
+    probabilities for any H and W. `rescale` divides raw [0, 255] pixels by 255 in the model;
+    `sync_batch_norm` takes batch statistics over all replicas (several devices or workers
+    training small per-replica batches; TensorFlow only)."""
     variant = str(variant).lower().removeprefix("fcn").removeprefix("-")
     if variant not in VARIANTS:
         raise ValueError(f"FCN variant must be one of {', '.join(VARIANTS)}, got {variant!r}.")
@@ -61,7 +64,8 @@ def build_fcn(
     images = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(images) if rescale else images
     x = PadToMultiple(STRIDE, name="pad")(x)
-    _, _, pool3, pool4, pool5 = vgg_features(x, 16, width_multiplier, batch_norm, regularizer)
+    _, _, pool3, pool4, pool5 = vgg_features(x, 16, width_multiplier, batch_norm, regularizer,
+                                             sync_batch_norm)
 
     units = scaled(CLASSIFIER_UNITS, width_multiplier)
     x = layers.Conv2D(units, 7, padding="same", activation="relu", kernel_regularizer=regularizer,

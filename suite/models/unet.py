@@ -35,13 +35,15 @@ def build_unet(
     base_filters: int = BASE_FILTERS,
     padding: str = "same",
     batch_norm: bool = False,
+    sync_batch_norm: bool = False,
     dropout_rate: float = 0.5,
     weight_decay: float = 0.0,
     rescale: bool = True,
     name: str = "unet",
 ) -> keras.Model:
     """U-Net mapping (H, W, C) images to class probabilities: (H, W, classes) with
-    padding="same", (H - 184, W - 184, classes) with the paper's "valid" convolutions."""
+    padding="same", (H - 184, W - 184, classes) with the paper's "valid" convolutions.
+    `sync_batch_norm` takes batch statistics over all replicas (TensorFlow only)."""
     if padding not in PADDINGS:
         raise ValueError(f"U-Net padding must be one of {PADDINGS}, got {padding!r}.")
     if num_classes < 2 or base_filters < 1:
@@ -56,7 +58,8 @@ def build_unet(
                               kernel_initializer="he_normal", kernel_regularizer=regularizer,
                               name=f"{prefix}_conv{i}")(x)
             if batch_norm:
-                x = layers.BatchNormalization(name=f"{prefix}_conv{i}_bn")(x)
+                x = layers.BatchNormalization(synchronized=sync_batch_norm,
+                                              name=f"{prefix}_conv{i}_bn")(x)
                 x = layers.Activation("relu", name=f"{prefix}_conv{i}_relu")(x)
         return x
 

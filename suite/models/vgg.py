@@ -74,10 +74,11 @@ def check_image_shape(input_shape, min_side: int, model_name: str) -> tuple[int,
 
 
 def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: bool = False,
-                 regularizer=None) -> list:
+                 regularizer=None, sync_batch_norm: bool = False) -> list:
     """VGG-`depth`'s five convolution blocks on `x`; returns the outputs of the five pools
     (block1_pool ... block5_pool), which FCN's skip connections read. Layer names follow
-    keras.applications, so classifier and ImageNet weights load into any network built on it."""
+    keras.applications, so classifier and ImageNet weights load into any network built on it.
+    `sync_batch_norm` computes the batch statistics over all replicas (TensorFlow only)."""
     if depth not in CONVS_PER_BLOCK:
         raise ValueError(f"VGG depth must be one of {sorted(CONVS_PER_BLOCK)}, got {depth}.")
     pools = []
@@ -94,7 +95,8 @@ def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: 
                 name=conv_name,
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization(name=f"{conv_name}_bn")(x)
+                x = layers.BatchNormalization(synchronized=sync_batch_norm,
+                                              name=f"{conv_name}_bn")(x)
                 x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
         pools.append(x)

@@ -38,19 +38,23 @@ class SegmenterConfig:
     export_name: str | None = None
 
 
-def build_network(config: SegmenterConfig, num_classes: int, channels: int):
-    """The configured FCN variant or U-Net (uncompiled)."""
+def build_network(config: SegmenterConfig, num_classes: int, channels: int,
+                  replicas: int = 1):
+    """The configured FCN variant or U-Net (uncompiled). Over several replicas batch norm
+    takes its statistics from the global batch: every worker then keeps the same moving
+    statistics, and small per-replica batches (segmentation's) stay usable."""
     from suite.models.fcn import build_fcn
     from suite.models.unet import build_unet
 
     shape = (None, None, channels)
     if config.model == "unet":
         return build_unet(num_classes, shape, base_filters=config.base_filters,
-                          batch_norm=config.batch_norm, dropout_rate=config.dropout,
+                          batch_norm=config.batch_norm, sync_batch_norm=replicas > 1,
+                          dropout_rate=config.dropout,
                           weight_decay=config.model_weight_decay)
     return build_fcn(config.model[3:], num_classes, shape,
                      width_multiplier=config.width_multiplier, batch_norm=config.batch_norm,
-                     dropout_rate=config.dropout, weight_decay=config.model_weight_decay,
+                     sync_batch_norm=replicas > 1, dropout_rate=config.dropout, weight_decay=config.model_weight_decay,
                      name=config.model)
 
 
@@ -122,7 +126,8 @@ class SegmentationTask(Task):
 
         from suite.runtime.optim import make_optimizer
 
-        net = build_network(self.config, self.data.num_classes, self.data.channels)
+        net = build_network(self.config, self.data.num_classes, self.data.channels,
+                            run.strategy.num_replicas_in_sync)
         if self.config.init_from:
             self.transfer_report = self._load_encoder(net)
         net.compile(

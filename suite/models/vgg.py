@@ -122,8 +122,6 @@ def build_vgg(
     as they are); pass False when the input pipeline normalises. `weight_decay` is the papers' SGD
     decay (the paper used 5e-4), applied to convolution and dense kernels.
     """
-    if depth not in CONVS_PER_BLOCK:
-        raise ValueError(f"VGG depth must be one of {sorted(CONVS_PER_BLOCK)}, got {depth}.")
     if width_multiplier <= 0 or classifier_units < 1:
         raise ValueError(
             f"width_multiplier must be > 0 and classifier_units >= 1, got {width_multiplier} and "

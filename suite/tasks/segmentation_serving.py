@@ -1,23 +1,17 @@
-"""Serving signatures of the segmentation networks (FCN, U-Net): images of any size in, a class
-map and per-class probabilities of the same size out.
-
-  serving_default    image        float32 [batch, H, W, C], raw pixels 0..255, any H and W
-  serve_uint8        image        uint8   [batch, H, W, C]
-  serve_image_bytes  image_bytes  string  [batch], PNG or JPEG images of one size, decoded to C
-                                  channels inside the graph
-
-Outputs: `class_map` int64 [batch, H, W] and `probabilities` float32 [batch, H, W, classes].
-Inputs are checked at run time (rank, channels, one size per batch) and fail with
-InvalidArgumentError naming what was expected.
+"""Serving signatures of the segmentation networks (FCN, U-Net): the three image signatures
+of suite.export.image_signatures for images of any size (`serve_image_bytes`: PNG or JPEG
+images of one size per request), returning `class_map` int64 [batch, H, W] and
+`probabilities` float32 [batch, H, W, classes]. Inputs are checked at run time (rank,
+channels, one size per batch) and fail with InvalidArgumentError naming what was expected.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from suite.export.image_signatures import decode_image_bytes, image_signatures
 from suite.export.saved_model import ExportError
 from suite.runtime.task import Signature
-from suite.tasks.classification_serving import decode_image_bytes
 
 
 def segmentation_metadata(model: keras.Model, class_names) -> dict:
@@ -36,17 +30,6 @@ def segmentation_metadata(model: keras.Model, class_names) -> dict:
             "class_names": list(class_names) if class_names is not None else None}
 
 
-def _checked(image: tf.Tensor, channels: int, dtype: str) -> tf.Tensor:
-    shape = tf.shape(image, out_type=tf.int32)
-    padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
-    ok = tf.logical_and(tf.equal(tf.size(shape), 4), tf.equal(padded[3], channels))
-    check = tf.debugging.Assert(ok, [
-        f"Input 'image' must be {dtype} of shape [batch, height, width, {channels}] (raw pixels "
-        "0..255, any height and width); got shape", shape], summarize=8)
-    with tf.control_dependencies([check]):
-        return tf.identity(image)
-
-
 def segmentation_signatures(model: keras.Model) -> dict[str, Signature]:
     channels = int(model.inputs[0].shape[-1])
 
@@ -55,13 +38,7 @@ def segmentation_signatures(model: keras.Model) -> dict[str, Signature]:
         return {"probabilities": probabilities,
                 "class_map": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
 
-    def serve_float(image):
-        return outputs(_checked(image, channels, "float32"))
-
-    def serve_uint8(image):
-        return outputs(tf.cast(_checked(image, channels, "uint8"), tf.float32))
-
-    def serve_image_bytes(image_bytes):
+    def decode_batch(image_bytes):
         sizes = tf.map_fn(lambda b: tf.shape(decode_image_bytes(b, channels))[:2], image_bytes,
                           fn_output_signature=tf.TensorSpec([2], tf.int32))
         same = tf.reduce_all(tf.equal(sizes, sizes[:1]))
@@ -70,17 +47,9 @@ def segmentation_signatures(model: keras.Model) -> dict[str, Signature]:
             "images of other sizes in separate requests. Sizes (height, width):", sizes],
             summarize=16)
         with tf.control_dependencies([check]):
-            pixels = tf.map_fn(lambda b: tf.cast(decode_image_bytes(b, channels), tf.float32),
-                               image_bytes,
-                               fn_output_signature=tf.TensorSpec([None, None, channels],
-                                                                 tf.float32))
-        return outputs(pixels)
+            return tf.map_fn(lambda b: tf.cast(decode_image_bytes(b, channels), tf.float32),
+                             image_bytes,
+                             fn_output_signature=tf.TensorSpec([None, None, channels],
+                                                               tf.float32))
 
-    image_shape = [None, None, None, channels]
-    return {
-        "serving_default": Signature(serve_float,
-                                     [tf.TensorSpec(image_shape, tf.float32, name="image")]),
-        "serve_uint8": Signature(serve_uint8, [tf.TensorSpec(image_shape, tf.uint8, name="image")]),
-        "serve_image_bytes": Signature(serve_image_bytes,
-                                       [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-    }
+    return image_signatures(outputs, (None, None, channels), decode_batch)

@@ -54,7 +54,8 @@ def build_network(config: SegmenterConfig, num_classes: int, channels: int,
                           weight_decay=config.model_weight_decay)
     return build_fcn(config.model[3:], num_classes, shape,
                      width_multiplier=config.width_multiplier, batch_norm=config.batch_norm,
-                     sync_batch_norm=replicas > 1, dropout_rate=config.dropout, weight_decay=config.model_weight_decay,
+                     sync_batch_norm=replicas > 1, dropout_rate=config.dropout,
+                     weight_decay=config.model_weight_decay,
                      name=config.model)
 
 
@@ -208,7 +209,8 @@ class SegmentationTask(Task):
     def _draw(self, run, predictions):
         import tensorflow as tf
 
-        from suite.viz.segmentation import overlay_grid, save_png
+        from suite.viz.images import save_png
+        from suite.viz.segmentation import overlay_grid
 
         data = self.data
         grid = overlay_grid(data.test.images, data.test.masks, predictions, data.num_classes)

@@ -98,3 +98,18 @@ def parent_pid(pid: int) -> int | None:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def backup_weights(folder) -> list:
+    """(name, array) of every dataset in a backup's model weights file, in file order: the
+    model's weights and its optimizers' slots."""
+    import json
+
+    import h5py
+
+    state = json.load(open(os.path.join(folder, "state.json")))
+    arrays = []
+    with h5py.File(os.path.join(folder, state["saved"], "model.weights.h5")) as f:
+        f.visititems(lambda name, item: arrays.append((name, item[()]))
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays

@@ -314,9 +314,7 @@ def test_exported_segmenter_runs_under_saved_model_cli(tmp_path):
 def test_two_workers_train_one_segmenter_with_identical_weights(tmp_path):
     """launch.local with 2 workers: auto picks MultiWorkerMirroredStrategy, the run finishes,
     and the chief's and the other worker's backups hold the same weights."""
-    import h5py
-
-    from conftest import REPO
+    from conftest import REPO, backup_weights
 
     images, masks = shapes(6, size=40, seed=5)
     root = write_folder(tmp_path / "data", images, masks)
@@ -333,15 +331,8 @@ def test_two_workers_train_one_segmenter_with_identical_weights(tmp_path):
     results = json.load(open(model_dir / "results.json"))
     assert results["replicas"] == 2 and results["status"] == "completed"
 
-    def weights(folder):
-        state = json.load(open(folder / "state.json"))
-        arrays = []
-        with h5py.File(folder / state["saved"] / "model.weights.h5") as f:
-            f.visititems(lambda name, item: arrays.append((name, item[()]))
-                         if isinstance(item, h5py.Dataset) else None)
-        return arrays
-
-    chief, other = weights(model_dir / "backup"), weights(model_dir / "backup" / "worker-1")
+    chief = backup_weights(model_dir / "backup")
+    other = backup_weights(model_dir / "backup" / "worker-1")
     assert [n for n, _ in chief] == [n for n, _ in other] and len(chief) > 20
     for (name, a), (_, b) in zip(chief, other):
         np.testing.assert_array_equal(a, b, err_msg=name)

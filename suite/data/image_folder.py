@@ -37,7 +37,7 @@ class FolderIndex:
     test: FolderSplit
 
 
-def _images_under(folder: str) -> list[str]:
+def images_under(folder: str) -> list[str]:
     found = []
     for parent, dirs, files in os.walk(folder):
         dirs.sort()
@@ -69,7 +69,7 @@ def _scan_split(root: str, split: str, class_names: list[str] | None):
     names = class_names or classes
     paths, labels = [], []
     for cls in classes:
-        images = _images_under(os.path.join(folder, cls))
+        images = images_under(os.path.join(folder, cls))
         if not images:
             raise DataError(f"class folder {os.path.join(folder, cls)} holds no .jpg/.jpeg/.png "
                             "images: add images or remove the folder")

@@ -96,15 +96,22 @@ def _class_names_near(path: str) -> list[str] | None:
     return None
 
 
-def read_source(source: str) -> SourceWeights:
-    """The weights of a .keras file, a SavedModel folder or a model_dir (its best checkpoint)."""
+def resolve_source(source: str, flag: str = "--init_from") -> str:
+    """A model_dir's best checkpoint (else its last, else its newest export); other paths as
+    they are."""
     if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "saved_model.pb")):
         candidates = [os.path.join(source, "checkpoints", f) for f in ("best.keras", "last.keras")]
         found = [c for c in candidates if os.path.isfile(c)] + [_latest_export(source)]
         if not found[0]:
-            raise DataError(f"--init_from={source} is a folder without checkpoints/best.keras, "
+            raise DataError(f"{flag}={source} is a folder without checkpoints/best.keras, "
                             "checkpoints/last.keras or an export/<name>/<version>/ SavedModel")
-        source = found[0]
+        return found[0]
+    return source
+
+
+def read_source(source: str) -> SourceWeights:
+    """The weights of a .keras file, a SavedModel folder or a model_dir (its best checkpoint)."""
+    source = resolve_source(source)
     if os.path.isfile(os.path.join(source, "saved_model.pb")):
         return SourceWeights(source, _savedmodel_weights(source), _class_names_near(source))
     if source.endswith(".keras") and os.path.isfile(source):

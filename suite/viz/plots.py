@@ -86,3 +86,17 @@ def _save(fig, path: str) -> str:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def plot_step_series(steps, series: dict[str, list[float]], path: str, title: str = "",
+                     ylabel: str = "loss") -> str:
+    """Per-step curves (a GAN's two losses) on one axis."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, values in series.items():
+        ax.plot(steps, values, label=name, linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

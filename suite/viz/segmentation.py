@@ -46,9 +46,3 @@ def overlay_grid(images, truths, predictions, num_classes: int, max_rows: int = 
         row = np.pad(row, ((0, GAP), (0, width - row.shape[1]), (0, 0)), constant_values=255)
         padded.append(row)
     return np.concatenate(padded, 0)
-
-
-def save_png(grid: np.ndarray, path: str) -> None:
-    from PIL import Image
-
-    Image.fromarray(grid).save(path)

@@ -1,0 +1,197 @@
+"""DCGAN (Radford, Metz & Chintala, "Unsupervised Representation Learning with Deep
+Convolutional Generative Adversarial Networks", 2015), sized by the image shape.
+
+The paper's rules, layer for layer: no pooling (strided convolutions in the discriminator,
+fractionally-strided ones in the generator), batch norm in both networks except the generator's
+output and the discriminator's input layer, ReLU in the generator with a tanh output, LeakyReLU
+0.2 in the discriminator, weights from N(0, 0.02) (batch-norm scales from N(1, 0.02)), 5x5
+kernels, Adam 2e-4 with beta_1 0.5. The generator projects the latent vector to a small map
+(4x4 for 32 or 64 pixels, 7x7 for 28) and doubles it until the image size; the discriminator
+mirrors it and ends in one logit:
+
+    28x28x1:  z(100) -> 7x7x(2f) -> 14x14x(f) -> 28x28x1        f = --base_filters
+    32x32x3:  z(100) -> 4x4x(4f) -> 8x8x(2f) -> 16x16x(f) -> 32x32x3
+
+`DCGAN` is one Keras model holding both networks, with its own `train_step` (one
+discriminator step on a real and a generated batch, then one generator step, as Algorithm 1
+with k = 1) and two optimizers, each wrapped for loss scaling under mixed_float16 (compile()
+would wrap only one). Images are in [-1, 1]; `to_uint8` maps them back.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+LATENT_DIM = 100
+KERNEL = 5
+LEAK = 0.2
+
+
+def upsampling_stages(side: int) -> int:
+    """How often the generator doubles its map: halve `side` while it is even and its half is
+    4 or more (28 -> 14 -> 7: 2; 32 -> 16 -> 8 -> 4: 3; 64: 4; 48 -> 6: 3)."""
+    stages = 0
+    while side % 2 == 0 and side // 2 >= 4:
+        side //= 2
+        stages += 1
+    return stages
+
+
+def check_image_shape(shape) -> tuple[int, int, int]:
+    height, width, channels = (int(s) for s in shape)
+    if height != width or upsampling_stages(height) < 1 or channels not in (1, 3):
+        raise ValueError(f"DCGAN images must be square, 1 or 3 channels, with a side that halves "
+                         f"at least once to a map of 4 or more (28, 32, 64, ...); got "
+                         f"{height}x{width}x{channels}: pick another --image_size")
+    return height, width, channels
+
+
+def _init():
+    return keras.initializers.RandomNormal(0.0, 0.02)
+
+
+def _batch_norm(name: str, synchronized: bool = False):
+    return layers.BatchNormalization(gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+                                     synchronized=synchronized, name=name)
+
+
+def build_generator(image_shape=(28, 28, 1), latent_dim: int = LATENT_DIM,
+                    base_filters: int = 64, sync_batch_norm: bool = False,
+                    name: str = "generator") -> keras.Model:
+    """`sync_batch_norm`: batch statistics over all replicas, i.e. of the global batch as on
+    one device (every worker then also keeps the same moving statistics)."""
+    side, _, channels = check_image_shape(image_shape)
+    stages = upsampling_stages(side)
+    start = side >> stages
+    filters = base_filters * 2 ** (stages - 1)
+    latent = keras.Input((latent_dim,), name="latent")
+    x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=_init(),
+                     name="project")(latent)
+    x = layers.Reshape((start, start, filters), name="reshape")(x)
+    x = _batch_norm("project_bn", sync_batch_norm)(x)
+    x = layers.ReLU(name="project_relu")(x)
+    for i in range(1, stages):
+        filters //= 2
+        x = layers.Conv2DTranspose(filters, KERNEL, strides=2, padding="same", use_bias=False,
+                                   kernel_initializer=_init(), name=f"deconv{i}")(x)
+        x = _batch_norm(f"deconv{i}_bn", sync_batch_norm)(x)
+        x = layers.ReLU(name=f"deconv{i}_relu")(x)
+    x = layers.Conv2DTranspose(channels, KERNEL, strides=2, padding="same",
+                               kernel_initializer=_init(), name=f"deconv{stages}")(x)
+    image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(latent, image, name=name)
+
+
+def build_discriminator(image_shape=(28, 28, 1), base_filters: int = 64,
+                        sync_batch_norm: bool = False, name: str = "discriminator") -> keras.Model:
+    side, _, _ = check_image_shape(image_shape)
+    image = keras.Input(tuple(image_shape), name="image")
+    x = image
+    for i in range(upsampling_stages(side)):
+        x = layers.Conv2D(base_filters * 2 ** i, KERNEL, strides=2, padding="same",
+                          use_bias=i == 0, kernel_initializer=_init(), name=f"conv{i + 1}")(x)
+        if i:  # the paper leaves batch norm off the discriminator's input layer
+            x = _batch_norm(f"conv{i + 1}_bn", sync_batch_norm)(x)
+        x = layers.LeakyReLU(LEAK, name=f"conv{i + 1}_lrelu")(x)
+    x = layers.Flatten(name="flatten")(x)
+    logit = layers.Dense(1, kernel_initializer=_init(), dtype="float32", name="logit")(x)
+    return keras.Model(image, logit, name=name)
+
+
+def to_uint8(images):
+    """[-1, 1] generator output -> uint8 pixels."""
+    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0, 255), tf.uint8)
+
+
+def from_uint8(images):
+    """uint8 pixels -> the generator's [-1, 1] range."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class DCGAN(keras.Model):
+    """Both networks and both optimizers; `fit` on batches of real images in [-1, 1]."""
+
+    def __init__(self, generator=None, discriminator=None, image_shape=(28, 28, 1),
+                 latent_dim: int = LATENT_DIM, base_filters: int = 64,
+                 sync_batch_norm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
+        self.base_filters, self.sync_batch_norm = base_filters, sync_batch_norm
+        self.generator = generator or build_generator(image_shape, latent_dim, base_filters,
+                                                      sync_batch_norm)
+        self.discriminator = discriminator or build_discriminator(image_shape, base_filters,
+                                                                  sync_batch_norm)
+        self.noise = keras.random.SeedGenerator(0, name="noise")
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.real_score = keras.metrics.Mean(name="d_real")  # mean D(x): the paper's diagnostics
+        self.fake_score = keras.metrics.Mean(name="d_fake")  # mean D(G(z)) before the G step
+
+    def call(self, latent, training=False):
+        return self.generator(latent, training=training)
+
+    def compile(self, d_optimizer, g_optimizer):
+        from suite.runtime.loss_scaling import for_custom_loop
+
+        super().compile()
+        self.d_optimizer = for_custom_loop(d_optimizer)
+        self.g_optimizer = for_custom_loop(g_optimizer)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.real_score, self.fake_score]
+
+    def _step(self, optimizer, loss_fn, variables):
+        """One optimizer step on `loss_fn()`: scaled for float16, and divided by the replicas,
+        whose gradients the optimizer sums."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss, extras = loss_fn()
+            scaled = optimizer.scale_loss(loss / replicas)
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return loss, extras
+
+    def train_step(self, real):
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        batch = tf.shape(real)[0]
+
+        def discriminator_loss():
+            latent = keras.random.normal((batch, self.latent_dim), seed=self.noise)
+            fake = self.generator(latent, training=True)
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            loss = (bce(tf.ones_like(real_logits), real_logits)
+                    + bce(tf.zeros_like(fake_logits), fake_logits))
+            return loss, (real_logits, fake_logits)
+
+        def generator_loss():  # the non-saturating loss: maximise log D(G(z))
+            latent = keras.random.normal((batch, self.latent_dim), seed=self.noise)
+            logits = self.discriminator(self.generator(latent, training=True), training=True)
+            return bce(tf.ones_like(logits), logits), None
+
+        d_loss, (real_logits, fake_logits) = self._step(
+            self.d_optimizer, discriminator_loss, self.discriminator.trainable_variables)
+        g_loss, _ = self._step(self.g_optimizer, generator_loss,
+                               self.generator.trainable_variables)
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.real_score.update_state(tf.sigmoid(real_logits))
+        self.fake_score.update_state(tf.sigmoid(fake_logits))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape),
+                "latent_dim": self.latent_dim, "base_filters": self.base_filters,
+                "sync_batch_norm": self.sync_batch_norm,
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
+
+    @classmethod
+    def from_config(cls, config):
+        for part in ("generator", "discriminator"):
+            config[part] = keras.saving.deserialize_keras_object(config[part])
+        return cls(**config)

@@ -1,0 +1,264 @@
+"""DCGAN: the paper's networks for 28x28x1 and 32x32x3, the two-optimizer train_step (loss
+scaling included), the quality metrics on known inputs, the image loaders, and the app end to
+end: figures, quality numbers, resume and both export signatures."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, backup_weights, run_in_process
+from suite.data.generation import load_generation_images
+from suite.data.idx import DataError
+from suite.metrics import generative
+from suite.models.dcgan import (DCGAN, build_discriminator, build_generator, check_image_shape,
+                                upsampling_stages)
+
+import apps.train_dcgan as train_dcgan
+
+TINY = ("--base_filters=4", "--latent_dim=8", "--grid_size=8", "--batch_size=16",
+        "--quality_samples=40", "--log_every_steps=1")
+
+
+def digits(mnist_small, count=128):
+    (x_train, _), (x_test, _) = mnist_small
+    return x_train[:count], x_test[:count], "mnist_small"
+
+
+@pytest.mark.parametrize("shape,filters,generator_params,discriminator_params", [
+    # z -> 7x7x128 -> 14x14x64 -> 28x28x1; 28 -> 14x14x64 -> 7x7x128 -> logit
+    ((28, 28, 1), 64, 100 * 7 * 7 * 128 + 4 * 128 + 25 * 128 * 64 + 4 * 64 + 25 * 64 + 1,
+     25 * 64 + 64 + 25 * 64 * 128 + 4 * 128 + 7 * 7 * 128 + 1),
+    # z -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3 (the paper's 64x64 net, one stage less)
+    ((32, 32, 3), 128, 100 * 16 * 512 + 4 * 512 + 25 * 512 * 256 + 4 * 256 + 25 * 256 * 128
+     + 4 * 128 + 25 * 128 * 3 + 3,
+     25 * 3 * 128 + 128 + 25 * 128 * 256 + 4 * 256 + 25 * 256 * 512 + 4 * 512 + 16 * 512 + 1),
+])
+def test_networks_follow_the_paper_layer_for_layer(shape, filters, generator_params,
+                                                   discriminator_params):
+    generator = build_generator(shape, 100, filters)
+    discriminator = build_discriminator(shape, filters)
+    assert generator.count_params() == generator_params
+    assert discriminator.count_params() == discriminator_params
+    every = generator.layers + discriminator.layers
+    assert not [l for l in every if "Pooling" in type(l).__name__]  # strided convolutions only
+    convs = [l for l in discriminator.layers if isinstance(l, keras.layers.Conv2D)]
+    assert all(l.strides == (2, 2) and l.kernel_size == (5, 5) for l in convs)
+    # Batch norm everywhere but the generator's output and the discriminator's input layer.
+    bn_names = {l.name for l in every if isinstance(l, keras.layers.BatchNormalization)}
+    assert "conv1_bn" not in bn_names and "conv2_bn" in bn_names and "project_bn" in bn_names
+    assert f"deconv{upsampling_stages(shape[0])}_bn" not in bn_names
+    assert {l.negative_slope for l in every if isinstance(l, keras.layers.LeakyReLU)} == {0.2}
+    assert generator.layers[-1].activation.__name__ == "tanh"
+    kernel = discriminator.get_layer("conv2").kernel.numpy()
+    assert kernel.std() == pytest.approx(0.02, rel=0.05) and abs(kernel.mean()) < 0.001
+    images = generator(np.random.default_rng(0).normal(size=(3, 100)).astype("float32"))
+    assert images.shape == (3, *shape) and images.dtype == "float32"
+    assert -1 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
+    assert discriminator(images).shape == (3, 1)
+
+
+def test_image_sizes_must_halve_to_a_map_of_four_or_more():
+    assert [upsampling_stages(s) for s in (28, 32, 64, 48, 8)] == [2, 3, 4, 3, 1]
+    for bad in [(6, 6, 1), (32, 28, 1), (8, 8, 2), (5, 5, 3)]:
+        with pytest.raises(ValueError, match="--image_size"):
+            check_image_shape(bad)
+
+
+def compiled_gan(shape=(28, 28, 1)):
+    gan = DCGAN(image_shape=shape, latent_dim=8, base_filters=4)
+    gan(np.zeros((1, 8), "float32"))
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    return gan
+
+
+def test_one_train_step_changes_both_models_and_counts_both_optimizers():
+    keras.utils.set_random_seed(0)
+    gan = compiled_gan()
+    before = [w.numpy().copy() for w in gan.generator.trainable_weights
+              + gan.discriminator.trainable_weights]
+    real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+    logs = gan.fit(real, batch_size=8, epochs=1, verbose=0).history
+    after = gan.generator.trainable_weights + gan.discriminator.trainable_weights
+    changed = [not np.array_equal(b, a.numpy()) for b, a in zip(before, after)]
+    assert all(changed)
+    assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
+    assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert 0 < logs["d_real"][0] < 1 and 0 < logs["d_fake"][0] < 1
+
+
+def test_both_optimizers_scale_the_loss_under_mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan = compiled_gan()
+        for optimizer in (gan.d_optimizer, gan.g_optimizer):
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            assert float(optimizer.scale_loss(tf.constant(1.0))) > 1000  # the dynamic scale
+        assert gan.generator.get_layer("deconv1").compute_dtype == "float16"
+        real = np.zeros((4, 28, 28, 1), "float32")
+        gan.fit(real, batch_size=4, epochs=1, verbose=0)
+        assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
+        assert gan.generator(np.zeros((1, 8), "float32")).dtype == "float32"  # tanh in float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_classifier_score_and_frechet_distance_on_known_inputs():
+    confident = np.eye(10)[np.arange(1000) % 10] * 0.999999 + 1e-7
+    assert generative.classifier_score(confident)[0] == pytest.approx(10, rel=1e-3)
+    one_class = np.eye(10)[np.zeros(1000, int)]
+    assert generative.classifier_score(one_class)[0] == pytest.approx(1, abs=1e-6)
+    uniform = np.full((1000, 10), 0.1)
+    assert generative.classifier_score(uniform)[0] == pytest.approx(1, abs=1e-6)
+    np.testing.assert_allclose(generative.class_histogram(confident, 10), 0.1)
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 3)) * [1.0, 2.0, 0.5]
+    b = rng.normal(size=(20000, 3)) * [2.0, 2.0, 0.5] + [3.0, 0.0, 0.0]
+    # Diagonal covariances: |mu_a - mu_b|^2 + sum (sd_a - sd_b)^2 = 9 + 1.
+    assert generative.frechet_distance(a, b) == pytest.approx(10.0, rel=0.03)
+    assert generative.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_generation_images_from_folders_and_clear_errors(tmp_path, mnist_small):
+    from PIL import Image
+
+    flat = tmp_path / "flat" / "nested"
+    os.makedirs(flat)
+    for i in range(3):
+        Image.fromarray(np.full((40, 30, 3), 50 * i, np.uint8)).save(flat / f"{i}.png")
+    images, test, name = load_generation_images(str(tmp_path / "flat"), image_size=16,
+                                                grayscale=True)
+    assert images.shape == (3, 16, 16, 1) and test is None and name == "flat"
+    assert images[2].min() == images[2].max() == 100
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(DataError, match="holds no .png"):
+        load_generation_images(str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_generation_images("no/such/folder")
+    with pytest.raises(DataError, match="28x28"):
+        load_generation_images("mnist", image_size=32, mnist_dir="unused")
+
+
+def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
+    from suite.models.deep_convnet import build_deep_convnet
+
+    classifier_dir = tmp_path / "classifier"
+    os.makedirs(classifier_dir / "checkpoints")
+    build_deep_convnet().save(classifier_dir / "checkpoints" / "last.keras")
+    model_dir = tmp_path / "run"
+    args = (f"--model_dir={model_dir}", f"--classifier_from={classifier_dir}",
+            "--steps_per_epoch=3", *TINY)
+    first = run_in_process(train_dcgan, *args, "--epochs=1", data_override=digits(mnist_small))
+    assert first["d_iterations"] == first["g_iterations"] == 3
+    results = run_in_process(train_dcgan, *args, "--epochs=2",
+                             data_override=digits(mnist_small))
+    assert results["d_iterations"] == results["g_iterations"] == 6  # resumed, not restarted
+    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png",
+                 "interpolation.png", "progress.gif", "losses.png", "losses.csv"):
+        assert os.path.getsize(model_dir / name) > 0, name
+    from PIL import Image
+
+    assert Image.open(model_dir / "progress.gif").n_frames == 2
+    rows = open(model_dir / "losses.csv").read().split()
+    steps = [int(row.split(",")[0]) for row in rows[1:]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    quality = results["quality"]
+    assert 1 <= quality["classifier_score"] <= 10 and quality["frechet_distance"] >= 0
+    assert sum(quality["class_histogram"]) == pytest.approx(1, abs=1e-3)
+    assert quality["frechet_floor_test_vs_train"] >= 0 and quality["samples"] == 40
+
+    loaded = tf.saved_model.load(results["export"])
+    seeds = tf.constant([3, 3, 4], tf.int64)
+    by_seed = loaded.signatures["from_seed"](seed=seeds)
+    images = by_seed["images"].numpy()
+    assert images.dtype == np.uint8 and images.shape == (3, 28, 28, 1)
+    latent = by_seed["latent"].numpy()  # (an untrained generator draws the same gray image)
+    np.testing.assert_array_equal(images[0], images[1])
+    np.testing.assert_array_equal(latent[0], latent[1])
+    assert not np.array_equal(latent[0], latent[2]) and latent.shape == (3, 8)
+    again = loaded.signatures["serving_default"](latent=by_seed["latent"])["images"].numpy()
+    np.testing.assert_array_equal(again, images)
+
+
+def test_bad_flags_and_classifiers_are_refused_clearly(tmp_path, mnist_small):
+    from suite.models.deep_convnet import build_deep_convnet
+
+    bad = run_in_process_error(train_dcgan, tmp_path, "--image_size=6",
+                               data=(np.zeros((32, 6, 6, 1), np.uint8), None, "tiny"))
+    assert "--image_size" in bad
+    cifar_sized = build_deep_convnet()
+    path = tmp_path / "mnist.keras"
+    cifar_sized.save(path)
+    wrong = run_in_process_error(train_dcgan, tmp_path, f"--classifier_from={path}",
+                                 "--epochs=0", data=(np.zeros((32, 32, 32, 3), np.uint8), None,
+                                                     "colour"))
+    assert "(28, 28, 1)" in wrong and "(32, 32, 3)" in wrong
+
+
+def run_in_process_error(app, tmp_path, *args, data):
+    with pytest.raises((ValueError, DataError)) as error:
+        run_in_process(app, f"--model_dir={tmp_path / 'bad'}", *TINY, *args, data_override=data)
+    return str(error.value)
+
+
+@pytest.mark.slow
+def test_exported_generator_runs_under_saved_model_cli(tmp_path, mnist_small):
+    results = run_in_process(train_dcgan, f"--model_dir={tmp_path / 'run'}", "--epochs=1",
+                             "--steps_per_epoch=2", *TINY, data_override=digits(mnist_small))
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    np.save(tmp_path / "seed.npy", np.array([1, 2], np.int64))
+    served = subprocess.run([cli, "run", "--dir", results["export"], "--tag_set", "serve",
+                             "--signature_def", "from_seed",
+                             f"--inputs=seed={tmp_path / 'seed.npy'}",
+                             "--outdir", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=180)
+    assert served.returncode == 0, served.stderr[-2000:]
+    images = np.load(tmp_path / "out" / "images.npy")
+    assert images.dtype == np.uint8 and images.shape == (2, 28, 28, 1)
+    loaded = tf.saved_model.load(results["export"])
+    direct = loaded.signatures["from_seed"](seed=tf.constant([1, 2], tf.int64))["images"]
+    np.testing.assert_array_equal(images, direct.numpy())
+
+
+@pytest.mark.slow
+def test_two_workers_keep_both_models_and_both_optimizers_identical(tmp_path):
+    """launch.local with 2 workers on a folder of digits: the chief's and the other worker's
+    backups hold the same generator, discriminator and both optimizers' slots."""
+    from PIL import Image
+
+    from suite.data.mnist import load_mnist_arrays
+
+    (x_train, _), _ = load_mnist_arrays(os.path.join(REPO, "tests", "fixtures", "mnist_small"),
+                                        verify_checksums=False)
+    folder = tmp_path / "digits"
+    os.makedirs(folder)
+    for i, image in enumerate(x_train[:64]):
+        Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
+    model_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "launch.local", "--num_workers=2", "--",
+                           sys.executable, "-m", "apps.train_dcgan", f"--dataset={folder}",
+                           "--grayscale", f"--model_dir={model_dir}", "--epochs=2",
+                           "--steps_per_epoch=3", *TINY],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    results = json.load(open(model_dir / "results.json"))
+    assert results["replicas"] == 2 and results["d_iterations"] == results["g_iterations"] == 6
+    chief = backup_weights(model_dir / "backup")
+    other = backup_weights(model_dir / "backup" / "worker-1")
+    names = [n for n, _ in chief]
+    assert names == [n for n, _ in other]
+    for part in ("generator", "discriminator", "d_optimizer", "g_optimizer"):
+        assert any(part in n for n in names), part
+    for (name, a), (_, b) in zip(chief, other):
+        np.testing.assert_array_equal(a, b, err_msg=name)

@@ -319,6 +319,8 @@ def test_registry_names_and_errors():
     for name in ("vgg16", "vgg19", "googlenet", "resnet18", "resnet50", "resnet20", "resnet56",
                  "plain20", "plain56", "resnet110", "deep_convnet"):
         assert name in MODEL_BUILDERS
+    bn = build_model("vgg11_bn", (32, 32, 3), 10)
+    assert bn.name == "vgg11_bn" and "block5_conv2_bn" in {layer.name for layer in bn.layers}
     model = build_model("ResNet-56", num_classes=100)
     assert model.name == "resnet56" and model.output.shape == (None, 100)
     assert len([layer for layer in model.layers if layer.name.endswith("_add")]) == 27

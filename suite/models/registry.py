@@ -31,6 +31,10 @@ MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "deep_convnet": build_deep_convnet,
     "googlenet": build_googlenet,
     **{f"vgg{d}": _named(build_vgg, f"vgg{d}", depth=d) for d in CONVS_PER_BLOCK},
+    **{  # batch norm after every convolution: not in the paper, but trains from scratch
+        f"vgg{d}_bn": _named(build_vgg, f"vgg{d}_bn", depth=d, batch_norm=True)
+        for d in CONVS_PER_BLOCK
+    },
     **{f"resnet{d}": _named(build_resnet, f"resnet{d}", depth=d) for d in IMAGENET_STAGES},
     **{f"resnet{d}": _named(build_cifar_resnet, f"resnet{d}", depth=d) for d in CIFAR_DEPTHS},
     **{

@@ -74,13 +74,17 @@ def check_image_shape(input_shape, min_side: int, model_name: str) -> tuple[int,
 
 
 def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: bool = False,
-                 regularizer=None, sync_batch_norm: bool = False) -> list:
+                 regularizer=None, sync_batch_norm: bool = False, pooling: str = "max") -> list:
     """VGG-`depth`'s five convolution blocks on `x`; returns the outputs of the five pools
     (block1_pool ... block5_pool), which FCN's skip connections read. Layer names follow
     keras.applications, so classifier and ImageNet weights load into any network built on it.
-    `sync_batch_norm` computes the batch statistics over all replicas (TensorFlow only)."""
+    `sync_batch_norm` computes the batch statistics over all replicas (TensorFlow only);
+    `pooling="avg"` is Gatys et al.'s variant for image synthesis."""
     if depth not in CONVS_PER_BLOCK:
         raise ValueError(f"VGG depth must be one of {sorted(CONVS_PER_BLOCK)}, got {depth}.")
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"VGG pooling must be 'max' or 'avg', got {pooling!r}.")
+    pool = layers.MaxPooling2D if pooling == "max" else layers.AveragePooling2D
     pools = []
     for block, (filters, convs) in enumerate(zip(BLOCK_FILTERS, CONVS_PER_BLOCK[depth]), start=1):
         for i in range(1, convs + 1):
@@ -98,7 +102,7 @@ def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: 
                 x = layers.BatchNormalization(synchronized=sync_batch_norm,
                                               name=f"{conv_name}_bn")(x)
                 x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
-        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        x = pool(2, strides=2, name=f"block{block}_pool")(x)
         pools.append(x)
     return pools
 

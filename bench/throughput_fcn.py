@@ -38,12 +38,8 @@ PyTorch's spinning OpenMP threads lose up to ~10x (see bench/README.md), Keras m
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
-import time
-import traceback
 from collections import OrderedDict
 
 import numpy as np
@@ -60,7 +56,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-import machine  # noqa: E402
+import interleaved  # noqa: E402
+from interleaved import clock, machine  # noqa: E402
 from suite.models.dense_prediction import bilinear_kernel  # noqa: E402
 from suite.models.fcn import STRIDE, build_fcn  # noqa: E402
 from suite.models.vgg import (BLOCK_FILTERS, CLASSIFIER_UNITS, CONVS_PER_BLOCK,  # noqa: E402
@@ -76,11 +73,6 @@ PEERS = {
     "torch_channels_last": "PyTorch eager, channels_last",
     "torch_compile": "PyTorch torch.compile (default mode), NCHW",
 }
-
-
-def clock() -> tuple[float, float]:
-    """(wall, process CPU) seconds."""
-    return time.perf_counter(), time.process_time()
 
 
 def synthetic_data(crop: int, batch_size: int, channels_first: bool, seed: int = 0):
@@ -304,24 +296,8 @@ def build_peer(name: str, args):
 
 
 # --- Report --------------------------------------------------------------------------------------------
-def record_error(record: dict, error: Exception) -> None:
-    record["error"] = f"{type(error).__name__}: {error}"[:4000]
-    record["traceback"] = traceback.format_exc()[-8000:]
-
-
-def summarise(record: dict) -> None:
-    ips = record["images_per_s"]
-    record["mean_images_per_s"] = round(statistics.fmean(ips), 3) if ips else None
-    record["std_images_per_s"] = round(statistics.stdev(ips), 3) if len(ips) > 1 else (0.0 if ips else None)
-    record["median_cpu_ms_per_step"] = (round(statistics.median(record["cpu_ms_per_step"]), 1)
-                                        if ips else None)
-
-
 def markdown(results: dict, info: dict, args, command: str, counts: dict, difference: float,
              warning: str) -> str:
-    torch_means = {k: r["mean_images_per_s"] for k, r in results.items()
-                   if k.startswith("torch") and r["mean_images_per_s"]}
-    best = max(torch_means, key=torch_means.get) if torch_means else None
     lines = [f"# FCN-8s training throughput ({machine.label(info)}, load {info['load_1min']})", "",
              f"`{command}`", "",
              *([warning, ""] if warning else []),
@@ -331,18 +307,7 @@ def markdown(results: dict, info: dict, args, command: str, counts: dict, differ
              f"parameters in both ({counts['keras_trainable']:,} trainable); Keras weights in the "
              f"PyTorch net give the same logits (relative difference {difference:.1e}). Rounds "
              f"interleaved, {args.steps} timed steps per peer per round.", "",
-             f"| configuration | what | images/s (mean ± std over {args.repeats}) | "
-             f"vs best PyTorch ({best or 'n/a'}) | CPU ms/step (median) | warm-up s |",
-             "|---|---|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        if r.get("error"):
-            first = r["error"].strip().splitlines()[0][:200].replace("|", "\\|").replace("`", "'")
-            lines.append(f"| {name} | {PEERS[name]} | failed: `{first}` | n/a | n/a | n/a |")
-            continue
-        ratio = f"{r['mean_images_per_s'] / torch_means[best]:.2f}" if best else "n/a"
-        lines.append(f"| {name} | {PEERS[name]} | {r['mean_images_per_s']:.2f} ± {r['std_images_per_s']:.2f} | "
-                     f"{ratio} | {r['median_cpu_ms_per_step']:.0f} | {r['warmup_seconds']:.1f} |")
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
+             *interleaved.table(results, args.repeats), "", interleaved.footer(info)]
     return "\n".join(lines) + "\n"
 
 
@@ -370,11 +335,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.torch_threads)
     info = machine.describe()
-    warning = ""
-    if info["load_1min"] > 0.5 * os.cpu_count():
-        warning = (f"WARNING: load average {info['load_1min']} on {os.cpu_count()} CPUs at start: the machine "
-                   "was busy, the numbers are noisy (PyTorch suffers most); do not quote them.")
-        print(warning, flush=True)
+    warning = interleaved.load_warning(info)
     counts = parameter_counts(keras_fcn(args.width_multiplier), FCN8s(width_multiplier=args.width_multiplier))
     print(f"parameters: Keras {counts['keras_total']:,} ({counts['keras_trainable']:,} trainable), "
           f"PyTorch {counts['torch_total']:,} ({counts['torch_trainable']:,} trainable)", flush=True)
@@ -382,62 +343,20 @@ def main(argv=None):
     print(f"same function: relative logit difference {difference:.1e}", flush=True)
     keras.backend.clear_session()
 
-    results = {n: {"description": PEERS[n], "images_per_s": [], "cpu_ms_per_step": [], "error": None}
-               for n in names}
-    peers = {}
-    for name in names:
-        print(f"building and warming up {name} ...", flush=True)
-        started = time.perf_counter()
-        try:
-            peers[name] = build_peer(name, args)
-            peers[name].warm_up(args.warmup_steps)
-        except Exception as e:  # torch.compile needs a working C++ toolchain; keep the other numbers
-            peers.pop(name, None)
-            record_error(results[name], e)
-            print(f"{name} failed:\n{results[name]['traceback']}", flush=True)
-            if name != "torch_compile":
-                raise
-        results[name]["warmup_seconds"] = round(time.perf_counter() - started, 2)
-
-    orders = []
-    for round_index in range(args.repeats):
-        live = [n for n in names if n in peers]
-        order = live[round_index % len(live):] + live[:round_index % len(live)] if live else []
-        orders.append(order)
-        for name in order:
-            try:
-                ends = peers[name].run(1 + args.steps)  # the lead-in step is not timed
-            except Exception as e:
-                peers.pop(name)
-                record_error(results[name], e)
-                print(f"{name} failed in round {round_index}:\n{results[name]['traceback']}", flush=True)
-                if name != "torch_compile":
-                    raise
-                continue
-            (w0, c0), (w1, c1) = ends[0], ends[-1]
-            results[name]["images_per_s"].append(round(args.steps * args.batch_size / (w1 - w0), 3))
-            results[name]["cpu_ms_per_step"].append(round(1e3 * (c1 - c0) / args.steps, 1))
-            print(f"round {round_index}: {name} {results[name]['images_per_s'][-1]:.2f} images/s", flush=True)
-    for record in results.values():
-        summarise(record)
-
+    results, orders = interleaved.measure(lambda name: build_peer(name, args), names, PEERS,
+                                          args.steps, args.warmup_steps, args.repeats,
+                                          args.batch_size)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
     command = " ".join(["python", "bench/throughput_fcn.py"] + (sys.argv[1:] if argv is None else argv))
     report = markdown(results, info, args, command, counts, difference, warning)
-    print("\n" + report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".md", "w") as f:
-        f.write(report)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"command": command, "warning": warning or None, "machine": info,
-                   "config": {k: v for k, v in vars(args).items() if k != "out"} | {
-                       "variant": "8s", "batch_norm": True, "channels": CHANNELS, "classes": NUM_CLASSES,
-                       "learning_rate": LEARNING_RATE},
-                   "parameters": counts, "same_function_relative_difference": difference,
-                   "round_orders": orders, "results": results}, f, indent=1)
-        f.write("\n")
-    print(f"wrote {args.out}.md and {args.out}.json")
+    interleaved.write(args.out, report, {
+        "command": command, "warning": warning or None, "machine": info,
+        "config": {k: v for k, v in vars(args).items() if k != "out"} | {
+            "variant": "8s", "batch_norm": True, "channels": CHANNELS, "classes": NUM_CLASSES,
+            "learning_rate": LEARNING_RATE},
+        "parameters": counts, "same_function_relative_difference": difference,
+        "round_orders": orders, "results": results})
 
 
 if __name__ == "__main__":

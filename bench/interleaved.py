@@ -1,0 +1,129 @@
+"""The side-by-side training benches' common part: peers built and warmed up, then measured
+in interleaved rounds, summarised, and written as <out>.md and <out>.json with the machine.
+
+A peer is any object with `warm_up(steps)` and `run(steps) -> [clock() at each step's end]`.
+Each of `repeats` rounds runs every live peer once, the order rotating by one peer per round
+(so no peer always runs first, or right after the slowest); a peer's turn is one untimed
+lead-in step and `steps` timed ones. A peer listed in `optional` (torch.compile, which needs a
+C++ toolchain) may fail: its error text goes into the results instead of a number.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import traceback
+
+import machine
+
+
+def clock() -> tuple[float, float]:
+    """(wall, process CPU) seconds."""
+    return time.perf_counter(), time.process_time()
+
+
+def record_error(record: dict, error: Exception) -> None:
+    record["error"] = f"{type(error).__name__}: {error}"[:4000]
+    record["traceback"] = traceback.format_exc()[-8000:]
+
+
+def load_warning(info: dict) -> str:
+    if info["load_1min"] <= 0.5 * os.cpu_count():
+        return ""
+    warning = (f"WARNING: load average {info['load_1min']} on {os.cpu_count()} CPUs at start: "
+               "the machine was busy, the numbers are noisy (PyTorch suffers most); do not "
+               "quote them.")
+    print(warning, flush=True)
+    return warning
+
+
+def measure(build_peer, names, descriptions: dict, steps: int, warmup_steps: int,
+            repeats: int, batch_size: int, optional=("torch_compile",)):
+    """(results per peer name, the round orders)."""
+    results = {n: {"description": descriptions[n], "images_per_s": [], "cpu_ms_per_step": [],
+                   "error": None} for n in names}
+    peers = {}
+    for name in names:
+        print(f"building and warming up {name} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            peers[name] = build_peer(name)
+            peers[name].warm_up(warmup_steps)
+        except Exception as e:  # noqa: BLE001 - keep the other numbers
+            peers.pop(name, None)
+            record_error(results[name], e)
+            print(f"{name} failed:\n{results[name]['traceback']}", flush=True)
+            if name not in optional:
+                raise
+        results[name]["warmup_seconds"] = round(time.perf_counter() - started, 2)
+    orders = []
+    for round_index in range(repeats):
+        live = [n for n in names if n in peers]
+        shift = round_index % len(live) if live else 0
+        order = live[shift:] + live[:shift]
+        orders.append(order)
+        for name in order:
+            try:
+                ends = peers[name].run(1 + steps)  # the lead-in step is not timed
+            except Exception as e:  # noqa: BLE001
+                peers.pop(name)
+                record_error(results[name], e)
+                print(f"{name} failed in round {round_index}:\n{results[name]['traceback']}",
+                      flush=True)
+                if name not in optional:
+                    raise
+                continue
+            (w0, c0), (w1, c1) = ends[0], ends[-1]
+            results[name]["images_per_s"].append(round(steps * batch_size / (w1 - w0), 3))
+            results[name]["cpu_ms_per_step"].append(round(1e3 * (c1 - c0) / steps, 1))
+            print(f"round {round_index}: {name} {results[name]['images_per_s'][-1]:.2f} "
+                  "images/s", flush=True)
+    for record in results.values():
+        ips = record["images_per_s"]
+        record["mean_images_per_s"] = round(statistics.fmean(ips), 3) if ips else None
+        record["std_images_per_s"] = (round(statistics.stdev(ips), 3) if len(ips) > 1
+                                      else (0.0 if ips else None))
+        record["median_cpu_ms_per_step"] = (round(statistics.median(record["cpu_ms_per_step"]), 1)
+                                            if ips else None)
+    return results, orders
+
+
+def table(results: dict, repeats: int, reference_prefix: str = "torch") -> list[str]:
+    """Markdown rows: images/s and the ratio to the best peer whose name starts with
+    `reference_prefix`."""
+    reference = {k: r["mean_images_per_s"] for k, r in results.items()
+                 if k.startswith(reference_prefix) and r["mean_images_per_s"]}
+    best = max(reference, key=reference.get) if reference else None
+    lines = [f"| configuration | what | images/s (mean ± std over {repeats}) | "
+             f"vs best PyTorch ({best or 'n/a'}) | CPU ms/step (median) | warm-up s |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        if r.get("error"):
+            first = r["error"].strip().splitlines()[0][:200].replace("|", "\\|").replace("`", "'")
+            lines.append(f"| {name} | {r['description']} | failed: `{first}` | n/a | n/a | n/a |")
+            continue
+        ratio = f"{r['mean_images_per_s'] / reference[best]:.2f}" if best else "n/a"
+        lines.append(f"| {name} | {r['description']} | {r['mean_images_per_s']:.2f} ± "
+                     f"{r['std_images_per_s']:.2f} | {ratio} | "
+                     f"{r['median_cpu_ms_per_step']:.0f} | {r['warmup_seconds']:.1f} |")
+    return lines
+
+
+def write(out: str, report: str, payload: dict) -> None:
+    print("\n" + report)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".md", "w") as f:
+        f.write(report)
+    with open(out + ".json", "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
+    print(f"wrote {out}.md and {out}.json")
+
+
+def footer(info: dict) -> str:
+    return "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())
+
+
+__all__ = ["clock", "footer", "load_warning", "machine", "measure", "record_error", "table",
+           "write"]

@@ -1,0 +1,265 @@
+"""DCGAN training step time on MNIST-sized images: the suite's Keras model against the same
+networks and step in PyTorch.
+
+    python bench/throughput_dcgan.py [--steps=20] [--repeats=5] [--warmup_steps=3]
+        [--batch_size=128] [--base_filters=64] [--out=bench/results/throughput_dcgan]
+
+What is measured: training steps per second x batch size of suite.models.dcgan at 28x28x1
+(generator z(100) -> 7x7x128 -> 14x14x64 -> 28x28x1, discriminator 28 -> 14x14x64 -> 7x7x128
+-> logit; 5x5 kernels, batch norm, Adam 2e-4 / beta_1 0.5 for both), float32, on the CPU.
+One step is what DCGAN.train_step does: a discriminator update on a real batch and a batch
+generated from fresh noise, then a generator update through the discriminator with fresh noise
+(two generator forward passes, one generator backward pass, batch norm on real and fake
+batches separately).
+
+  keras               suite.models.dcgan.DCGAN, model.fit on an in-memory tf.data dataset
+                      (from_tensor_slices, repeat, batch), jit_compile off, verbose 0
+  torch               the same networks in torch.nn (parameter counts asserted equal), eager,
+                      NCHW; the discriminator step's fakes under no_grad (Keras's tape does not
+                      differentiate into the generator there either)
+  torch_channels_last the same, models and inputs in torch.channels_last
+  torch_compile       the same, NCHW, both networks wrapped in torch.compile (default mode)
+
+Peers are measured in one process, interleaved (bench/interleaved.py); PyTorch uses
+torch.set_num_threads(os.cpu_count()). Run on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+import suite  # noqa: E402,F401  (first: sets the suite's oneDNN default before TensorFlow loads)
+from suite.runtime.startup import load_tensorflow  # noqa: E402
+
+tf = load_tensorflow()
+import keras  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+import interleaved  # noqa: E402
+from interleaved import clock, machine  # noqa: E402
+from suite.models.dcgan import DCGAN, KERNEL, LATENT_DIM, LEAK, upsampling_stages  # noqa: E402
+
+SIDE, CHANNELS = 28, 1
+LEARNING_RATE, BETA_1 = 2e-4, 0.5
+NUM_BATCHES = 4
+PEERS = {
+    "keras": "Keras fit of DCGAN.train_step, tf.data in memory, NHWC",
+    "torch": "PyTorch eager, NCHW",
+    "torch_channels_last": "PyTorch eager, channels_last",
+    "torch_compile": "PyTorch torch.compile (default mode), NCHW",
+}
+
+
+def real_batches(batch_size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (NUM_BATCHES * batch_size, SIDE, SIDE, CHANNELS)).astype(np.float32)
+
+
+def _bn(channels):  # Keras BatchNormalization's defaults: epsilon 1e-3, momentum 0.99
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+class Generator(nn.Module):
+    def __init__(self, base_filters: int):
+        super().__init__()
+        stages = upsampling_stages(SIDE)
+        self.start, self.filters = SIDE >> stages, base_filters * 2 ** (stages - 1)
+        self.project = nn.Linear(LATENT_DIM, self.start ** 2 * self.filters, bias=False)
+        self.project_bn = _bn(self.filters)
+        layers, filters = [], self.filters
+        for _ in range(1, stages):
+            layers += [nn.ConvTranspose2d(filters, filters // 2, KERNEL, 2, 2, output_padding=1,
+                                          bias=False), _bn(filters // 2), nn.ReLU()]
+            filters //= 2
+        layers += [nn.ConvTranspose2d(filters, CHANNELS, KERNEL, 2, 2, output_padding=1),
+                   nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z):
+        x = self.project(z).view(-1, self.filters, self.start, self.start)
+        return self.body(F.relu(self.project_bn(x)))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, base_filters: int):
+        super().__init__()
+        layers, cin = [], CHANNELS
+        for i in range(upsampling_stages(SIDE)):
+            out = base_filters * 2 ** i
+            layers += [nn.Conv2d(cin, out, KERNEL, 2, 2, bias=i == 0),
+                       *([_bn(out)] if i else []), nn.LeakyReLU(LEAK)]
+            cin = out
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        side = SIDE >> upsampling_stages(SIDE)
+        self.logit = nn.Linear(cin * side * side, 1)
+
+    def forward(self, x):
+        return self.logit(self.body(x))
+
+
+def init_normal(module: nn.Module) -> None:
+    """The paper's N(0, 0.02) weights and N(1, 0.02) batch-norm scales."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def keras_gan(base_filters: int) -> DCGAN:
+    gan = DCGAN(image_shape=(SIDE, SIDE, CHANNELS), latent_dim=LATENT_DIM,
+                base_filters=base_filters)
+    gan(np.zeros((1, LATENT_DIM), np.float32))
+    return gan
+
+
+def parameter_counts(base_filters: int) -> dict:
+    """Keras counts batch norm's moving statistics; PyTorch keeps them as buffers (added)."""
+    gan = keras_gan(base_filters)
+    counts = {"keras_generator": gan.generator.count_params(),
+              "keras_discriminator": gan.discriminator.count_params()}
+    for name, module in (("generator", Generator(base_filters)),
+                         ("discriminator", Discriminator(base_filters))):
+        running = sum(b.numel() for n, b in module.named_buffers()
+                      if n.endswith(("running_mean", "running_var")))
+        counts[f"torch_{name}"] = sum(p.numel() for p in module.parameters()) + running
+        assert counts[f"torch_{name}"] == counts[f"keras_{name}"], f"{name} differs: {counts}"
+    return counts
+
+
+class KerasPeer:
+    def __init__(self, args):
+        keras.utils.set_random_seed(0)
+        self.model = keras_gan(args.base_filters)
+        self.model.compile(keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1),
+                           keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1))
+        self.dataset = tf.data.Dataset.from_tensor_slices(real_batches(args.batch_size)).repeat()
+        self.dataset = self.dataset.batch(args.batch_size)
+
+    def run(self, steps: int):
+        ends = []
+        stamp = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: ends.append(clock()))
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                       callbacks=[stamp])
+        return ends
+
+    warm_up = run
+
+
+class TorchPeer:
+    def __init__(self, args, channels_last: bool = False, compiled: bool = False):
+        torch.manual_seed(0)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        generator, discriminator = Generator(args.base_filters), Discriminator(args.base_filters)
+        for net in (generator, discriminator):
+            init_normal(net)
+            net.to(memory_format=fmt).train()
+        adam = dict(lr=LEARNING_RATE, betas=(BETA_1, 0.999), eps=1e-7)  # Keras's epsilon
+        self.d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
+        self.g_opt = torch.optim.Adam(generator.parameters(), **adam)
+        self.generator = torch.compile(generator) if compiled else generator
+        self.discriminator = torch.compile(discriminator) if compiled else discriminator
+        real = real_batches(args.batch_size).transpose(0, 3, 1, 2)
+        self.batches = [torch.from_numpy(np.ascontiguousarray(b)).contiguous(memory_format=fmt)
+                        for b in np.split(real, NUM_BATCHES)]
+        self.batch_size, self.i = args.batch_size, 0
+
+    def step(self):
+        real = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        ones = torch.ones(self.batch_size, 1)
+        zeros = torch.zeros(self.batch_size, 1)
+        with torch.no_grad():
+            fake = self.generator(torch.randn(self.batch_size, LATENT_DIM))
+        self.d_opt.zero_grad(set_to_none=True)
+        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
+                  + F.binary_cross_entropy_with_logits(self.discriminator(fake), zeros))
+        d_loss.backward()
+        self.d_opt.step()
+        self.g_opt.zero_grad(set_to_none=True)
+        fake = self.generator(torch.randn(self.batch_size, LATENT_DIM))
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
+        g_loss.backward()  # also fills the discriminator's grads, cleared before its next step
+        self.g_opt.step()
+
+    def run(self, steps: int):
+        ends = []
+        for _ in range(steps):
+            self.step()
+            ends.append(clock())
+        return ends
+
+    warm_up = run
+
+
+def build_peer(name: str, args):
+    if name == "keras":
+        return KerasPeer(args)
+    return TorchPeer(args, channels_last=name == "torch_channels_last",
+                     compiled=name == "torch_compile")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20, help="timed steps per peer per round")
+    p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps per peer first")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--base_filters", type=int, default=64)
+    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
+    p.add_argument("--peers", default=",".join(PEERS), help=f"from {','.join(PEERS)}")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "throughput_dcgan"),
+                   help="path prefix of the .md and .json results")
+    args = p.parse_args(argv)
+    names = [n for n in args.peers.split(",") if n]
+    if unknown := set(names) - set(PEERS):
+        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    if min(args.steps, args.warmup_steps, args.repeats, args.batch_size, args.base_filters,
+           args.torch_threads) < 1:
+        p.error("every number must be >= 1")
+    torch.set_num_threads(args.torch_threads)
+    info = machine.describe()
+    warning = interleaved.load_warning(info)
+    counts = parameter_counts(args.base_filters)
+    print(f"parameters: {counts}", flush=True)
+    keras.backend.clear_session()
+    results, orders = interleaved.measure(lambda name: build_peer(name, args), names, PEERS,
+                                          args.steps, args.warmup_steps, args.repeats,
+                                          args.batch_size)
+    for record in results.values():
+        if record["mean_images_per_s"]:
+            record["ms_per_step"] = round(1e3 * args.batch_size / record["mean_images_per_s"], 1)
+    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    info["torch_threads"] = torch.get_num_threads()
+    command = " ".join(["python", "bench/throughput_dcgan.py"]
+                       + (sys.argv[1:] if argv is None else argv))
+    steps = ", ".join(f"{n} {r['ms_per_step']:.0f} ms" for n, r in results.items()
+                      if r.get("ms_per_step"))
+    lines = [f"# DCGAN training step time ({machine.label(info)}, load {info['load_1min']})", "",
+             f"`{command}`", "", *([warning, ""] if warning else []),
+             f"DCGAN at {SIDE}x{SIDE}x{CHANNELS}, base filters {args.base_filters}, batch "
+             f"{args.batch_size}, Adam {LEARNING_RATE:g} (beta_1 {BETA_1}) for both networks, "
+             f"float32; generator {counts['keras_generator']:,} and discriminator "
+             f"{counts['keras_discriminator']:,} parameters in both frameworks. One step = a "
+             f"discriminator and a generator update. Step time: {steps}.", "",
+             *interleaved.table(results, args.repeats), "", interleaved.footer(info)]
+    interleaved.write(args.out, "\n".join(lines) + "\n", {
+        "command": command, "warning": warning or None, "machine": info,
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "parameters": counts, "round_orders": orders, "results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -147,6 +147,31 @@ def test_generation_images_from_folders_and_clear_errors(tmp_path, mnist_small):
         load_generation_images("mnist", image_size=32, mnist_dir="unused")
 
 
+def test_generation_images_from_a_cifar_zip_and_from_tensorflow_datasets(tmp_path,
+                                                                          monkeypatch):
+    import zipfile
+
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    from suite.data import mnist
+
+    archive = tmp_path / "cifar.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for split, count in (("train", 3), ("test", 2)):
+            for i in range(count):
+                path = tmp_path / f"{split}{i}.jpg"
+                Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(path)
+                z.write(path, f"cifar/{split}/cat/{i}.jpg")
+    images, test, _ = load_generation_images(str(archive), grayscale=True)
+    assert images.shape == (3, 32, 32, 1) and test.shape == (2, 32, 32, 1)
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=4):  # tfds's offline random data
+        images, test, name = load_generation_images("cifar10", image_size=16,
+                                                    data_dir=str(tmp_path))
+    assert images.shape == (4, 16, 16, 3) and images.dtype == np.uint8 and name == "cifar10"
+
+
 def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
     from suite.models.deep_convnet import build_deep_convnet
 

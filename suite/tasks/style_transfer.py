@@ -130,7 +130,11 @@ class StyleTransferTask(Task):
 
         result = minimize(value_and_gradient, self.pixels.numpy().astype(np.float64).ravel(),
                           jac=True, method="L-BFGS-B", bounds=[(0, 255)] * int(np.prod(shape)),
-                          options={"maxfun": self.config.lbfgs_evaluations})
+                          # only the evaluation budget ends a round: the default tolerances
+                          # stop at once on losses whose gradients are small per pixel
+                          options={"maxfun": self.config.lbfgs_evaluations,
+                                   "maxiter": self.config.lbfgs_evaluations,
+                                   "ftol": 0.0, "gtol": 0.0})
         self.pixels.assign(result.x.reshape(shape).astype(np.float32))
         total, parts = self.loss(self.pixels)
         return float(total), parts

@@ -23,6 +23,28 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+class StepPeer:
+    """A peer timed one `step()` call at a time (the PyTorch peers)."""
+
+    def step(self):
+        raise NotImplementedError
+
+    def run(self, steps: int):
+        ends = []
+        for _ in range(steps):
+            self.step()
+            ends.append(clock())
+        return ends
+
+    def warm_up(self, steps: int):
+        return self.run(steps)
+
+
+def torch_options(name: str) -> dict:
+    """The PyTorch peer's options from its name: torch, torch_channels_last, torch_compile."""
+    return {"channels_last": name == "torch_channels_last", "compiled": name == "torch_compile"}
+
+
 def record_error(record: dict, error: Exception) -> None:
     record["error"] = f"{type(error).__name__}: {error}"[:4000]
     record["traceback"] = traceback.format_exc()[-8000:]
@@ -125,5 +147,5 @@ def footer(info: dict) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())
 
 
-__all__ = ["clock", "footer", "load_warning", "machine", "measure", "record_error", "table",
-           "write"]
+__all__ = ["StepPeer", "clock", "footer", "load_warning", "machine", "measure", "record_error",
+           "table", "torch_options", "write"]

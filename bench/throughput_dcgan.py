@@ -158,7 +158,7 @@ class KerasPeer:
     warm_up = run
 
 
-class TorchPeer:
+class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -194,21 +194,12 @@ class TorchPeer:
         g_loss.backward()  # also fills the discriminator's grads, cleared before its next step
         self.g_opt.step()
 
-    def run(self, steps: int):
-        ends = []
-        for _ in range(steps):
-            self.step()
-            ends.append(clock())
-        return ends
-
-    warm_up = run
 
 
 def build_peer(name: str, args):
     if name == "keras":
         return KerasPeer(args)
-    return TorchPeer(args, channels_last=name == "torch_channels_last",
-                     compiled=name == "torch_compile")
+    return TorchPeer(args, **interleaved.torch_options(name))
 
 
 def main(argv=None):

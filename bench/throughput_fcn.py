@@ -257,7 +257,7 @@ class KerasPeer:
     warm_up = run
 
 
-class TorchPeer:
+class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
         torch.manual_seed(0)
         model = FCN8s(width_multiplier=args.width_multiplier, edge_pad=args.torch_edge_pad)
@@ -279,20 +279,12 @@ class TorchPeer:
         loss.backward()
         self.optimizer.step()
 
-    def run(self, steps: int):
-        ends = []
-        for _ in range(steps):
-            self.step()
-            ends.append(clock())
-        return ends
-
-    warm_up = run
 
 
 def build_peer(name: str, args):
     if name == "keras":
         return KerasPeer(args)
-    return TorchPeer(args, channels_last=name == "torch_channels_last", compiled=name == "torch_compile")
+    return TorchPeer(args, **interleaved.torch_options(name))
 
 
 # --- Report --------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, backup_weights, run_in_process
+from conftest import REPO, backup_weights, run_in_process, saved_model_cli_outputs
 from suite.data.generation import load_generation_images
 from suite.data.idx import DataError
 from suite.metrics import generative
@@ -238,15 +237,8 @@ def run_in_process_error(app, tmp_path, *args, data):
 def test_exported_generator_runs_under_saved_model_cli(tmp_path, mnist_small):
     results = run_in_process(train_dcgan, f"--model_dir={tmp_path / 'run'}", "--epochs=1",
                              "--steps_per_epoch=2", *TINY, data_override=digits(mnist_small))
-    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    np.save(tmp_path / "seed.npy", np.array([1, 2], np.int64))
-    served = subprocess.run([cli, "run", "--dir", results["export"], "--tag_set", "serve",
-                             "--signature_def", "from_seed",
-                             f"--inputs=seed={tmp_path / 'seed.npy'}",
-                             "--outdir", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=180)
-    assert served.returncode == 0, served.stderr[-2000:]
-    images = np.load(tmp_path / "out" / "images.npy")
+    images = saved_model_cli_outputs(results["export"], "from_seed", "seed",
+                                     np.array([1, 2], np.int64), tmp_path)["images"]
     assert images.dtype == np.uint8 and images.shape == (2, 28, 28, 1)
     loaded = tf.saved_model.load(results["export"])
     direct = loaded.signatures["from_seed"](seed=tf.constant([1, 2], tf.int64))["images"]

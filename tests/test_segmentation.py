@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_in_process
+from conftest import run_in_process, saved_model_cli_outputs
 from suite.data import segmentation as seg_data
 from suite.data import segmentation_pipeline as pipeline
 from suite.data.idx import DataError
@@ -295,16 +294,9 @@ def test_exported_segmenter_runs_under_saved_model_cli(tmp_path):
     model_dir = tmp_path / "run"
     results = run_in_process(train_segmenter, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=1", "--model=unet", "--base_filters=4", *SMALL_RUN)
-    np.save(tmp_path / "image.npy", np.full((1, 45, 39, 1), 200, np.uint8))
-    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    served = subprocess.run([cli, "run", "--dir", results["export"], "--tag_set", "serve",
-                             "--signature_def", "serve_uint8",
-                             f"--inputs=image={tmp_path / 'image.npy'}",
-                             "--outdir", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=180)
-    assert served.returncode == 0, served.stderr[-2000:]
-    class_map = np.load(tmp_path / "out" / "class_map.npy")
-    probabilities = np.load(tmp_path / "out" / "probabilities.npy")
+    served = saved_model_cli_outputs(results["export"], "serve_uint8", "image",
+                                     np.full((1, 45, 39, 1), 200, np.uint8), tmp_path)
+    class_map, probabilities = served["class_map"], served["probabilities"]
     assert class_map.shape == (1, 45, 39) and probabilities.shape == (1, 45, 39, 2)
     np.testing.assert_array_equal(class_map, np.argmax(probabilities, -1))
     assert json.load(open(model_dir / "run.json"))["task"] == "SegmentationTask"

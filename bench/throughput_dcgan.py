@@ -195,7 +195,6 @@ class TorchPeer(interleaved.StepPeer):
         self.g_opt.step()
 
 
-
 def build_peer(name: str, args):
     if name == "keras":
         return KerasPeer(args)

@@ -280,7 +280,6 @@ class TorchPeer(interleaved.StepPeer):
         self.optimizer.step()
 
 
-
 def build_peer(name: str, args):
     if name == "keras":
         return KerasPeer(args)

@@ -50,6 +50,12 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("base_filters", 64, "Filters of the discriminator's first and the "
                          "generator's last hidden layer, doubled at every other layer (the "
                          "paper's 64x64 net: 128).", flag_values=fv)
+    flags.DEFINE_float("ema_decay", 0.0, "Beyond the paper: keep an exponential moving average "
+                       "of the generator's weights with this decay per step (e.g. 0.999) and "
+                       "draw samples, quality numbers and the export from it; 0: off, the "
+                       "trained generator draws.", flag_values=fv)
+    flags.register_validator("ema_decay", lambda v: 0.0 <= v < 1.0,
+                             "--ema_decay must be in [0, 1)", flag_values=fv)
     flags.DEFINE_integer("grid_size", 64, "Images in each epoch's sample grid (8 a row).",
                          flag_values=fv)
     flags.DEFINE_string("classifier_from", None, "A suite classifier of the same images (its "
@@ -81,7 +87,8 @@ def make_task(fv: flags.FlagValues, data_override=None) -> DcganTask:
     config = DcganConfig(
         dataset=fv.dataset, mnist_dir=fv.mnist_dir, data_dir=fv.data_dir,
         image_size=fv.image_size, grayscale=fv.grayscale, limit=fv.limit,
-        latent_dim=fv.latent_dim, base_filters=fv.base_filters, grid_size=fv.grid_size,
+        latent_dim=fv.latent_dim, base_filters=fv.base_filters, ema_decay=fv.ema_decay,
+        grid_size=fv.grid_size,
         classifier_from=fv.classifier_from, quality_samples=fv.quality_samples,
         log_every_steps=fv.log_every_steps)
     return DcganTask(config, suite_flags.schedule_config(fv),

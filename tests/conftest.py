@@ -133,3 +133,18 @@ def saved_model_cli_outputs(version_dir, signature: str, name: str, array, tmp_p
                             capture_output=True, text=True, timeout=180)
     assert served.returncode == 0, served.stderr[-2000:]
     return {f[:-len(".npy")]: np.load(out_dir / f) for f in os.listdir(out_dir)}
+
+
+def launch_two_workers(app_module: str, *args: str, timeout: float = 300):
+    """`python -m launch.local --num_workers=2 -- python -m <app_module> args` on CPUs only,
+    without an inherited TF_CONFIG; asserts it succeeded and returns the CompletedProcess."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "launch.local", "--num_workers=2", "--",
+                           sys.executable, "-m", app_module, *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, backup_weights, run_in_process, saved_model_cli_outputs
+from conftest import (REPO, backup_weights, launch_two_workers, run_in_process,
+                      saved_model_cli_outputs)
 from suite.data.generation import load_generation_images
 from suite.data.idx import DataError
 from suite.metrics import generative
@@ -91,6 +90,30 @@ def test_one_train_step_changes_both_models_and_counts_both_optimizers():
     assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
     assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert 0 < logs["d_real"][0] < 1 and 0 < logs["d_fake"][0] < 1
+
+
+def test_the_averaged_generator_follows_the_trained_one_by_its_decay():
+    keras.utils.set_random_seed(0)
+    gan = DCGAN(image_shape=(28, 28, 1), latent_dim=8, base_filters=4, ema_decay=0.75)
+    gan(np.zeros((1, 8), "float32"))
+    gan.start_average()
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    assert gan.sampler is gan.ema_generator and gan.sampler is not gan.generator
+    start = [w.numpy().copy() for w in gan.generator.weights]
+    assert all(np.array_equal(s, a.numpy()) for s, a in zip(start, gan.ema_generator.weights))
+    real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+    gan.fit(real, batch_size=8, epochs=1, verbose=0)
+    trained = [w.numpy() for w in gan.generator.weights]
+    averaged = [w.numpy() for w in gan.ema_generator.weights]
+    for s, t, a in zip(start, trained, averaged):  # batch-norm statistics included
+        np.testing.assert_allclose(a, 0.75 * s + 0.25 * t, rtol=1e-5, atol=1e-7)
+    assert sum(not np.array_equal(s, t) for s, t in zip(start, trained)) == len(start)
+    restored = DCGAN.from_config(gan.get_config())
+    assert restored.ema_decay == 0.75 and restored.ema_generator is not None
+    plain = compiled_gan()
+    assert plain.ema_generator is None and plain.sampler is plain.generator
+    with pytest.raises(ValueError, match="ema_decay"):
+        DCGAN(latent_dim=8, base_filters=4, ema_decay=1.0)
 
 
 def test_both_optimizers_scale_the_loss_under_mixed_float16():
@@ -179,7 +202,7 @@ def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
     build_deep_convnet().save(classifier_dir / "checkpoints" / "last.keras")
     model_dir = tmp_path / "run"
     args = (f"--model_dir={model_dir}", f"--classifier_from={classifier_dir}",
-            "--steps_per_epoch=3", *TINY)
+            "--steps_per_epoch=3", "--ema_decay=0.9", *TINY)
     first = run_in_process(train_dcgan, *args, "--epochs=1", data_override=digits(mnist_small))
     assert first["d_iterations"] == first["g_iterations"] == 3
     results = run_in_process(train_dcgan, *args, "--epochs=2",
@@ -198,6 +221,9 @@ def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
     assert 1 <= quality["classifier_score"] <= 10 and quality["frechet_distance"] >= 0
     assert sum(quality["class_histogram"]) == pytest.approx(1, abs=1e-3)
     assert quality["frechet_floor_test_vs_train"] >= 0 and quality["samples"] == 40
+    assert results["samples_from"] == "generator_ema"  # the average draws; the trained one
+    assert results["quality_trained_generator"]["frechet_distance"] != quality[  # is measured
+        "frechet_distance"]
 
     loaded = tf.saved_model.load(results["export"])
     seeds = tf.constant([3, 3, 4], tf.int64)
@@ -260,22 +286,16 @@ def test_two_workers_keep_both_models_and_both_optimizers_identical(tmp_path):
     for i, image in enumerate(x_train[:64]):
         Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
     model_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("TF_CONFIG", None)
-    done = subprocess.run([sys.executable, "-m", "launch.local", "--num_workers=2", "--",
-                           sys.executable, "-m", "apps.train_dcgan", f"--dataset={folder}",
-                           "--grayscale", f"--model_dir={model_dir}", "--epochs=2",
-                           "--steps_per_epoch=3", *TINY],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    launch_two_workers("apps.train_dcgan", f"--dataset={folder}", "--grayscale",
+                       f"--model_dir={model_dir}", "--epochs=2", "--steps_per_epoch=3",
+                       "--ema_decay=0.9", *TINY)
     results = json.load(open(model_dir / "results.json"))
     assert results["replicas"] == 2 and results["d_iterations"] == results["g_iterations"] == 6
     chief = backup_weights(model_dir / "backup")
     other = backup_weights(model_dir / "backup" / "worker-1")
     names = [n for n, _ in chief]
     assert names == [n for n, _ in other]
-    for part in ("generator", "discriminator", "d_optimizer", "g_optimizer"):
+    for part in ("generator", "ema_generator", "discriminator", "d_optimizer", "g_optimizer"):
         assert any(part in n for n in names), part
     for (name, a), (_, b) in zip(chief, other):
         np.testing.assert_array_equal(a, b, err_msg=name)

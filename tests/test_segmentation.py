@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -306,19 +304,13 @@ def test_exported_segmenter_runs_under_saved_model_cli(tmp_path):
 def test_two_workers_train_one_segmenter_with_identical_weights(tmp_path):
     """launch.local with 2 workers: auto picks MultiWorkerMirroredStrategy, the run finishes,
     and the chief's and the other worker's backups hold the same weights."""
-    from conftest import REPO, backup_weights
+    from conftest import backup_weights, launch_two_workers
 
     images, masks = shapes(6, size=40, seed=5)
     root = write_folder(tmp_path / "data", images, masks)
     model_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("TF_CONFIG", None)
-    done = subprocess.run([sys.executable, "-m", "launch.local", "--num_workers=2", "--",
-                           sys.executable, "-m", "apps.train_segmenter", f"--dataset={root}",
-                           f"--model_dir={model_dir}", "--epochs=2", *SMALL_RUN],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    done = launch_two_workers("apps.train_segmenter", f"--dataset={root}",
+                              f"--model_dir={model_dir}", "--epochs=2", *SMALL_RUN)
     assert '"replicas": 2' in done.stdout
     results = json.load(open(model_dir / "results.json"))
     assert results["replicas"] == 2 and results["status"] == "completed"

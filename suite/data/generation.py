@@ -20,7 +20,7 @@ DATASET_FORMS = ("mnist, a tensorflow-datasets image set name, the CIFAR-10 zip 
                  "../shared/data/cifar10-subset, or a folder of .png/.jpg images")
 
 
-def _from_folder(path: str, image_size: int) -> np.ndarray:
+def _from_folder(path: str, image_size: int, limit: int = 0) -> np.ndarray:
     from suite.data import image_folder
 
     if os.path.isdir(os.path.join(path, "train")):  # the classifier's layout: take train/
@@ -28,6 +28,7 @@ def _from_folder(path: str, image_size: int) -> np.ndarray:
     paths = image_folder.images_under(path)
     if not paths:
         raise DataError(f"{path} holds no .png/.jpg/.jpeg images; --dataset takes {DATASET_FORMS}")
+    paths = paths[:limit] if limit else paths  # decode only what is kept
     return image_folder.load_images(paths, image_size or image_folder.first_image_side(paths))
 
 
@@ -49,7 +50,7 @@ def load_generation_images(dataset: str, image_size: int = 0, mnist_dir: str | N
             raise DataError(str(e).replace("--data_dir", "--mnist_dir")) from e
         name = "mnist"
     elif os.path.isdir(dataset):
-        images, name = _from_folder(dataset, image_size), os.path.basename(
+        images, name = _from_folder(dataset, image_size, limit), os.path.basename(
             os.path.normpath(dataset))
     else:
         from suite.data.classification import load_classification

@@ -32,6 +32,7 @@ class DcganConfig:
     limit: int = 0
     latent_dim: int = 100
     base_filters: int = 64
+    ema_decay: float = 0.0  # 0: no averaged generator (the paper)
     grid_size: int = 64  # images in each epoch's grid
     classifier_from: str | None = None
     quality_samples: int = 10000
@@ -78,7 +79,7 @@ def _sample_callback(task: "DcganTask", run):
                 task.record_step_losses(run, global_step, step)
 
         def on_epoch_end(self, epoch, logs=None):
-            images = generate(self.model.generator, task.fixed_latents)
+            images = generate(self.model.sampler, task.fixed_latents)
             grid = image_grid(images, GRID_COLUMNS)
             save_png(grid, run.output_path(f"samples/epoch_{epoch + 1:03d}.png"))
             with task.writer(run).as_default():
@@ -141,9 +142,10 @@ class DcganTask(Task):
 
         c = self.config
         gan = DCGAN(image_shape=self.images.shape[1:], latent_dim=c.latent_dim,
-                    base_filters=c.base_filters,
+                    base_filters=c.base_filters, ema_decay=c.ema_decay,
                     sync_batch_norm=run.strategy.num_replicas_in_sync > 1, name="dcgan")
         gan(np.zeros((1, c.latent_dim), np.float32))  # built, so it can be saved and restored
+        gan.start_average()
         gan.discriminator(np.zeros((1, *self.images.shape[1:]), np.float32))
         gan.compile(make_optimizer(self.d_config, self.steps_per_epoch, self.epochs),
                     make_optimizer(self.g_config, self.steps_per_epoch, self.epochs))
@@ -182,13 +184,14 @@ class DcganTask(Task):
     def evaluate(self, run):
         from suite.viz.images import image_grid, save_gif, save_png
 
-        generator = run.model.generator
+        generator = run.model.sampler
         results = {"dataset": self.data_name, "train_images": len(self.images),
                    "image_shape": list(self.images.shape[1:]), "epochs": self.epochs,
                    "steps_per_epoch": self.steps_per_epoch,
                    "d_iterations": int(run.model.d_optimizer.iterations.numpy()),
                    "g_iterations": int(run.model.g_optimizer.iterations.numpy()),
-                   "generator_parameters": generator.count_params(),
+                   "generator_parameters": run.model.generator.count_params(),
+                   "samples_from": generator.name,
                    "discriminator_parameters": run.model.discriminator.count_params()}
         samples = generate(generator, self.fixed_latents)
         line = interpolation_latents(*self.interpolation_ends, INTERPOLATION_STEPS)
@@ -201,6 +204,9 @@ class DcganTask(Task):
             self._plot_losses(run)
         if self.config.classifier_from:
             results["quality"] = self._quality(generator)
+            if generator is not run.model.generator:  # what the average adds, measured
+                print("The trained (not averaged) generator:", flush=True)
+                results["quality_trained_generator"] = self._quality(run.model.generator)
         else:
             print("No --classifier_from: the quality numbers (classifier score, Frechet "
                   "distance, class histogram) need a suite classifier of these images, e.g. "
@@ -269,7 +275,7 @@ class DcganTask(Task):
 
         from suite.models.dcgan import to_uint8
 
-        generator, latent_dim = model.generator, int(metadata["latent_dim"])
+        generator, latent_dim = model.sampler, int(metadata["latent_dim"])
 
         def from_latent(latent):
             return {"images": to_uint8(generator(latent, training=False))}

@@ -115,23 +115,33 @@ def backup_weights(folder) -> list:
     return arrays
 
 
-def saved_model_cli_outputs(version_dir, signature: str, name: str, array, tmp_path) -> dict:
+def saved_model_cli_run(version_dir, signature: str, name: str, array, tmp_path,
+                        out_dir=None) -> str:
     """`saved_model_cli run` of one signature on one input array (a TF Serving-style session);
-    its outputs read back exactly from the .npy files it writes, by output key."""
+    returns what it printed (the outputs, unless `out_dir` takes them as .npy files)."""
     import shutil
     import subprocess
 
     import numpy as np
 
     np.save(tmp_path / f"{name}.npy", array)
-    out_dir = tmp_path / "saved_model_cli_out"
     cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    where = ["--outdir", str(out_dir), "--overwrite"] if out_dir else []
     served = subprocess.run([cli, "run", "--dir", str(version_dir), "--tag_set", "serve",
                              "--signature_def", signature,
-                             f"--inputs={name}={tmp_path / f'{name}.npy'}",
-                             "--outdir", str(out_dir), "--overwrite"],
+                             f"--inputs={name}={tmp_path / f'{name}.npy'}", *where],
                             capture_output=True, text=True, timeout=180)
     assert served.returncode == 0, served.stderr[-2000:]
+    return served.stdout
+
+
+def saved_model_cli_outputs(version_dir, signature: str, name: str, array, tmp_path) -> dict:
+    """saved_model_cli_run's numeric outputs read back exactly from the .npy files it writes,
+    by output key."""
+    import numpy as np
+
+    out_dir = tmp_path / "saved_model_cli_out"
+    saved_model_cli_run(version_dir, signature, name, array, tmp_path, out_dir)
     return {f[:-len(".npy")]: np.load(out_dir / f) for f in os.listdir(out_dir)}
 
 

@@ -1,0 +1,358 @@
+"""NIC image captioning as a Task: a CNN encoder and an LSTM decoder trained by teacher forcing.
+
+The encoder is a suite classifier cut before its classification layer: a classification run's
+checkpoint (--encoder_from=<model_dir>), keras.applications' ImageNet weights when on disk
+(--encoder_from=imagenet) or a fresh network (--encoder). Frozen, its features can be computed
+once (--precompute_features) and the decoder alone trains; otherwise the whole model does.
+
+Evaluation decodes the test images greedily and by beam search, scores both with corpus BLEU-1..4
+against every reference caption, times the decoding, and scores the two baselines the same way:
+the nearest training image's caption (encoder features) and the decoder's language model alone
+(one caption for every image, from the mean training image's features). gallery.png shows test
+images with their captions. The export takes PNG/JPEG bytes and returns the caption as a string:
+greedy (serving_default) or by beam search with its width as an input (beam_search).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from suite.runtime.task import Signature, Task
+
+
+@dataclasses.dataclass
+class CaptionerConfig:
+    dataset: str = ""
+    captions_file: str | None = None
+    data_dir: str | None = None
+    validation_images: int = 100
+    test_images: int = 100
+    limit: int = 0
+    encoder: str = "googlenet"
+    encoder_from: str | None = None
+    image_size: int = 0  # 0: the encoder checkpoint's, else 224
+    freeze_encoder: bool = False
+    precompute_features: bool = False
+    embedding_dim: int = 512
+    lstm_units: int = 512
+    lstm_layers: int = 1
+    dropout: float = 0.5
+    min_word_count: int = 5
+    max_length: int = 20
+    beam_size: int = 3
+    length_penalty: float = 0.0
+    gallery_images: int = 8
+
+
+def cut_before_head(classifier, name: str = "encoder"):
+    """A classifier's features: everything up to the input of its classification layer."""
+    import keras
+
+    from suite.runtime.transfer import head_layers
+
+    head = classifier.get_layer(head_layers(classifier)[0])
+    return keras.Model(classifier.input, head.input, name=name)
+
+
+def build_encoder(config: CaptionerConfig):
+    """(encoder, where its weights came from). Raw 0..255 RGB pixels in, one vector out."""
+    from suite.models.registry import build_model, load_keras_file
+    from suite.runtime import transfer
+
+    source = config.encoder_from
+    if source and source != "imagenet":
+        path = transfer.resolve_source(source, "--encoder_from")
+        if not path.endswith(".keras"):
+            raise ValueError(f"--encoder_from={source}: needs a .keras classifier checkpoint (a "
+                             f"classification run's model_dir), not {path}")
+        classifier = load_keras_file(path)
+        shape = tuple(classifier.input_shape[1:])
+        if len(shape) != 3 or shape[-1] != 3:
+            raise ValueError(f"--encoder_from={source}: the classifier takes {shape} images; "
+                             "captioning needs an RGB classifier (H, W, 3)")
+        if config.image_size and config.image_size != shape[0]:
+            raise ValueError(f"--image_size={config.image_size}, but the --encoder_from "
+                             f"classifier takes {shape[0]}x{shape[1]} images: drop --image_size")
+        return cut_before_head(classifier), f"{classifier.name} from {path}"
+    size = config.image_size or 224
+    classifier = build_model(config.encoder, input_shape=(size, size, 3), num_classes=1000)
+    if source == "imagenet":
+        weights = transfer.imagenet_weights(config.encoder, include_top=False)
+        report = transfer.load_matching_weights(classifier, weights, "imagenet")
+        print(report.summary(), flush=True)
+        return cut_before_head(classifier), f"{config.encoder} with ImageNet weights"
+    return cut_before_head(classifier), f"{config.encoder} from random initialisation"
+
+
+def features_of(encoder, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The encoder's vectors for uint8 images, in inference mode, batch by batch."""
+    out = [np.asarray(encoder(images[i:i + batch_size].astype(np.float32), training=False))
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def ids_to_text(ids, vocabulary, start_id: int, end_id: int):
+    """Decoded ids [B, T] -> caption strings [B] (the words before <end>, separated by
+    spaces), in TensorFlow ops for the export."""
+    import tensorflow as tf
+
+    keep = (ids != 0) & (ids != start_id) & (ids != end_id)
+    words = tf.ragged.boolean_mask(tf.gather(vocabulary, ids), keep)
+    return tf.strings.reduce_join(words, axis=-1, separator=" ")
+
+
+class CaptioningTask(Task):
+    name = "nic"
+    best_checkpoint = ("val_loss", "min")
+    validation_label = "validation"
+
+    def __init__(self, config: CaptionerConfig, schedule, optimizer, seed: int = 0,
+                 data_override=None):
+        if config.precompute_features and not (config.freeze_encoder or config.encoder_from):
+            raise ValueError("--precompute_features needs a fixed encoder: add --freeze_encoder "
+                             "(and usually --encoder_from=<classification run>)")
+        self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+        self.data_override = data_override  # a CaptionData, for tests
+        self.global_batch_size, self.epochs = schedule.batch_size, schedule.epochs
+
+    # -- data --------------------------------------------------------------------------------
+    def load_data(self, run):
+        from suite.data import captions
+
+        c = self.config
+        with run.strategy.scope():  # built here: its input size decides how images load
+            self.encoder, self.encoder_source = build_encoder(c)
+        size = int(self.encoder.input_shape[1])
+        self.data = self.data_override or captions.load_captions(
+            c.dataset, size, c.captions_file, c.data_dir, c.validation_images, c.test_images,
+            c.limit)
+        if self.data.train.images.shape[1] != size:
+            raise ValueError(f"the images are {self.data.train.images.shape[1]} pixels, the "
+                             f"encoder takes {size}")
+        self.vocabulary = ["", "[UNK]", *captions.build_vocabulary(
+            [t for caps in self.data.train.captions for t in caps], c.min_word_count)]
+        self.start_id, self.end_id = 2, 3
+        self.vectorizer = captions.caption_vectorizer(self.vocabulary[2:], c.max_length + 2)
+        count = sum(len(caps) for caps in self.data.train.captions)
+        if count < self.schedule.batch_size:
+            from suite.data.idx import DataError
+
+            raise DataError(f"{count} training captions, fewer than --batch_size="
+                            f"{self.schedule.batch_size}")
+        self.steps_per_epoch = self.schedule.steps_per_epoch or count // self.schedule.batch_size
+        print(self.data.summary(), flush=True)
+        print(f"Vocabulary: {len(self.vocabulary)} words (seen >= {c.min_word_count} times in "
+              f"training captions, with padding, [UNK], <start>, <end>); encoder: "
+              f"{self.encoder_source}, {self.encoder.output_shape[-1]} features of "
+              f"{size}x{size} images", flush=True)
+
+    def _examples(self, table, split, input_name: str, training: bool, replicas: int):
+        """(inputs, next word ids) per caption: the image's row of `table` and the wrapped
+        caption's ids, tokenised here in tf.data."""
+        import tensorflow as tf
+
+        from suite.data.captions import wrap_tf
+
+        counts = [len(caps) for caps in split.captions]
+        index = np.repeat(np.arange(split.count), counts).astype(np.int32)
+        texts = [t for caps in split.captions for t in caps]
+        table = tf.constant(table)
+        vectorize = self.vectorizer
+
+        def to_example(i, text):
+            ids = tf.cast(vectorize(wrap_tf(text)), tf.int32)
+            return {input_name: tf.gather(table, i), "tokens": ids[:-1]}, ids[1:]
+
+        ds = tf.data.Dataset.from_tensor_slices((index, texts))
+        if training:
+            ds = ds.shuffle(len(texts), seed=self.seed).repeat()
+        batch = self.schedule.batch_size
+        ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch if training else max(replicas, min(batch, len(texts))),
+                      drop_remainder=training or replicas > 1).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return ds.with_options(options)
+
+    # -- model -------------------------------------------------------------------------------
+    def build(self, run):
+        import keras
+
+        from suite.models.nic import build_decoder, build_nic, masked_token_accuracy
+        from suite.runtime.optim import make_optimizer
+
+        c = self.config
+        encoder = self.encoder
+        if c.freeze_encoder:
+            encoder.trainable = False  # batch norm then runs in inference mode too
+        self.decoder = build_decoder(encoder.output_shape[-1], len(self.vocabulary),
+                                     c.embedding_dim, c.lstm_units, c.lstm_layers, c.dropout)
+        self.nic = build_nic(encoder, self.decoder)
+        replicas = run.strategy.num_replicas_in_sync
+        if c.precompute_features:
+            started = time.time()
+            self.features = {part: features_of(encoder, getattr(self.data, part).images)
+                             for part in ("train", "validation", "test")}
+            print(f"Encoder features of {sum(len(f) for f in self.features.values())} images "
+                  f"in {time.time() - started:.1f} s", flush=True)
+            model, name, tables = self.decoder, "features", self.features
+        else:
+            model, name = self.nic, "image"
+            tables = {part: getattr(self.data, part).images.astype(np.float32)
+                      for part in ("train", "validation")}
+        self.train_data = self._examples(tables["train"], self.data.train, name, True, replicas)
+        self.validation_data = self._examples(tables["validation"], self.data.validation, name,
+                                              False, replicas)
+        model.compile(
+            optimizer=make_optimizer(self.optimizer, self.steps_per_epoch, self.epochs),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+            metrics=[keras.metrics.MeanMetricWrapper(masked_token_accuracy,
+                                                     name="token_accuracy")])
+        self.decoder.summary(print_fn=lambda line, **_: print(line, flush=True))
+        return model
+
+    def served_model(self, run):
+        return self.nic
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _decoders(self):
+        """tf.functions: features -> (ids, scores), greedy and by beam search."""
+        import tensorflow as tf
+
+        from suite.models.nic import DecoderSteps, beam_search, greedy_decode
+
+        steps, c = DecoderSteps(self.decoder), self.config
+        spec = [tf.TensorSpec([None, self.decoder.input_shape[0][-1]], tf.float32)]
+
+        @tf.function(input_signature=spec)
+        def greedy(features):
+            return greedy_decode(steps, steps.start(features), c.max_length, self.start_id,
+                                 self.end_id)
+
+        @tf.function(input_signature=spec + [tf.TensorSpec([], tf.int32)])
+        def beam(features, width):
+            return beam_search(steps, steps.start(features), width, c.max_length,
+                               self.start_id, self.end_id, c.length_penalty)
+
+        return greedy, beam
+
+    def _captions(self, decode, features, *args) -> tuple[list[list[str]], float]:
+        """Word lists for `features`, and the seconds per image (after a warm-up call)."""
+        from suite.data.captions import ids_to_words
+
+        decode(features[:1], *args)  # traced before the clock starts
+        started = time.perf_counter()
+        ids = np.concatenate([np.asarray(decode(features[i:i + 100], *args)[0])
+                              for i in range(0, len(features), 100)])
+        seconds = (time.perf_counter() - started) / max(len(features), 1)
+        return [ids_to_words(row, self.vocabulary) for row in ids], seconds
+
+    def evaluate(self, run):
+        from suite.metrics import captioning as metrics
+
+        c, data = self.config, self.data
+        if c.precompute_features:
+            train_features, test_features = self.features["train"], self.features["test"]
+        else:
+            encoder = self.nic.get_layer("encoder")
+            train_features = features_of(encoder, data.train.images)
+            test_features = features_of(encoder, data.test.images)
+        references = data.test.references()
+        greedy, beam = self._decoders()
+        greedy_words, greedy_seconds = self._captions(greedy, test_features)
+        beam_words, beam_seconds = self._captions(beam, test_features, np.int32(c.beam_size))
+        nearest = metrics.nearest_neighbour_captions(train_features, data.train.references(),
+                                                     test_features)
+        blind, _ = self._captions(beam, train_features.mean(0, keepdims=True),
+                                  np.int32(c.beam_size))
+        methods = {"greedy": greedy_words, f"beam{c.beam_size}": beam_words,
+                   "nearest_training_image": nearest,
+                   "language_model_only": blind * len(references)}
+        scores = {name: metrics.bleu_scores(references, words) for name, words in methods.items()}
+        for name, s in scores.items():
+            print(f"Test BLEU ({name.replace('_', ' ')}): " + ", ".join(
+                f"BLEU-{n} {s[f'bleu{n}']:.4f}" for n in range(1, 5)), flush=True)
+        print(f"Decoding per image: greedy {1000 * greedy_seconds:.1f} ms, beam {c.beam_size} "
+              f"{1000 * beam_seconds:.1f} ms; the language model alone says "
+              f"{' '.join(blind[0])!r}", flush=True)
+        if run.is_chief:
+            self._gallery(run, greedy_words, beam_words)
+        return {
+            "dataset": data.name, "encoder": self.encoder_source,
+            "train_images": data.train.count, "validation_images": data.validation.count,
+            "test_images": data.test.count, "data_problems": data.problems,
+            "vocabulary_size": len(self.vocabulary), "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch, "bleu": scores,
+            "decode_ms_per_image": {"greedy": 1000 * greedy_seconds,
+                                    f"beam{c.beam_size}": 1000 * beam_seconds},
+            "beam_size": c.beam_size, "length_penalty": c.length_penalty,
+            "examples": [{"image": n, "greedy": " ".join(g), "beam": " ".join(b),
+                          "reference": caps[0]}
+                         for n, g, b, caps in zip(data.test.names[:c.gallery_images],
+                                                  greedy_words, beam_words,
+                                                  data.test.captions)],
+        }
+
+    def _gallery(self, run, greedy_words, beam_words):
+        from suite.viz.captions import plot_caption_gallery
+
+        count = min(self.config.gallery_images, self.data.test.count)
+        if count:
+            texts = [{"greedy": " ".join(g), f"beam {self.config.beam_size}": " ".join(b),
+                      "reference": caps[0]}
+                     for g, b, caps in zip(greedy_words[:count], beam_words[:count],
+                                           self.data.test.captions)]
+            plot_caption_gallery(self.data.test.images[:count], texts,
+                                 run.output_path("gallery.png"),
+                                 title=f"{self.data.name}: test images, generated and "
+                                       "reference captions")
+
+    # -- export ------------------------------------------------------------------------------
+    @classmethod
+    def custom_objects(cls):
+        from suite.models.nic import masked_token_accuracy
+
+        return {"masked_token_accuracy": masked_token_accuracy}
+
+    def export_metadata(self) -> dict:
+        return {"vocabulary": list(self.vocabulary), "start_id": self.start_id,
+                "end_id": self.end_id, "max_length": self.config.max_length,
+                "image_size": int(self.encoder.input_shape[1]),
+                "length_penalty": self.config.length_penalty}
+
+    @classmethod
+    def serving_signatures(cls, model, metadata: dict):
+        import tensorflow as tf
+
+        from suite.export.image_signatures import decode_image_bytes
+        from suite.models.nic import DecoderSteps, beam_search, greedy_decode
+
+        encoder, steps = model.get_layer("encoder"), DecoderSteps(model.get_layer("decoder"))
+        vocabulary = tf.constant(metadata["vocabulary"])
+        start, end, length = metadata["start_id"], metadata["end_id"], metadata["max_length"]
+        size = int(metadata["image_size"])
+
+        def features(image_bytes):
+            images = tf.map_fn(
+                lambda b: tf.image.resize(decode_image_bytes(b, 3), (size, size)),
+                image_bytes, fn_output_signature=tf.float32)
+            return encoder(images, training=False)
+
+        def greedy(image_bytes):
+            ids, score = greedy_decode(steps, steps.start(features(image_bytes)), length,
+                                       start, end)
+            return {"caption": ids_to_text(ids, vocabulary, start, end), "log_probability": score}
+
+        def beam(image_bytes, beam_size):
+            ids, score = beam_search(steps, steps.start(features(image_bytes)),
+                                     tf.maximum(beam_size, 1), length, start, end,
+                                     metadata.get("length_penalty", 0.0))
+            return {"caption": ids_to_text(ids, vocabulary, start, end), "score": score}
+
+        image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+        return {"serving_default": Signature(greedy, [image_bytes]),
+                "beam_search": Signature(beam, [image_bytes,
+                                                tf.TensorSpec([], tf.int32, name="beam_size")])}

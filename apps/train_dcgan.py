@@ -56,6 +56,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "trained generator draws.", flag_values=fv)
     flags.register_validator("ema_decay", lambda v: 0.0 <= v < 1.0,
                              "--ema_decay must be in [0, 1)", flag_values=fv)
+    flags.DEFINE_integer("refine_layers", 0, "Beyond the paper: stride-1 5x5 layers (batch "
+                         "norm, ReLU) on the generator's smallest map before it grows, as "
+                         "TensorFlow's DCGAN tutorial has one; 0: the paper's generator.",
+                         flag_values=fv)
+    flags.register_validator("refine_layers", lambda v: v >= 0, "--refine_layers must be >= 0",
+                             flag_values=fv)
     flags.DEFINE_integer("grid_size", 64, "Images in each epoch's sample grid (8 a row).",
                          flag_values=fv)
     flags.DEFINE_string("classifier_from", None, "A suite classifier of the same images (its "
@@ -88,7 +94,7 @@ def make_task(fv: flags.FlagValues, data_override=None) -> DcganTask:
         dataset=fv.dataset, mnist_dir=fv.mnist_dir, data_dir=fv.data_dir,
         image_size=fv.image_size, grayscale=fv.grayscale, limit=fv.limit,
         latent_dim=fv.latent_dim, base_filters=fv.base_filters, ema_decay=fv.ema_decay,
-        grid_size=fv.grid_size,
+        refine_layers=fv.refine_layers, grid_size=fv.grid_size,
         classifier_from=fv.classifier_from, quality_samples=fv.quality_samples,
         log_every_steps=fv.log_every_steps)
     return DcganTask(config, suite_flags.schedule_config(fv),

@@ -63,6 +63,18 @@ def test_networks_follow_the_paper_layer_for_layer(shape, filters, generator_par
     assert discriminator(images).shape == (3, 1)
 
 
+def test_refine_layers_add_stride_one_layers_on_the_smallest_map():
+    paper = build_generator((28, 28, 1), 100, 64)
+    refined = build_generator((28, 28, 1), 100, 64, refine_layers=2)
+    # Each: a 5x5 128 -> 128 kernel without bias, and batch norm's 4 x 128.
+    assert refined.count_params() - paper.count_params() == 2 * (25 * 128 * 128 + 4 * 128)
+    assert refined.get_layer("refine2").strides == (1, 1)
+    assert refined.get_layer("refine2").output.shape[1:] == (7, 7, 128)
+    gan = DCGAN(latent_dim=8, base_filters=4, refine_layers=1, ema_decay=0.5)
+    assert gan.ema_generator.get_layer("refine1") is not None
+    assert DCGAN.from_config(gan.get_config()).refine_layers == 1
+
+
 def test_image_sizes_must_halve_to_a_map_of_four_or_more():
     assert [upsampling_stages(s) for s in (28, 32, 64, 48, 8)] == [2, 3, 4, 3, 1]
     for bad in [(6, 6, 1), (32, 28, 1), (8, 8, 2), (5, 5, 3)]:

@@ -149,7 +149,7 @@ def test_teacher_forcing_shapes_and_alignment():
         [tokens[:, :2], [[9, 9], [9, 9]]], axis=1)])
     np.testing.assert_allclose(logits[:, :2], changed[:, :2], rtol=1e-5, atol=1e-6)
     # Step by step through DecoderSteps gives the same logits as the whole sequence at once.
-    steps = DecoderSteps(decoder)
+    steps = DecoderSteps(decoder, banned=())
     state = steps.start(tf.ones((2, 6)))
     for t in range(4):
         log_probs, state = steps(tf.constant(tokens[:, t]), state)
@@ -185,6 +185,7 @@ def test_beam_search_of_width_one_is_greedy():
     greedy_ids, greedy_score = greedy_decode(steps, steps.start(features), 7, 2, 3)
     beam_ids, beam_score = beam_search(steps, steps.start(features), 1, 7, 2, 3)
     np.testing.assert_array_equal(greedy_ids, beam_ids)
+    assert not np.isin(greedy_ids.numpy(), [1, 2]).any()  # never [UNK] or <start>
     np.testing.assert_allclose(greedy_score, beam_score, rtol=1e-5)
     wide_ids, wide_score = beam_search(steps, steps.start(features), 4, 7, 2, 3)
     assert (wide_score.numpy() >= greedy_score.numpy() - 1e-5).all()  # never worse

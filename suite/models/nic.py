@@ -66,9 +66,12 @@ def lstm_count(decoder: keras.Model) -> int:
 
 
 class DecoderSteps:
-    """The decoder's layers applied one word at a time; the state is [h1, c1, h2, c2, ...]."""
+    """The decoder's layers applied one word at a time; the state is [h1, c1, h2, c2, ...].
+    `banned` ids (padding, [UNK], <start>) are never chosen: a caption says words or ends."""
 
-    def __init__(self, decoder: keras.Model):
+    def __init__(self, decoder: keras.Model, banned=(0, 1, 2)):
+        vocab_size = decoder.get_layer("logits").units
+        self.penalty = tf.constant([NEG_INF if i in banned else 0.0 for i in range(vocab_size)])
         self.image_embedding = decoder.get_layer("image_embedding")
         self.word_embedding = decoder.get_layer("word_embedding")
         self.cells = [decoder.get_layer(f"lstm{i}").cell
@@ -93,7 +96,7 @@ class DecoderSteps:
     def __call__(self, tokens, state):
         """Log-probabilities of the next word after `tokens` [N], and the new state."""
         x, state = self._through_lstms(self.word_embedding(tokens), state)
-        return tf.nn.log_softmax(tf.cast(self.logits(x), tf.float32)), state
+        return tf.nn.log_softmax(tf.cast(self.logits(x), tf.float32) + self.penalty), state
 
 
 def greedy_decode(step, state, max_length: int, start_id: int, end_id: int):

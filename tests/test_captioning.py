@@ -19,7 +19,9 @@ from conftest import backup_weights, launch_two_workers, run_in_process, saved_m
 from suite.data import captions
 from suite.data.idx import DataError
 from suite.metrics.captioning import bleu_scores, consensus_caption, nearest_neighbours
-from suite.models.nic import DecoderSteps, beam_search, build_decoder, greedy_decode
+from suite.models.nic import DecoderSteps, build_decoder
+from suite.text import vocabulary as text
+from suite.text.decoding import beam_search, greedy_decode
 
 import apps.train_captioner as train_captioner
 
@@ -61,18 +63,18 @@ def shapes_folder(root, count: int = 18, extra_rows: str = "", layout: str = "cs
 
 
 def test_vocabulary_ids_and_unknown_words_round_trip():
-    vocabulary = captions.build_vocabulary(["A dog runs.", "a dog sits", "A cat!"], min_count=2)
-    assert vocabulary == [captions.START, captions.END, "a", "dog"]  # cat, runs, sits: once
-    vectorize = captions.caption_vectorizer(vocabulary, 8)
+    vocabulary = text.build_vocabulary(["A dog runs.", "a dog sits", "A cat!"], min_count=2)
+    assert vocabulary == [text.START, text.END, "a", "dog"]  # cat, runs, sits: once
+    vectorize = text.caption_vectorizer(vocabulary, 8)
     full = vectorize.get_vocabulary()
     assert full[:2] == ["", "[UNK]"] and full[2:] == vocabulary
-    ids = vectorize(captions.wrap_tf(tf.constant(["A DOG, a dog?", "a zebra"]))).numpy()
+    ids = vectorize(text.wrap_tf(tf.constant(["A DOG, a dog?", "a zebra"]))).numpy()
     assert ids.shape == (2, 8)
-    assert captions.ids_to_words(ids[0], full) == ["a", "dog", "a", "dog"]
+    assert text.ids_to_words(ids[0], full) == ["a", "dog", "a", "dog"]
     assert ids[0][:6].tolist() == [2, 4, 5, 4, 5, 3] and ids[0][6:].tolist() == [0, 0]
-    assert captions.ids_to_words(ids[1], full) == ["a", "[UNK]"]  # out of vocabulary
-    assert captions.clean_caption("  A child's  Dress. ") == "a child s dress"
-    assert captions.clean_captions_tf(tf.constant("  A child's  Dress. ")).numpy() == \
+    assert text.ids_to_words(ids[1], full) == ["a", "[UNK]"]  # out of vocabulary
+    assert text.clean_caption("  A child's  Dress. ") == "a child s dress"
+    assert text.clean_captions_tf(tf.constant("  A child's  Dress. ")).numpy() == \
         b"a child s dress"
 
 
@@ -311,6 +313,18 @@ def test_frozen_encoder_from_a_classifier_with_precomputed_features(tmp_path):
     with pytest.raises(ValueError, match="--precompute_features needs a fixed encoder"):
         run_in_process(train_captioner, f"--dataset={root}", f"--model_dir={tmp_path / 'y'}",
                        "--precompute_features")
+
+
+def test_imagenet_encoder_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
+    from suite.data import mnist
+    from suite.tasks.captioning import CaptionerConfig, build_encoder
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(DataError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        build_encoder(CaptionerConfig(encoder="resnet50", encoder_from="imagenet"))
+    with pytest.raises(DataError, match="googlenet has none"):
+        build_encoder(CaptionerConfig(encoder="googlenet", encoder_from="imagenet"))
 
 
 @pytest.mark.slow

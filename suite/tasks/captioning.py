@@ -77,9 +77,11 @@ def build_encoder(config: CaptionerConfig):
                              f"classifier takes {shape[0]}x{shape[1]} images: drop --image_size")
         return cut_before_head(classifier), f"{classifier.name} from {path}"
     size = config.image_size or 224
+    # The weights first: offline, that fails in seconds, before a large network is built.
+    weights = transfer.imagenet_weights(config.encoder, include_top=False) \
+        if source == "imagenet" else None
     classifier = build_model(config.encoder, input_shape=(size, size, 3), num_classes=1000)
-    if source == "imagenet":
-        weights = transfer.imagenet_weights(config.encoder, include_top=False)
+    if weights is not None:
         report = transfer.load_matching_weights(classifier, weights, "imagenet")
         print(report.summary(), flush=True)
         return cut_before_head(classifier), f"{config.encoder} with ImageNet weights"
@@ -120,6 +122,7 @@ class CaptioningTask(Task):
     # -- data --------------------------------------------------------------------------------
     def load_data(self, run):
         from suite.data import captions
+        from suite.text import vocabulary as text
 
         c = self.config
         with run.strategy.scope():  # built here: its input size decides how images load
@@ -131,10 +134,10 @@ class CaptioningTask(Task):
         if self.data.train.images.shape[1] != size:
             raise ValueError(f"the images are {self.data.train.images.shape[1]} pixels, the "
                              f"encoder takes {size}")
-        self.vocabulary = ["", "[UNK]", *captions.build_vocabulary(
+        self.vocabulary = [text.PAD, text.UNKNOWN, *text.build_vocabulary(
             [t for caps in self.data.train.captions for t in caps], c.min_word_count)]
-        self.start_id, self.end_id = 2, 3
-        self.vectorizer = captions.caption_vectorizer(self.vocabulary[2:], c.max_length + 2)
+        self.start_id, self.end_id = (self.vocabulary.index(w) for w in (text.START, text.END))
+        self.vectorizer = text.caption_vectorizer(self.vocabulary[2:], c.max_length + 2)
         count = sum(len(caps) for caps in self.data.train.captions)
         if count < self.schedule.batch_size:
             from suite.data.idx import DataError
@@ -153,7 +156,7 @@ class CaptioningTask(Task):
         caption's ids, tokenised here in tf.data."""
         import tensorflow as tf
 
-        from suite.data.captions import wrap_tf
+        from suite.text.vocabulary import wrap_tf
 
         counts = [len(caps) for caps in split.captions]
         index = np.repeat(np.arange(split.count), counts).astype(np.int32)
@@ -186,12 +189,16 @@ class CaptioningTask(Task):
 
         c = self.config
         encoder = self.encoder
+        replicas = run.strategy.num_replicas_in_sync
         if c.freeze_encoder:
             encoder.trainable = False  # batch norm then runs in inference mode too
+        elif replicas > 1:  # batch statistics of the global batch: every worker keeps the same
+            for layer in encoder.layers:  # moving statistics (read when fit traces the step)
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True
         self.decoder = build_decoder(encoder.output_shape[-1], len(self.vocabulary),
                                      c.embedding_dim, c.lstm_units, c.lstm_layers, c.dropout)
         self.nic = build_nic(encoder, self.decoder)
-        replicas = run.strategy.num_replicas_in_sync
         if c.precompute_features:
             started = time.time()
             self.features = {part: features_of(encoder, getattr(self.data, part).images)
@@ -222,9 +229,10 @@ class CaptioningTask(Task):
         """tf.functions: features -> (ids, scores), greedy and by beam search."""
         import tensorflow as tf
 
-        from suite.models.nic import DecoderSteps, beam_search, greedy_decode
+        from suite.models.nic import DecoderSteps
+        from suite.text.decoding import beam_search, greedy_decode
 
-        steps, c = DecoderSteps(self.decoder), self.config
+        steps, c = DecoderSteps(self.decoder, banned=(0, 1, self.start_id)), self.config
         spec = [tf.TensorSpec([None, self.decoder.input_shape[0][-1]], tf.float32)]
 
         @tf.function(input_signature=spec)
@@ -241,7 +249,7 @@ class CaptioningTask(Task):
 
     def _captions(self, decode, features, *args) -> tuple[list[list[str]], float]:
         """Word lists for `features`, and the seconds per image (after a warm-up call)."""
-        from suite.data.captions import ids_to_words
+        from suite.text.vocabulary import ids_to_words
 
         decode(features[:1], *args)  # traced before the clock starts
         started = time.perf_counter()
@@ -251,33 +259,25 @@ class CaptioningTask(Task):
         return [ids_to_words(row, self.vocabulary) for row in ids], seconds
 
     def evaluate(self, run):
-        from suite.metrics import captioning as metrics
-
         c, data = self.config, self.data
         if c.precompute_features:
-            train_features, test_features = self.features["train"], self.features["test"]
+            features = self.features
         else:
             encoder = self.nic.get_layer("encoder")
-            train_features = features_of(encoder, data.train.images)
-            test_features = features_of(encoder, data.test.images)
-        references = data.test.references()
+            features = {part: features_of(encoder, getattr(data, part).images)
+                        for part in ("train", "validation", "test")}
         greedy, beam = self._decoders()
-        greedy_words, greedy_seconds = self._captions(greedy, test_features)
-        beam_words, beam_seconds = self._captions(beam, test_features, np.int32(c.beam_size))
-        nearest = metrics.nearest_neighbour_captions(train_features, data.train.references(),
-                                                     test_features)
-        blind, _ = self._captions(beam, train_features.mean(0, keepdims=True),
+        # The language model alone: one caption for every image, from the mean training image.
+        blind, _ = self._captions(beam, features["train"].mean(0, keepdims=True),
                                   np.int32(c.beam_size))
-        methods = {"greedy": greedy_words, f"beam{c.beam_size}": beam_words,
-                   "nearest_training_image": nearest,
-                   "language_model_only": blind * len(references)}
-        scores = {name: metrics.bleu_scores(references, words) for name, words in methods.items()}
-        for name, s in scores.items():
-            print(f"Test BLEU ({name.replace('_', ' ')}): " + ", ".join(
-                f"BLEU-{n} {s[f'bleu{n}']:.4f}" for n in range(1, 5)), flush=True)
-        print(f"Decoding per image: greedy {1000 * greedy_seconds:.1f} ms, beam {c.beam_size} "
-              f"{1000 * beam_seconds:.1f} ms; the language model alone says "
-              f"{' '.join(blind[0])!r}", flush=True)
+        scores, captions, timing = {}, {}, {}
+        for part in ("validation", "test"):
+            scores[part], captions[part], timing[part] = self._score(
+                part, features, greedy, beam, blind[0])
+        print(f"Decoding per test image: greedy {timing['test']['greedy']:.1f} ms, beam "
+              f"{c.beam_size} {timing['test'][f'beam{c.beam_size}']:.1f} ms; the language model "
+              f"alone says {' '.join(blind[0])!r}", flush=True)
+        greedy_words, beam_words = captions["test"]
         if run.is_chief:
             self._gallery(run, greedy_words, beam_words)
         return {
@@ -285,16 +285,37 @@ class CaptioningTask(Task):
             "train_images": data.train.count, "validation_images": data.validation.count,
             "test_images": data.test.count, "data_problems": data.problems,
             "vocabulary_size": len(self.vocabulary), "epochs": self.epochs,
-            "steps_per_epoch": self.steps_per_epoch, "bleu": scores,
-            "decode_ms_per_image": {"greedy": 1000 * greedy_seconds,
-                                    f"beam{c.beam_size}": 1000 * beam_seconds},
+            "steps_per_epoch": self.steps_per_epoch, "bleu": scores["test"],
+            "validation_bleu": scores["validation"], "decode_ms_per_image": timing["test"],
             "beam_size": c.beam_size, "length_penalty": c.length_penalty,
+            "language_model_caption": " ".join(blind[0]),
             "examples": [{"image": n, "greedy": " ".join(g), "beam": " ".join(b),
                           "reference": caps[0]}
                          for n, g, b, caps in zip(data.test.names[:c.gallery_images],
                                                   greedy_words, beam_words,
                                                   data.test.captions)],
         }
+
+    def _score(self, part: str, features: dict, greedy, beam, blind: list[str]):
+        """BLEU of greedy and beam-search captions and of both baselines on one split; the
+        captions; decoding milliseconds per image."""
+        from suite.metrics import captioning as metrics
+
+        split, width = getattr(self.data, part), self.config.beam_size
+        greedy_words, greedy_seconds = self._captions(greedy, features[part])
+        beam_words, beam_seconds = self._captions(beam, features[part], np.int32(width))
+        nearest = metrics.nearest_neighbour_captions(
+            features["train"], self.data.train.references(), features[part])
+        methods = {"greedy": greedy_words, f"beam{width}": beam_words,
+                   "nearest_training_image": nearest,
+                   "language_model_only": [blind] * split.count}
+        references = split.references()
+        scores = {name: metrics.bleu_scores(references, words) for name, words in methods.items()}
+        for name, s in scores.items():
+            print(f"{part.capitalize()} BLEU ({name.replace('_', ' ')}): " + ", ".join(
+                f"BLEU-{n} {s[f'bleu{n}']:.4f}" for n in range(1, 5)), flush=True)
+        timing = {"greedy": 1000 * greedy_seconds, f"beam{width}": 1000 * beam_seconds}
+        return scores, (greedy_words, beam_words), timing
 
     def _gallery(self, run, greedy_words, beam_words):
         from suite.viz.captions import plot_caption_gallery
@@ -328,11 +349,13 @@ class CaptioningTask(Task):
         import tensorflow as tf
 
         from suite.export.image_signatures import decode_image_bytes
-        from suite.models.nic import DecoderSteps, beam_search, greedy_decode
+        from suite.models.nic import DecoderSteps
+        from suite.text.decoding import beam_search, greedy_decode
 
-        encoder, steps = model.get_layer("encoder"), DecoderSteps(model.get_layer("decoder"))
-        vocabulary = tf.constant(metadata["vocabulary"])
         start, end, length = metadata["start_id"], metadata["end_id"], metadata["max_length"]
+        encoder = model.get_layer("encoder")
+        steps = DecoderSteps(model.get_layer("decoder"), banned=(0, 1, start))
+        vocabulary = tf.constant(metadata["vocabulary"])
         size = int(metadata["image_size"])
 
         def features(image_bytes):

@@ -1,0 +1,1 @@
+"""Text for the captioner: vocabulary and tokenisation, sequence decoding."""

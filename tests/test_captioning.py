@@ -315,6 +315,17 @@ def test_frozen_encoder_from_a_classifier_with_precomputed_features(tmp_path):
                        "--precompute_features")
 
 
+def test_app_trains_end_to_end_under_mirrored_strategy(tmp_path, two_cpu_strategy):
+    """Two replicas in this process: the captions are tokenised in tf.data, never inside the
+    replicated model, and the encoder's batch norm takes the global batch's statistics."""
+    root = shapes_folder(tmp_path / "data", count=14)
+    results = run_in_process(train_captioner, f"--dataset={root}",
+                             f"--model_dir={tmp_path / 'run'}", "--epochs=1",
+                             "--steps_per_epoch=2", *TINY, strategy_override=two_cpu_strategy)
+    assert results["replicas"] == 2 and results["status"] == "completed"
+    assert set(results["bleu"]) >= {"greedy", "beam2"}
+
+
 def test_imagenet_encoder_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
     from suite.data import mnist
     from suite.tasks.captioning import CaptionerConfig, build_encoder

@@ -88,23 +88,6 @@ def build_encoder(config: CaptionerConfig):
     return cut_before_head(classifier), f"{config.encoder} from random initialisation"
 
 
-def features_of(encoder, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The encoder's vectors for uint8 images, in inference mode, batch by batch."""
-    out = [np.asarray(encoder(images[i:i + batch_size].astype(np.float32), training=False))
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out).astype(np.float32)
-
-
-def ids_to_text(ids, vocabulary, start_id: int, end_id: int):
-    """Decoded ids [B, T] -> caption strings [B] (the words before <end>, separated by
-    spaces), in TensorFlow ops for the export."""
-    import tensorflow as tf
-
-    keep = (ids != 0) & (ids != start_id) & (ids != end_id)
-    words = tf.ragged.boolean_mask(tf.gather(vocabulary, ids), keep)
-    return tf.strings.reduce_join(words, axis=-1, separator=" ")
-
-
 class CaptioningTask(Task):
     name = "nic"
     best_checkpoint = ("val_loss", "min")
@@ -152,8 +135,9 @@ class CaptioningTask(Task):
               f"{size}x{size} images", flush=True)
 
     def _examples(self, table, split, input_name: str, training: bool, replicas: int):
-        """(inputs, next word ids) per caption: the image's row of `table` and the wrapped
-        caption's ids, tokenised here in tf.data."""
+        """(inputs, next word ids) per caption: the image's row of `table` (features, or uint8
+        pixels kept 4x smaller than float32 until the row is taken) and the wrapped caption's
+        ids, tokenised here in tf.data."""
         import tensorflow as tf
 
         from suite.text.vocabulary import wrap_tf
@@ -166,7 +150,8 @@ class CaptioningTask(Task):
 
         def to_example(i, text):
             ids = tf.cast(vectorize(wrap_tf(text)), tf.int32)
-            return {input_name: tf.gather(table, i), "tokens": ids[:-1]}, ids[1:]
+            row = tf.cast(tf.gather(table, i), tf.float32)
+            return {input_name: row, "tokens": ids[:-1]}, ids[1:]
 
         ds = tf.data.Dataset.from_tensor_slices((index, texts))
         if training:
@@ -201,15 +186,13 @@ class CaptioningTask(Task):
         self.nic = build_nic(encoder, self.decoder)
         if c.precompute_features:
             started = time.time()
-            self.features = {part: features_of(encoder, getattr(self.data, part).images)
-                             for part in ("train", "validation", "test")}
+            self.features = self._features(encoder)
             print(f"Encoder features of {sum(len(f) for f in self.features.values())} images "
                   f"in {time.time() - started:.1f} s", flush=True)
             model, name, tables = self.decoder, "features", self.features
         else:
             model, name = self.nic, "image"
-            tables = {part: getattr(self.data, part).images.astype(np.float32)
-                      for part in ("train", "validation")}
+            tables = {part: getattr(self.data, part).images for part in ("train", "validation")}
         self.train_data = self._examples(tables["train"], self.data.train, name, True, replicas)
         self.validation_data = self._examples(tables["validation"], self.data.validation, name,
                                               False, replicas)
@@ -223,6 +206,13 @@ class CaptioningTask(Task):
 
     def served_model(self, run):
         return self.nic
+
+    def _features(self, encoder) -> dict:
+        """The encoder's vectors of every split's images, in inference mode."""
+        from suite.runtime.evaluation import predict_probabilities  # any model's outputs
+
+        return {part: predict_probabilities(encoder, getattr(self.data, part).images, 64)
+                for part in ("train", "validation", "test")}
 
     # -- evaluation --------------------------------------------------------------------------
     def _decoders(self):
@@ -260,12 +250,9 @@ class CaptioningTask(Task):
 
     def evaluate(self, run):
         c, data = self.config, self.data
-        if c.precompute_features:
-            features = self.features
-        else:
-            encoder = self.nic.get_layer("encoder")
-            features = {part: features_of(encoder, getattr(data, part).images)
-                        for part in ("train", "validation", "test")}
+        features = self.features if c.precompute_features else self._features(
+            self.nic.get_layer("encoder"))
+        train_references = data.train.references()
         greedy, beam = self._decoders()
         # The language model alone: one caption for every image, from the mean training image.
         blind, _ = self._captions(beam, features["train"].mean(0, keepdims=True),
@@ -273,7 +260,7 @@ class CaptioningTask(Task):
         scores, captions, timing = {}, {}, {}
         for part in ("validation", "test"):
             scores[part], captions[part], timing[part] = self._score(
-                part, features, greedy, beam, blind[0])
+                part, features, train_references, greedy, beam, blind[0])
         print(f"Decoding per test image: greedy {timing['test']['greedy']:.1f} ms, beam "
               f"{c.beam_size} {timing['test'][f'beam{c.beam_size}']:.1f} ms; the language model "
               f"alone says {' '.join(blind[0])!r}", flush=True)
@@ -296,7 +283,8 @@ class CaptioningTask(Task):
                                                   data.test.captions)],
         }
 
-    def _score(self, part: str, features: dict, greedy, beam, blind: list[str]):
+    def _score(self, part: str, features: dict, train_references: list, greedy, beam,
+               blind: list[str]):
         """BLEU of greedy and beam-search captions and of both baselines on one split; the
         captions; decoding milliseconds per image."""
         from suite.metrics import captioning as metrics
@@ -304,8 +292,8 @@ class CaptioningTask(Task):
         split, width = getattr(self.data, part), self.config.beam_size
         greedy_words, greedy_seconds = self._captions(greedy, features[part])
         beam_words, beam_seconds = self._captions(beam, features[part], np.int32(width))
-        nearest = metrics.nearest_neighbour_captions(
-            features["train"], self.data.train.references(), features[part])
+        nearest = metrics.nearest_neighbour_captions(features["train"], train_references,
+                                                     features[part])
         methods = {"greedy": greedy_words, f"beam{width}": beam_words,
                    "nearest_training_image": nearest,
                    "language_model_only": [blind] * split.count}
@@ -351,6 +339,7 @@ class CaptioningTask(Task):
         from suite.export.image_signatures import decode_image_bytes
         from suite.models.nic import DecoderSteps
         from suite.text.decoding import beam_search, greedy_decode
+        from suite.text.vocabulary import ids_to_text
 
         start, end, length = metadata["start_id"], metadata["end_id"], metadata["max_length"]
         encoder = model.get_layer("encoder")

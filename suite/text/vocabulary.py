@@ -63,3 +63,13 @@ def ids_to_words(ids, vocabulary: list[str]) -> list[str]:
         if word not in (PAD, START):
             words.append(word)
     return words
+
+
+def ids_to_text(ids, vocabulary, start_id: int, end_id: int):
+    """ids_to_words in TensorFlow ops, for a batch inside an export: decoded ids [B, T] (0 after
+    <end>) -> caption strings [B], the words separated by spaces."""
+    import tensorflow as tf
+
+    keep = (ids != 0) & (ids != start_id) & (ids != end_id)
+    words = tf.ragged.boolean_mask(tf.gather(vocabulary, ids), keep)
+    return tf.strings.reduce_join(words, axis=-1, separator=" ")

@@ -205,10 +205,11 @@ class DcganTask(Task):
             save_gif(frames, run.output_path("progress.gif"))
             self._plot_losses(run)
         if self.config.classifier_from:
-            results["quality"] = self._quality(generator)
+            judge = self._judge()
+            results["quality"] = self._quality(generator, judge)
             if generator is not run.model.generator:  # what the average adds, measured
                 print("The trained (not averaged) generator:", flush=True)
-                results["quality_trained_generator"] = self._quality(run.model.generator)
+                results["quality_trained_generator"] = self._quality(run.model.generator, judge)
         else:
             print("No --classifier_from: the quality numbers (classifier score, Frechet "
                   "distance, class histogram) need a suite classifier of these images, e.g. "
@@ -228,7 +229,9 @@ class DcganTask(Task):
                                  for n in ("d_loss", "g_loss")},
                          run.output_path("losses.png"), f"DCGAN losses ({self.data_name})")
 
-    def _quality(self, generator) -> dict:
+    def _judge(self) -> dict:
+        """What every generator is measured against, computed once per evaluation: the
+        classifier, the latent vectors, and the real images' features and scores (the floor)."""
         from suite.metrics import generative
         from suite.metrics.classifier_features import load_feature_classifier
 
@@ -236,24 +239,32 @@ class DcganTask(Task):
         classifier = load_feature_classifier(c.classifier_from, self.images.shape[1:])
         rng = np.random.default_rng(self.seed + 2)
         latents = rng.normal(size=(c.quality_samples, c.latent_dim)).astype(np.float32)
-        fake_features, fake_probs = classifier(generate(generator, latents))
         real = self.images[rng.permutation(len(self.images))[:c.quality_samples]]
         real_features, real_probs = classifier(real)
+        floor = {"real_train_classifier_score": generative.classifier_score(real_probs)[0]}
+        if self.test_images is not None:  # the floor: real test images against real training
+            test_features, test_probs = classifier(self.test_images[:c.quality_samples])
+            floor["real_test_classifier_score"] = generative.classifier_score(test_probs)[0]
+            floor["frechet_floor_test_vs_train"] = generative.frechet_distance(
+                test_features, real_features)
+        return {"classifier": classifier, "latents": latents, "real_features": real_features,
+                "floor": floor}
+
+    def _quality(self, generator, judge: dict) -> dict:
+        from suite.metrics import generative
+
+        c, classifier = self.config, judge["classifier"]
+        fake_features, fake_probs = classifier(generate(generator, judge["latents"]))
         num_classes = fake_probs.shape[1]
         score, score_std = generative.classifier_score(fake_probs)
         histogram = generative.class_histogram(fake_probs, num_classes)
         quality = {
             "classifier": classifier.source, "samples": int(c.quality_samples),
             "classifier_score": score, "classifier_score_std": score_std,
-            "frechet_distance": generative.frechet_distance(fake_features, real_features),
-            "class_histogram": histogram.round(4).tolist(),
-            "real_train_classifier_score": generative.classifier_score(real_probs)[0],
+            "frechet_distance": generative.frechet_distance(fake_features,
+                                                            judge["real_features"]),
+            "class_histogram": histogram.round(4).tolist(), **judge["floor"],
         }
-        if self.test_images is not None:  # the floor: real test images against real training
-            test_features, test_probs = classifier(self.test_images[:c.quality_samples])
-            quality["real_test_classifier_score"] = generative.classifier_score(test_probs)[0]
-            quality["frechet_floor_test_vs_train"] = generative.frechet_distance(
-                test_features, real_features)
         print(f"Quality by {classifier.source}: classifier score {score:.2f} +- {score_std:.2f} "
               f"(real test {quality.get('real_test_classifier_score', float('nan')):.2f}), "
               f"Frechet distance {quality['frechet_distance']:.3f} (real test vs train "

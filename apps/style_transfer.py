@@ -58,12 +58,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("init", "content", ["content", "noise"], "Start from the content image "
                       "or from uniform noise (the paper).", flag_values=fv)
     flags.mark_flags_as_required(["content", "style"], flag_values=fv)
-    for name in ("size", "steps", "lbfgs_evaluations", "save_every"):
-        flags.register_validator(name, lambda v: v >= 1, f"--{name} must be >= 1",
-                                 flag_values=fv)
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        flags.register_validator(name, lambda v: v >= 0, f"--{name} must be >= 0",
-                                 flag_values=fv)
+    suite_flags.require_at_least(fv, 1, "size", "steps", "lbfgs_evaluations", "save_every")
+    suite_flags.require_at_least(fv, 0, "content_weight", "style_weight", "tv_weight")
     flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be > 0",
                              flag_values=fv)
     flags.register_validator(

@@ -72,13 +72,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
     flags.DEFINE_integer("gallery_images", 8, "Test images in gallery.png.", flag_values=fv)
     flags.mark_flag_as_required("dataset", flag_values=fv)
-    for name in ("embedding_dim", "lstm_units", "lstm_layers", "min_word_count", "max_length",
-                 "beam_size"):
-        flags.register_validator(name, lambda v: v >= 1, f"--{name} must be >= 1",
-                                 flag_values=fv)
-    for name in ("validation_images", "test_images", "limit", "image_size", "gallery_images"):
-        flags.register_validator(name, lambda v: v >= 0, f"--{name} must be >= 0",
-                                 flag_values=fv)
+    suite_flags.require_at_least(fv, 1, "embedding_dim", "lstm_units", "lstm_layers",
+                                 "min_word_count", "max_length", "beam_size")
+    suite_flags.require_at_least(fv, 0, "validation_images", "test_images", "limit",
+                                 "image_size", "gallery_images")
     flags.register_validator("dropout", lambda v: 0.0 <= v < 1.0, "--dropout must be in [0, 1)",
                              flag_values=fv)
     flags.register_validator("length_penalty", lambda v: v >= 0.0,

@@ -60,8 +60,6 @@ def define_flags(fv: flags.FlagValues) -> None:
                          "norm, ReLU) on the generator's smallest map before it grows, as "
                          "TensorFlow's DCGAN tutorial has one; 0: the paper's generator.",
                          flag_values=fv)
-    flags.register_validator("refine_layers", lambda v: v >= 0, "--refine_layers must be >= 0",
-                             flag_values=fv)
     flags.DEFINE_integer("grid_size", 64, "Images in each epoch's sample grid (8 a row).",
                          flag_values=fv)
     flags.DEFINE_string("classifier_from", None, "A suite classifier of the same images (its "
@@ -72,15 +70,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                          "numbers use.", flag_values=fv)
     flags.DEFINE_integer("log_every_steps", 10, "Write the step's two losses to TensorBoard "
                          "and losses.csv every N steps.", flag_values=fv)
-    for name in ("latent_dim", "base_filters", "grid_size", "log_every_steps"):
-        flags.register_validator(name, lambda v: v >= 1, f"--{name} must be >= 1",
-                                 flag_values=fv)
+    suite_flags.require_at_least(fv, 1, "latent_dim", "base_filters", "grid_size",
+                                 "log_every_steps")
     flags.register_validator("quality_samples", lambda v: v >= 20,
                              "--quality_samples must be >= 20 (it is split in 10 chunks)",
                              flag_values=fv)
-    flags.register_validator("image_size", lambda v: v >= 0, "--image_size must be >= 0",
-                             flag_values=fv)
-    flags.register_validator("limit", lambda v: v >= 0, "--limit must be >= 0", flag_values=fv)
+    suite_flags.require_at_least(fv, 0, "image_size", "limit", "refine_layers")
     flags.register_validator(
         "classifier_from", lambda v: v is None or os.path.exists(v),
         "--classifier_from must be an existing model_dir or .keras file", flag_values=fv)

@@ -76,6 +76,13 @@ def register_parse_validator(fv: flags.FlagValues, name: str, parse) -> None:
     flags.register_validator(name, check, flag_values=fv)
 
 
+def require_at_least(fv: flags.FlagValues, minimum, *names: str) -> None:
+    """Each of --`names` must be >= `minimum` ("--steps must be >= 1")."""
+    for name in names:
+        flags.register_validator(name, lambda v: v >= minimum, f"--{name} must be >= {minimum}",
+                                 flag_values=fv)
+
+
 def define_runtime_flags(fv: flags.FlagValues = flags.FLAGS,
                          default_model_dir: str = "runs/run") -> None:
     """--model_dir --seed --deterministic --strategy --precision --export --export_dir

@@ -96,9 +96,10 @@ class ZeroPadShortcut(layers.Layer):
 class _Builder:
     """Holds the options shared by every convolution of one network."""
 
-    def __init__(self, conv_bias: bool, weight_decay: float):
+    def __init__(self, conv_bias: bool, weight_decay: float, sync_batch_norm: bool = False):
         self.conv_bias = conv_bias
         self.regularizer = kernel_regularizer(weight_decay)
+        self.sync_batch_norm = sync_batch_norm
 
     def conv_bn(self, x, filters, kernel, stride, name, relu=True):
         # Strided convolutions pad symmetrically, as Caffe and Torch do; Keras "same" would pad
@@ -116,7 +117,8 @@ class _Builder:
             name=f"{name}_conv",
         )(x)
         x = layers.BatchNormalization(
-            epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+            epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=self.sync_batch_norm,
+            name=f"{name}_bn")(x)
         return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
     def block(self, x, kind, filters, stride, name, shortcut, plain, stride_on_3x3=False):
@@ -167,12 +169,15 @@ def build_resnet(
     weight_decay: float = 0.0,
     rescale: bool = True,
     augmentation: keras.Layer | None = None,
+    sync_batch_norm: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """Returns the ImageNet ResNet-`depth` (18, 34, 50, 101 or 152); see the module docstring.
 
     `rescale=True` divides raw [0, 255] pixels by 255 inside the model; pass False when the input
     pipeline normalises (keras.applications weights expect its `preprocess_input`).
+    `sync_batch_norm` takes batch statistics over all replicas (TensorFlow only), so every
+    worker keeps the same moving statistics.
     """
     if depth not in IMAGENET_STAGES:
         raise ValueError(
@@ -184,7 +189,7 @@ def build_resnet(
     name = name or f"{'plain' if plain else 'resnet'}{depth}"
     input_shape = check_image_shape(input_shape, 32, name)
     kind, stages = IMAGENET_STAGES[depth]
-    b = _Builder(conv_bias, weight_decay)
+    b = _Builder(conv_bias, weight_decay, sync_batch_norm)
 
     images, x = _inputs(input_shape, rescale, augmentation)
     x = b.conv_bn(x, scaled(64, width_multiplier), 7, 2, "conv1")

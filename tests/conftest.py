@@ -115,6 +115,20 @@ def backup_weights(folder) -> list:
     return arrays
 
 
+def assert_workers_identical(model_dir) -> list:
+    """The chief's and worker 1's backups of a 2-worker run hold the same arrays, bitwise (the
+    models and their optimizers' slots); returns their names."""
+    import numpy as np
+
+    chief = backup_weights(os.path.join(model_dir, "backup"))
+    other = backup_weights(os.path.join(model_dir, "backup", "worker-1"))
+    names = [n for n, _ in chief]
+    assert names == [n for n, _ in other]
+    for (name, a), (_, b) in zip(chief, other):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    return names
+
+
 def saved_model_cli_run(version_dir, signature: str, name: str, array, tmp_path,
                         out_dir=None) -> str:
     """`saved_model_cli run` of one signature on one input array (a TF Serving-style session);

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (REPO, backup_weights, launch_two_workers, run_in_process,
+from conftest import (REPO, assert_workers_identical, launch_two_workers, run_in_process,
                       saved_model_cli_outputs)
 from suite.data.generation import load_generation_images
 from suite.data.idx import DataError
@@ -303,11 +303,6 @@ def test_two_workers_keep_both_models_and_both_optimizers_identical(tmp_path):
                        "--ema_decay=0.9", *TINY)
     results = json.load(open(model_dir / "results.json"))
     assert results["replicas"] == 2 and results["d_iterations"] == results["g_iterations"] == 6
-    chief = backup_weights(model_dir / "backup")
-    other = backup_weights(model_dir / "backup" / "worker-1")
-    names = [n for n, _ in chief]
-    assert names == [n for n, _ in other]
+    names = assert_workers_identical(model_dir)
     for part in ("generator", "ema_generator", "discriminator", "d_optimizer", "g_optimizer"):
         assert any(part in n for n in names), part
-    for (name, a), (_, b) in zip(chief, other):
-        np.testing.assert_array_equal(a, b, err_msg=name)

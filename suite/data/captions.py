@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from suite.data.idx import DataError
+from suite.data.problems import described, problem
 from suite.text.vocabulary import clean_caption
 
 IMAGE_DIRS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
@@ -61,11 +62,7 @@ class CaptionData:
         parts = [f"{self.name}: {self.train.count} training / {self.validation.count} validation "
                  f"/ {self.test.count} test images, "
                  f"{sum(len(c) for c in self.train.captions)} training captions"]
-        for what, found in self.problems.items():
-            if found["count"]:
-                parts.append(f"left out {found['count']} {what.replace('_', ' ')} (e.g. "
-                             f"{', '.join(map(str, found['examples']))})")
-        return "; ".join(parts)
+        return "; ".join(parts + described(self.problems, prefix="left out "))
 
 
 def read_captions_file(path: str) -> tuple[dict[str, list[str]], int]:
@@ -145,11 +142,6 @@ def read_resized(path: str, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def _problem(names) -> dict:
-    names = sorted(names)
-    return {"count": len(names), "examples": names[:3]}
-
-
 def split_by_image(names: list, images: np.ndarray, captions: list, validation_images: int,
                    test_images: int, source: str) -> tuple[CaptionSplit, ...]:
     """Training, validation and test parts, fixed by the (sorted) order of `names`."""
@@ -181,8 +173,8 @@ def load_caption_folder(folder: str, image_size: int, captions_file: str | None 
     if not names:
         raise DataError(f"{path}: none of its {len(captions)} images is in {image_dir} "
                         f"({len(on_disk)} images there); is --dataset the right folder?")
-    problems = {"captions_without_images": _problem(set(captions) - on_disk),
-                "images_without_captions": _problem(on_disk - set(captions)),
+    problems = {"captions_without_images": problem(set(captions) - on_disk),
+                "images_without_captions": problem(on_disk - set(captions)),
                 "empty_captions": {"count": empty, "examples": []}}
     images = np.stack([read_resized(os.path.join(image_dir, n), image_size) for n in names])
     parts = split_by_image(names, images, [captions[n] for n in names], validation_images,

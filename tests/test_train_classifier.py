@@ -191,10 +191,12 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
     f = parse_app_flags(train_classifier, f"--flagfile={path}", *extra)
     decays = [int(e) for e in f.lr_decay_epochs]
     assert f.optimizer == "momentum" and f.momentum == 0.9
-    if preset in ("cifar_resnet20_modern", "cifar_resnet20_encoder"):  # wd 5e-4, cosine,
+    if preset in ("cifar_resnet20_modern", "cifar_resnet20_encoder",
+                  "cifar_resnet18_backbone"):  # wd 5e-4, cosine, cutout; paper lr, batch
         assert f.model_weight_decay == 5e-4 and f.augmentations == ["crop_flip", "cutout"]
         assert f.lr_schedule == "cosine" and f.learning_rate == 0.1 and f.batch_size == 128
-        assert f.epochs == (100 if preset.endswith("modern") else 15)  # cutout; paper lr, batch
+        assert f.epochs == {"cifar_resnet20_modern": 100, "cifar_resnet20_encoder": 15,
+                            "cifar_resnet18_backbone": 10}[preset]
     elif preset.startswith("cifar_") and preset != "cifar_transfer_finetune":
         assert f.model_weight_decay == 1e-4 and f.augmentations == ["crop_flip"]
         if "smoke" not in preset:  # the paper's lr, batch, and decays at 50% and 75%

@@ -1,0 +1,252 @@
+"""Faster R-CNN object detection as a Task (suite.models.faster_rcnn on keras-cv).
+
+Training runs keras-cv's FasterRCNN train step (its four losses: RPN objectness and boxes, RoI
+classes and boxes) on letterboxed, flipped and jitter-resized batches of a fixed size. The
+backbone starts from a classification run (--init_from, layers matched by name: the suite's
+transfer learning) or from scratch; a backbone that starts trained keeps its batch-norm
+statistics frozen (batches of 2 images cannot estimate them), as Detectron does.
+
+Evaluation runs the one inference path (suite.models.faster_rcnn.detect) on every held-out
+image at its own size and scores the boxes in its own pixels with COCO's metrics (mAP over IoU
+0.50:0.95, mAP@0.5, mAP@0.75, recalls); it times detection per image and draws gallery.png (true
+boxes and predictions, also in TensorBoard). The export takes PNG/JPEG bytes and returns boxes in
+each original image's pixels, class ids and names and scores after NMS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from suite.runtime.task import Task
+
+BATCH_NORM = ("auto", "frozen", "trained")
+
+
+@dataclasses.dataclass
+class DetectorConfig:
+    dataset: str = ""
+    data_dir: str | None = None
+    class_names: tuple = ()
+    test_files: str | None = None
+    held_out_every: int = 5
+    limit: int = 0
+    image_size: int = 512
+    depth: int = 50
+    width_multiplier: float = 1.0
+    init_from: str | None = None
+    backbone_batch_norm: str = "auto"  # auto: frozen when --init_from gives trained weights
+    augment: bool = True
+    anchor_samples: int = 256
+    train_proposals: int = 2000
+    test_proposals: int = 300
+    sampled_rois: int = 256
+    head_units: tuple = (1024, 1024)
+    score_threshold: float = 0.5  # the export's default; evaluation keeps every detection
+    max_detections: int = 100
+    gallery_images: int = 8
+    export_name: str | None = None
+
+
+def freeze_batch_norm(model) -> int:
+    """Every BatchNormalization layer of `model` to inference mode with fixed parameters."""
+    import keras
+
+    frozen = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
+class DetectionTask(Task):
+    best_checkpoint = ("val_loss", "min")
+    validation_label = "held-out"
+
+    def __init__(self, config: DetectorConfig, schedule, optimizer, seed: int = 0,
+                 data_override=None):
+        self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+        self.data_override = data_override  # a DetectionData, for tests
+        self.name = config.export_name or f"faster_rcnn_resnet{config.depth}"
+        self.global_batch_size = schedule.batch_size
+        self.epochs = schedule.epochs
+        self.transfer_report = None
+        self.batch_norm = None
+
+    # -- data -----------------------------------------------------------------------------------
+    def load_data(self, run):
+        from suite.data import detection as det_data
+        from suite.data import detection_pipeline as pipeline
+
+        c, batch = self.config, self.schedule.batch_size
+        data = self.data_override or det_data.load_detection(
+            c.dataset, list(c.class_names) or None, c.test_files, c.held_out_every, c.data_dir,
+            c.limit)
+        replicas = run.strategy.num_replicas_in_sync
+        if batch < 2 * replicas:  # keras-cv's training step corrupts memory at 1 (FINDINGS)
+            raise det_data.DataError(
+                f"--batch_size={batch} gives {batch / replicas:g} image(s) per replica; Faster "
+                f"R-CNN's training step (keras-cv) needs at least 2: use --batch_size="
+                f"{2 * replicas} or more")
+        if data.train.count < batch:
+            raise det_data.DataError(f"--batch_size={batch} exceeds the {data.train.count} "
+                                     "training images; lower --batch_size")
+        self.data, self.class_names = data, data.class_names
+        self.max_boxes = pipeline.max_boxes_of(data.train, data.test)
+        train = pipeline.letterboxed_arrays(data.train, c.image_size, self.max_boxes)
+        held_out = pipeline.letterboxed_arrays(data.test, c.image_size, self.max_boxes)
+        self.held_out_arrays = held_out
+        self.steps_per_epoch = self.schedule.steps_per_epoch or max(1, data.train.count // batch)
+        self.train_data = pipeline.train_dataset(train, batch, self.seed, c.augment)
+        self.validation_data = (pipeline.eval_dataset(held_out, batch)
+                                if data.test.count >= batch else None)
+        print(data.summary(), flush=True)
+        print(f"Letterboxed to {c.image_size}x{c.image_size}, batches of {batch}, "
+              f"{self.steps_per_epoch} steps per epoch, augmentation "
+              f"{'flip + jittered resize' if c.augment else 'none'}", flush=True)
+
+    # -- model ----------------------------------------------------------------------------------
+    def build(self, run):
+        from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
+        from suite.runtime.optim import make_optimizer
+
+        c = self.config
+        mode = c.backbone_batch_norm
+        if mode == "auto":
+            mode = "frozen" if c.init_from else "trained"
+        self.batch_norm = mode
+        # Trained over several replicas, batch norm takes the global batch's statistics: every
+        # worker then keeps the same moving statistics.
+        replicas = run.strategy.num_replicas_in_sync if run is not None else 1
+        model = build_faster_rcnn(
+            self.data.num_classes, c.image_size, c.depth, c.width_multiplier,
+            sync_batch_norm=mode == "trained" and replicas > 1,
+            anchor_samples=c.anchor_samples, train_proposals=c.train_proposals,
+            test_proposals=c.test_proposals, sampled_rois=c.sampled_rois,
+            head_units=tuple(c.head_units), max_detections=c.max_detections)
+        if c.init_from:
+            self.transfer_report = self._load_backbone(model.backbone)
+        if mode == "frozen":
+            print(f"Backbone batch norm frozen ({freeze_batch_norm(model.backbone)} layers).",
+                  flush=True)
+        compile_faster_rcnn(model, make_optimizer(self.optimizer, self.steps_per_epoch,
+                                                  self.epochs))
+        return model
+
+    def _load_backbone(self, backbone):
+        """--init_from: a classification run's ResNet of the same depth (and width), matched by
+        layer name and shape; its classification head has no place here and is left out."""
+        from suite.runtime import transfer
+
+        if self.config.init_from == "imagenet":
+            if self.config.depth not in (50, 101, 152) or self.config.width_multiplier != 1.0:
+                raise ValueError("--init_from=imagenet: keras.applications has ImageNet weights "
+                                 "for ResNet-50/101/152 at full width only; use --depth=50 "
+                                 "--width_multiplier=1, or a suite classification run.")
+            source = f"imagenet (keras.applications ResNet-{self.config.depth})"
+            weights = transfer.imagenet_weights(f"resnet{self.config.depth}", include_top=False)
+        else:
+            found = transfer.read_source(self.config.init_from)
+            source, weights = found.path, found.weights
+        report = transfer.load_matching_weights(backbone, weights, source)
+        if report.skipped:  # a backbone loads whole: half a ResNet is not a trained start
+            example = next(iter(report.skipped.items()))
+            raise ValueError(f"--init_from={self.config.init_from}: {len(report.skipped)} of "
+                             f"{len(report.skipped) + len(report.loaded)} layers of the ResNet-"
+                             f"{self.config.depth} backbone (width {self.config.width_multiplier})"
+                             f" do not match the source (e.g. {example[0]}: {example[1]}); "
+                             "train the classifier with the same --model depth and width")
+        print(report.summary(), flush=True)
+        return report
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _inference_model(self, run):
+        """The trained model, or outside a multi-replica strategy a copy of it: evaluation
+        runs image by image on every worker, with no collectives."""
+        model = run.served
+        if run.strategy.num_replicas_in_sync > 1:
+            copy = type(model).from_config(model.get_config())
+            copy.set_weights(model.get_weights())
+            model = copy
+        return model
+
+    def evaluate(self, run):
+        import tensorflow as tf
+
+        from suite.metrics.detection import coco_scores
+        from suite.models.faster_rcnn import detect
+
+        model = self._inference_model(run)
+        detect_fn = tf.function(lambda image: detect(model, image), input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8)])
+        test = self.data.test
+        found, seconds = [], []
+        for image in test.images:
+            started = time.perf_counter()
+            found.append({k: v.numpy() for k, v in detect_fn(tf.constant(image)).items()})
+            seconds.append(time.perf_counter() - started)
+        scores = coco_scores(test.boxes, test.classes, [f["boxes"] for f in found],
+                             [f["scores"] for f in found], [f["classes"] for f in found])
+        latency = float(np.median(seconds[1:] or seconds))  # the first call traces
+        print(f"Held-out images ({test.count}): COCO mAP {scores['map']:.4f}, mAP@0.5 "
+              f"{scores['map_50']:.4f}, mAP@0.75 {scores['map_75']:.4f}, recall@100 "
+              f"{scores['recall_100']:.4f}; {latency * 1000:.0f} ms per image", flush=True)
+        if run.is_chief and self.config.gallery_images:
+            self._draw(run, found)
+        c = self.config
+        return {
+            **scores, "model": run.model.name, "dataset": self.data.name,
+            "class_names": list(self.class_names), "train_images": self.data.train.count,
+            "held_out_images": test.count, "held_out_files": list(test.names),
+            "image_size": c.image_size, "depth": c.depth,
+            "width_multiplier": c.width_multiplier, "init_from": c.init_from,
+            "backbone_batch_norm": self.batch_norm, "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch, "batch_size": self.schedule.batch_size,
+            "detection_ms_per_image": round(latency * 1000, 1),
+            "problems": self.data.problems,
+            "transfer": self.transfer_report.as_dict() if self.transfer_report else None,
+        }
+
+    def _draw(self, run, found):
+        """gallery.png: the first held-out images letterboxed, true boxes and detections with a
+        score of at least the export's threshold (the ones a user would be shown)."""
+        import tensorflow as tf
+
+        from suite.viz.detection import plot_detection_gallery
+
+        count = min(self.config.gallery_images, self.data.test.count)
+        images, boxes, classes, scales = (a[:count] for a in self.held_out_arrays)
+        shown = [f["scores"] >= self.config.score_threshold for f in found[:count]]
+        predicted = {
+            "boxes": np.stack([np.where(s[:, None], f["boxes"] * k, -1)
+                               for f, s, k in zip(found, shown, scales)]),
+            "classes": np.stack([np.where(s, f["classes"], -1) for f, s in zip(found, shown)]),
+            "confidence": np.stack([np.where(s, f["scores"], -1) for f, s in zip(found, shown)]),
+        }
+        path = plot_detection_gallery(images, {"boxes": boxes, "classes": classes}, predicted,
+                                      self.class_names, run.output_path("gallery.png"))
+        with tf.summary.create_file_writer(f"{run.paths.logs}/evaluation").as_default():
+            png = tf.image.decode_png(tf.io.read_file(path), channels=3)
+            tf.summary.image("held-out detections (true: cyan, predicted: yellow)", png[None],
+                             step=self.epochs)
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_metadata(self) -> dict:
+        return {"class_names": list(self.class_names), "image_size": self.config.image_size,
+                "box_format": "xyxy pixels of the original image",
+                "score_threshold": self.config.score_threshold,
+                "max_detections": self.config.max_detections}
+
+    @classmethod
+    def serving_signatures(cls, model, metadata: dict):
+        from suite.tasks.detection_serving import detection_signatures
+
+        return detection_signatures(model, metadata)
+
+    @classmethod
+    def custom_objects(cls) -> dict:
+        from suite.models.faster_rcnn import FasterRCNNDetector, ResNetPyramid
+
+        return {"FasterRCNNDetector": FasterRCNNDetector, "ResNetPyramid": ResNetPyramid}

@@ -1,0 +1,445 @@
+"""Faster R-CNN detection: VOC XML parsing (malformed files, boxes outside the image, empty images,
+unknown classes), the fixed split, letterboxing and keras-cv's augmentation moving boxes with the
+pixels, the four losses falling in a few steps, detections mapped back to original-image pixels,
+COCO mAP, and the app end to end: training, resume (also after SIGTERM), the backbone from a
+classification run, gallery, and the decoded export. The images are drawn here (coloured
+rectangles); the raccoon images are not redistributable."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import (assert_workers_identical, launch_two_workers, parse_app_flags, run_in_process,
+                      saved_model_cli_run)
+from suite.data import detection
+from suite.data import detection_pipeline as pipeline
+from suite.data.idx import DataError
+from suite.metrics.detection import coco_scores
+
+import apps.train_detector as train_detector
+
+COLOURS = {"square": (220, 30, 30), "disc": (30, 60, 220)}
+TINY = ("--image_size=64", "--depth=18", "--width_multiplier=0.125", "--head_units=16,16",
+        "--anchor_samples=32", "--train_proposals=64", "--test_proposals=32",
+        "--sampled_rois=16", "--max_detections=10", "--batch_size=2", "--gallery_images=4",
+        "--learning_rate=0.005")
+
+VOC_XML = """<annotation>
+  <folder>images</folder><filename>{name}</filename>
+  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>
+  {objects}
+</annotation>"""
+VOC_OBJECT = ("<object><name>{label}</name><difficult>0</difficult><bndbox><xmin>{0}</xmin>"
+              "<ymin>{1}</ymin><xmax>{2}</xmax><ymax>{3}</ymax></bndbox></object>")
+
+
+def draw_scene(width: int, height: int, objects) -> np.ndarray:
+    """A grey image with each (label, xmin, ymin, xmax, ymax) drawn in its label's colour."""
+    image = np.full((height, width, 3), 200, np.uint8)
+    for label, x0, y0, x1, y1 in objects:
+        image[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = COLOURS[label]
+    return image
+
+
+def write_sample(root, name: str, width: int, height: int, objects, boxes=None) -> None:
+    """images/<name>.png and annotations/<name>.xml; `boxes` overrides the annotated boxes."""
+    from PIL import Image
+
+    os.makedirs(root / "images", exist_ok=True)
+    os.makedirs(root / "annotations", exist_ok=True)
+    Image.fromarray(draw_scene(width, height, objects)).save(root / "images" / f"{name}.png")
+    annotated = boxes if boxes is not None else objects
+    xml = VOC_XML.format(name=f"{name}.png", width=width, height=height, objects="".join(
+        VOC_OBJECT.format(*box, label=label) for label, *box in annotated))
+    (root / "annotations" / f"{name}.xml").write_text(xml)
+
+
+def scenes_folder(root, count: int = 10, seed: int = 0):
+    """`count` scenes of 1-2 rectangles of two classes, sizes varying around 64-96 pixels."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width, height = int(rng.integers(64, 97)), int(rng.integers(64, 97))
+        objects = []
+        for label in list(COLOURS)[: 1 + i % 2]:
+            w, h = int(rng.integers(20, 40)), int(rng.integers(20, 40))
+            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+            objects.append((label, x, y, x + w, y + h))
+        write_sample(root, f"scene-{i + 1}", width, height, objects)
+    return root
+
+
+def test_voc_folder_clips_drops_and_reports_boxes_and_keeps_empty_images(tmp_path):
+    root = tmp_path / "voc"
+    write_sample(root, "a-1", 80, 60, [("square", 10, 10, 40, 30)])
+    write_sample(root, "a-2", 80, 60, [("disc", 50, 20, 70, 50)],
+                 boxes=[("disc", 50, 20, 95, 50), ("square", 90, 70, 120, 90)])  # out, gone
+    write_sample(root, "a-10", 50, 40, [])
+    data = detection.load_voc_folder(str(root), held_out_every=3)
+    assert data.class_names == ["disc", "square"]
+    assert data.train.names == ["a-1.png", "a-2.png"] and data.test.names == ["a-10.png"]
+    np.testing.assert_array_equal(data.train.boxes[1], [[50, 20, 80, 50]])  # clipped to 80
+    np.testing.assert_array_equal(data.train.classes, [[2], [1]])
+    assert data.test.boxes[0].shape == (0, 4) and data.test.images[0].shape == (40, 50, 3)
+    assert data.problems["boxes_clipped_to_their_image"]["count"] == 1
+    assert data.problems["boxes_dropped_outside_their_image"]["examples"] == ["a-2.png"]
+    assert data.problems["images_without_objects"]["examples"] == ["a-10.png"]
+    assert "1 images without objects (e.g. a-10.png)" in data.summary()
+    (tmp_path / "test.csv").write_text("filename,width\na-2.png,80\na-2.png,80\n")
+    data = detection.load_voc_folder(str(root), test_files=str(tmp_path / "test.csv"))
+    assert data.test.names == ["a-2.png"] and data.train.count == 2
+
+
+def test_bad_annotation_files_are_each_named_in_one_error(tmp_path):
+    root = tmp_path / "voc"
+    write_sample(root, "good", 64, 64, [("square", 5, 5, 30, 30)])
+    write_sample(root, "ok-2", 64, 64, [("square", 5, 5, 30, 30)])
+    (root / "annotations" / "broken.xml").write_text("<annotation><filename>x.png")
+    (root / "annotations" / "nobox.xml").write_text(
+        "<annotation><filename>good.png</filename><object><name>square</name></object>"
+        "</annotation>")
+    (root / "annotations" / "text.xml").write_text(VOC_XML.format(
+        name="good.png", width=64, height=64, objects=VOC_OBJECT.format(
+            "five", 5, 30, 30, label="square")))
+    (root / "annotations" / "lost.xml").write_text(VOC_XML.format(
+        name="missing.png", width=64, height=64, objects=""))
+    with pytest.raises(DataError) as error:
+        detection.load_voc_folder(str(root))
+    message = str(error.value)
+    assert message.startswith("4 bad annotation file(s)")
+    assert "broken.xml: not valid XML" in message
+    assert "nobox.xml: an <object> (square) has no <bndbox>" in message
+    assert "text.xml: <xmin> is 'five', not a number" in message
+    assert "lost.xml: its image missing.png is not in" in message
+    for name in ("broken", "nobox", "text", "lost"):
+        os.remove(root / "annotations" / f"{name}.xml")
+    with pytest.raises(DataError, match=r"good.png: class square is not in --class_names \(cat"):
+        detection.load_voc_folder(str(root), class_names=["cat"])
+    with pytest.raises(DataError, match="no annotations folder"):
+        detection.load_voc_folder(str(root / "images"))
+    with pytest.raises(DataError, match="names 1 image.*without an annotation"):
+        (tmp_path / "t.txt").write_text("good.png\nnot-there.png\n")
+        detection.load_voc_folder(str(root), test_files=str(tmp_path / "t.txt"))
+
+
+def test_voc_from_tensorflow_datasets(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from suite.data import mnist
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=3):  # tfds's offline random data
+        data = detection.load_detection("voc/2007", data_dir=str(tmp_path))
+    assert data.num_classes == 20 and data.train.count == 3 and data.test.count == 3
+    for image, boxes, classes in zip(data.train.images, data.train.boxes, data.train.classes):
+        height, width = image.shape[:2]
+        assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+        assert ((classes >= 1) & (classes <= 20)).all() and len(classes) == len(boxes)
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    with pytest.raises(DataError, match="unreachable.*raccoon-detection"):
+        detection.load_detection("voc/2007", data_dir=str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="not a tensorflow-datasets detection set"):
+        detection.load_detection("imagenet2012")
+
+
+def _extent(image, colour) -> list:
+    """xyxy of the pixels within 40 of `colour` (resampling blurs the edges)."""
+    near = np.abs(image.astype(float) - colour).max(-1) < 40
+    ys, xs = np.nonzero(near)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_letterbox_and_augmentation_move_the_boxes_with_the_pixels(tmp_path):
+    root = tmp_path / "voc"
+    objects = [("square", 20, 10, 70, 40)]
+    for i in range(4):
+        write_sample(root, f"s-{i}", 120, 80, objects)
+    data = detection.load_voc_folder(str(root), held_out_every=4)
+    arrays = pipeline.letterboxed_arrays(data.train, 64, 2)
+    images, boxes, classes, scales = arrays
+    assert images.shape == (3, 64, 64, 3) and scales[0] == pytest.approx(64 / 120)
+    np.testing.assert_allclose(boxes[0, 0], np.array(objects[0][1:]) * 64 / 120)
+    assert (boxes[0, 1] == -1).all() and (classes[0] == [1, -1]).all()
+    assert (images[0, 43:] == 0).all()  # padded below the 64x43 picture
+    augmented = pipeline.train_dataset(arrays, 3, seed=3, augment=True)
+    seen_flip = False
+    for batch_images, target in augmented.take(4):
+        for image, box in zip(batch_images.numpy(), target["boxes"].numpy()):
+            np.testing.assert_allclose(box[0], _extent(image, COLOURS["square"]), atol=2.5)
+            seen_flip |= box[0][0] > 64 - box[0][2] + 1  # moved right of its mirror image
+    assert seen_flip
+
+
+def test_coco_scores_of_exact_shifted_and_missing_detections():
+    truth = [np.array([[10, 10, 50, 50]], np.float32), np.array([[0, 0, 20, 20]], np.float32)]
+    classes = [np.array([1]), np.array([2])]
+    ones = [np.ones(1), np.ones(1)]
+    assert coco_scores(truth, classes, truth, ones, classes)["map"] == 1.0
+    shifted = coco_scores(truth, classes, [t + 5 for t in truth], ones, classes)
+    assert shifted["map_50"] == pytest.approx(0.5, abs=0.01)  # IoU 0.62 found, 0.39 missed
+    assert shifted["map_75"] == 0.0
+    # An image without detections still counts its objects as missed (keras-cv's
+    # BoxCOCOMetrics leaves such images out and would say 1.0 here).
+    padded = [np.array([[0, 0, 0, 0]]), np.array([[0, 0, 20, 20]])]
+    assert coco_scores(truth, classes, padded, ones, [np.array([-1]), np.array([2])])[
+        "map_50"] == pytest.approx(0.5, abs=0.01)
+    nothing = coco_scores(truth, classes, [np.zeros((0, 4))] * 2, [np.zeros(0)] * 2,
+                          [np.zeros(0)] * 2)
+    assert nothing["map"] == 0.0 and nothing["recall_100"] == 0.0
+
+
+def test_a_few_steps_lower_all_four_losses():
+    from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    images = np.full((4, 64, 64, 3), 200, np.float32)
+    boxes = -np.ones((4, 1, 4), np.float32)
+    for i in range(4):
+        x, y = rng.integers(0, 30, 2)
+        images[i, y:y + 30, x:x + 30] = COLOURS["square"]
+        boxes[i, 0] = [x, y, x + 30, y + 30]
+    classes = np.where(boxes[..., 0] >= 0, 1.0, -1.0).astype(np.float32)
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, anchor_samples=32,
+                              train_proposals=64, test_proposals=32, sampled_rois=16,
+                              head_units=(32, 32))
+    compile_faster_rcnn(model, keras.optimizers.Adam(1e-3))
+    data = tf.data.Dataset.from_tensor_slices(
+        (images, {"boxes": boxes, "classes": classes})).batch(2, drop_remainder=True)
+    # Epoch means of 10 training steps each: the first against the last two. The head's box loss
+    # first rises (the RPN starts proposing the objects, so more sampled RoIs are positive and
+    # carry a box loss), then falls with the rest.
+    history = model.fit(data.repeat(), steps_per_epoch=10, epochs=10, verbose=0).history
+    for key in ("rpn_classification_loss", "rpn_box_loss", "classification_loss", "box_loss"):
+        assert np.mean(history[key][-2:]) < 0.7 * history[key][0], (key, history[key])
+
+
+def _fixed_detections(model, box, score: float = 0.9, cls: int = 1):
+    """Makes `model` decode to one detection at `box` (letterbox pixels), whatever it sees."""
+    slots = model.settings["max_detections"]
+
+    def decode(predictions, images):
+        boxes = tf.tile(tf.constant([[box]], tf.float32), [1, slots, 1])
+        confidence = tf.concat([[[score]], tf.fill([1, slots - 1], -1.0)], axis=1)
+        classes = tf.concat([[[cls]], tf.fill([1, slots - 1], -1)], axis=1)
+        return {"boxes": boxes, "confidence": confidence, "classes": classes}
+
+    model.decode_predictions = decode
+    return model
+
+
+def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
+    from suite.export.saved_model import write_saved_model
+    from suite.models.faster_rcnn import build_faster_rcnn, detect
+    from suite.tasks.detection import DetectionTask
+
+    model = build_faster_rcnn(2, 64, depth=18, width_multiplier=0.125, test_proposals=32,
+                              sampled_rois=16, head_units=(8, 8), max_detections=5)
+    _fixed_detections(model, [8.0, 16.0, 32.0, 48.0], cls=2)
+    wide = np.zeros((100, 200, 3), np.uint8)  # letterboxed at scale 64/200
+    found = detect(model, tf.constant(wide))
+    np.testing.assert_allclose(found["boxes"][0], [25, 50, 100, 100], rtol=1e-5)  # y clipped
+    assert found["classes"].numpy().tolist() == [2, -1, -1, -1, -1]
+    assert detect(model, tf.constant(wide), score_threshold=0.95)["classes"][0] == -1
+
+    metadata = {"class_names": ["square", "disc"], "score_threshold": 0.5, "max_detections": 5}
+    version = write_saved_model(str(tmp_path), "det", DetectionTask.serving_signatures(
+        model, metadata), metadata)
+    loaded = tf.saved_model.load(version)
+    tall = tf.io.encode_jpeg(np.zeros((128, 32, 3), np.uint8)).numpy()  # scale 0.5
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant(
+        [tf.io.encode_png(wide).numpy(), tall]))
+    np.testing.assert_allclose(out["boxes"][0, 0], [25, 50, 100, 100], rtol=1e-5)
+    np.testing.assert_allclose(out["boxes"][1, 0], [16, 32, 32, 96], rtol=1e-5)  # x clipped
+    assert out["class_names"].numpy()[:, 0].tolist() == [b"disc", b"disc"]
+    assert out["class_names"].numpy()[0, 1] == b"" and out["scores"][0, 1] == 0.0
+    assert out["num_detections"].numpy().tolist() == [1, 1]
+    strict = loaded.signatures["detect"](image_bytes=tf.constant([tall]),
+                                         score_threshold=tf.constant(0.95),
+                                         max_detections=tf.constant(5))
+    assert strict["num_detections"].numpy().tolist() == [0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="PNG or JPEG"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_backbone_from_a_classification_run_with_frozen_batch_norm(tmp_path):
+    from suite.models.registry import build_model
+
+    classifier_dir = tmp_path / "classifier"
+    os.makedirs(classifier_dir / "checkpoints")
+    classifier = build_model("resnet18", input_shape=(32, 32, 3), num_classes=10,
+                             width_multiplier=0.125)
+    classifier.save(classifier_dir / "checkpoints" / "last.keras")
+    root = scenes_folder(tmp_path / "data", count=6)
+
+    def build(*args):
+        fv = parse_app_flags(train_detector, f"--dataset={root}", *TINY, *args)
+        task = train_detector.make_task(fv)
+        task.data = detection.load_detection(str(root))
+        task.steps_per_epoch = 1
+        return task, task.build(None)
+
+    task, model = build(f"--init_from={classifier_dir}")
+    assert task.batch_norm == "frozen"  # auto, with trained weights
+    loaded = set(task.transfer_report.loaded)
+    assert {"conv1_conv", "conv1_bn", "conv5_block2_2_conv"} <= loaded
+    assert task.transfer_report.skipped == {}  # the classifier's head has no place here
+    for layer in ("conv1_conv", "conv4_block1_0_conv"):
+        np.testing.assert_array_equal(model.backbone.get_layer(layer).kernel.numpy(),
+                                      classifier.get_layer(layer).kernel.numpy())
+    norms = [la for la in model.backbone.layers
+             if isinstance(la, keras.layers.BatchNormalization)]
+    assert norms and not any(la.trainable for la in norms)
+    assert all(la.trainable for la in model.backbone.layers if "conv" in type(la).__name__.lower())
+    task, model = build()
+    assert task.batch_norm == "trained" and all(la.trainable for la in model.backbone.layers)
+    with pytest.raises(ValueError, match=r"layers of the ResNet-34 backbone \(width 0.125\) "
+                                         "do not match the source"):
+        build("--depth=34", f"--init_from={classifier_dir}")
+
+
+def test_imagenet_backbone_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
+    from suite.data import mnist
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    root = scenes_folder(tmp_path / "data", count=6)
+    with pytest.raises(DataError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        run_in_process(train_detector, f"--dataset={root}", "--epochs=0", "--depth=50",
+                       "--init_from=imagenet", f"--model_dir={tmp_path / 'run'}",
+                       *[a for a in TINY if not a.startswith(("--depth", "--width"))])
+
+
+def test_bad_flags_are_refused_with_the_reason():
+    from absl import flags
+
+    for bad, reason in ((["--image_size=100"], "multiple of 32"),
+                        (["--sampled_rois=400"], "at most --test_proposals"),
+                        (["--head_units=64,x"], "positive integers"),
+                        (["--batch_size=1"], "--batch_size must be >= 2"),
+                        (["--init_from=/no/such/run"], "existing model_dir")):
+        with pytest.raises(flags.IllegalFlagValueError, match=reason):
+            parse_app_flags(train_detector, "--dataset=x", *bad)
+
+
+def test_app_trains_scores_draws_and_exports_under_mirrored_strategy(tmp_path,
+                                                                     two_cpu_strategy):
+    """The app end to end over two replicas (the single-device path runs in the slow SIGTERM
+    test): training with held-out losses, COCO scores, gallery, and the decoded export."""
+    root = scenes_folder(tmp_path / "data", count=12)
+    with pytest.raises(DataError, match="gives 1 image.*per replica.*--batch_size=4"):
+        run_in_process(train_detector, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
+                       *TINY, strategy_override=two_cpu_strategy)
+    model_dir = tmp_path / "run"
+    results = run_in_process(train_detector, f"--dataset={root}", f"--model_dir={model_dir}",
+                             "--epochs=1", "--steps_per_epoch=2", *TINY, "--batch_size=4",
+                             "--held_out_every=3",
+                             strategy_override=two_cpu_strategy)
+    assert results["replicas"] == 2 and results["status"] == "completed"
+    assert results["train_images"] == 8 and results["held_out_images"] == 4
+    history = open(model_dir / "history.csv").read().splitlines()
+    assert len(history) == 2 and "val_rpn_box_loss" in history[0]
+    for key in ("map", "map_50", "map_75", "recall_100"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["class_names"] == ["disc", "square"] and results["backbone_batch_norm"] == (
+        "trained")
+    assert results["detection_ms_per_image"] > 0
+    assert os.path.getsize(model_dir / "gallery.png") > 5_000
+    loaded = tf.saved_model.load(results["export"])
+    scenes = [draw_scene(90, 70, [("square", 10, 10, 40, 40)]), draw_scene(64, 96, [])]
+    out = loaded.signatures["detect"](
+        image_bytes=tf.constant([tf.io.encode_png(s).numpy() for s in scenes]),
+        score_threshold=tf.constant(0.0), max_detections=tf.constant(10))
+    boxes, classes = out["boxes"].numpy(), out["classes"].numpy()
+    assert boxes.shape == (2, 10, 4) and set(classes.ravel()) <= {-1, 1, 2}
+    for (height, width), image_boxes in zip([(70, 90), (96, 64)], boxes):
+        assert (image_boxes[:, 2] <= width).all() and (image_boxes[:, 3] <= height).all()
+    metadata = json.load(open(os.path.join(results["export"], "assets.extra", "metadata.json")))
+    assert metadata["class_names"] == ["disc", "square"] and metadata["image_size"] == 64
+
+
+@pytest.mark.slow
+def test_a_sigtermed_run_resumes_and_its_export_runs_under_saved_model_cli(tmp_path,
+                                                                          monkeypatch):
+    from suite.tasks.detection import DetectionTask
+
+    root = scenes_folder(tmp_path / "data", count=10)
+    model_dir = tmp_path / "run"
+    args = (f"--dataset={root}", f"--model_dir={model_dir}", "--steps_per_epoch=2",
+            "--epochs=2", *TINY)
+    train = DetectionTask.train
+
+    class SignalAtStep(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            SignalAtStep.steps += 1
+            if SignalAtStep.steps == 3:  # epoch 2, step 1: as a scheduler's SIGTERM
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def train_with_signal(self, run):
+        return run.fit(run.model, self.train_data, self.validation_data, epochs=self.epochs,
+                       steps_per_epoch=self.steps_per_epoch, callbacks=[SignalAtStep()])
+
+    monkeypatch.setattr(DetectionTask, "train", train_with_signal)
+    first = run_in_process(train_detector, *args)
+    monkeypatch.setattr(DetectionTask, "train", train)
+    assert first["status"] == "interrupted" and first["exit_code"] == 143, first
+    saved = json.load(open(model_dir / "backup" / "state.json"))
+    assert saved["epoch"] == 1 and saved["step"] >= 1
+    again = run_in_process(train_detector, *args)
+    assert again["status"] == "completed" and "map_50" in again
+    assert len(open(model_dir / "history.csv").read().splitlines()) == 3
+    # The export, as TF Serving runs it (a session).
+    png = tf.io.encode_png(draw_scene(80, 60, [("disc", 5, 5, 40, 40)])).numpy()
+    printed = saved_model_cli_run(again["export"], "serving_default", "image_bytes",
+                                  np.array([png], dtype=f"S{len(png)}"), tmp_path)
+    for key in ("boxes", "scores", "classes", "class_names", "num_detections"):
+        assert f"Result for output key {key}:" in printed, printed[-2000:]
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_detector_with_identical_weights(tmp_path):
+    root = scenes_folder(tmp_path / "data", count=10)
+    model_dir = tmp_path / "run"
+    launch_two_workers("apps.train_detector", f"--dataset={root}", f"--model_dir={model_dir}",
+                       "--epochs=1", "--steps_per_epoch=2", *TINY, "--batch_size=4")
+    results = json.load(open(model_dir / "results.json"))
+    assert results["replicas"] == 2 and results["status"] == "completed"
+    assert len(assert_workers_identical(model_dir)) > 50  # backbone, heads, optimizer
+
+
+@pytest.mark.parametrize("preset", ["raccoon_faster_rcnn", "raccoon_faster_rcnn_scratch"])
+def test_presets_parse_and_differ_only_in_the_backbone_start(preset, tmp_path, monkeypatch):
+    from conftest import REPO
+
+    path = f"apps/flags/{preset}.flags"
+    with open(os.path.join(REPO, path)) as f:
+        assert f.readline().startswith(f"# python -m apps.train_detector --flagfile={path}")
+    monkeypatch.chdir(REPO)
+    extra = [f"--init_from={tmp_path}"] if preset == "raccoon_faster_rcnn" else []
+    fv = parse_app_flags(train_detector, f"--flagfile={path}", *extra)
+    task = train_detector.make_task(fv)
+    config = task.config
+    assert (config.depth, config.image_size, task.schedule.batch_size) == (18, 256, 2)
+    assert config.test_files.endswith("raccoon-detection/test_labels.csv")
+    assert task.schedule.epochs == 6 and task.optimizer.lr_schedule == "cosine"
+    assert config.init_from == (str(tmp_path) if extra else None)
+
+
+def test_under_mixed_float16_the_backbone_computes_in_float16_and_the_heads_in_float32():
+    from suite.models.faster_rcnn import build_faster_rcnn
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, test_proposals=32,
+                              sampled_rois=16, head_units=(8, 8))
+    assert model.backbone.get_layer("conv1_conv").compute_dtype == "float16"
+    for layer in (model.rpn_head, model.rcnn_head, model.feature_pyramid,
+                  model.prediction_decoder):
+        assert layer.compute_dtype == "float32", layer.name
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored

@@ -133,13 +133,16 @@ def test_voc_from_tensorflow_datasets(tmp_path, monkeypatch):
     from suite.data import mnist
 
     monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
-    with tfds.testing.mock_data(num_examples=3):  # tfds's offline random data
-        data = detection.load_detection("voc/2007", data_dir=str(tmp_path))
-    assert data.num_classes == 20 and data.train.count == 3 and data.test.count == 3
-    for image, boxes, classes in zip(data.train.images, data.train.boxes, data.train.classes):
-        height, width = image.shape[:2]
-        assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
-        assert ((classes >= 1) & (classes <= 20)).all() and len(classes) == len(boxes)
+    for name, classes_count in (("voc/2007", 20), ("coco/2017", 80)):
+        with tfds.testing.mock_data(num_examples=3):  # tfds's offline random data
+            data = detection.load_detection(name, data_dir=str(tmp_path))
+        assert data.num_classes == classes_count and data.train.count == data.test.count == 3
+        for image, boxes, classes in zip(data.train.images, data.train.boxes,
+                                         data.train.classes):
+            height, width = image.shape[:2]
+            assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+            assert ((classes >= 1) & (classes <= classes_count)).all()
+            assert len(classes) == len(boxes)
     monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
     with pytest.raises(DataError, match="unreachable.*raccoon-detection"):
         detection.load_detection("voc/2007", data_dir=str(tmp_path / "empty"))

@@ -85,11 +85,7 @@ def throughput(flagfile: str, steps: int) -> dict:
     arrays = pipeline.letterboxed_arrays(data.train, c.image_size,
                                          pipeline.max_boxes_of(data.train, data.test))
     batches = pipeline.train_dataset(arrays, task.schedule.batch_size, seed=0)
-    model = build_faster_rcnn(data.num_classes, c.image_size, c.depth, c.width_multiplier,
-                              anchor_samples=c.anchor_samples,
-                              train_proposals=c.train_proposals,
-                              test_proposals=c.test_proposals, sampled_rois=c.sampled_rois,
-                              head_units=c.head_units)
+    model = build_faster_rcnn(data.num_classes, **c.network())
     compile_faster_rcnn(model, keras.optimizers.SGD(0.001, momentum=0.9))
     model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # traces
     started = time.perf_counter()

@@ -208,7 +208,7 @@ def load_voc_folder(root: str, class_names=None, test_files: str | None = None,
                             f"annotation in {xml_dir}, e.g. {sorted(missing)[:3]}")
     else:
         held = list(range(held_out_every - 1, split.count, held_out_every))
-    train = [i for i in range(split.count) if i not in set(held)]
+    train = sorted(set(range(split.count)) - set(held))
     if not held or not train:
         raise DataError(f"{root}: the split leaves {len(train)} training and {len(held)} "
                         "held-out images; both need at least one")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from suite.data.pipeline import with_data_sharding
+
 JITTER = (0.75, 1.25)
 
 
@@ -48,12 +50,6 @@ def letterboxed_arrays(split, size: int, max_boxes: int):
     return images, boxes, classes, scales
 
 
-def _with_data_sharding(ds):
-    options = tf.data.Options()  # in-memory data: each worker keeps every N-th batch
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
 def augmenter(size: int, seed: int, jitter=JITTER):
     """keras-cv's horizontal flip and jittered resize, both moving the boxes ("xyxy")."""
     import keras_cv
@@ -87,7 +83,7 @@ def train_dataset(arrays, batch_size: int, seed: int, augment: bool = True):
             "boxes": boxes, "classes": classes}
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    return _with_data_sharding(ds.prefetch(tf.data.AUTOTUNE))
+    return with_data_sharding(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def eval_dataset(arrays, batch_size: int):
@@ -97,4 +93,4 @@ def eval_dataset(arrays, batch_size: int):
     ds = tf.data.Dataset.from_tensor_slices(
         (images, {"boxes": boxes, "classes": classes})).batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return _with_data_sharding(ds.prefetch(tf.data.AUTOTUNE))
+    return with_data_sharding(ds.prefetch(tf.data.AUTOTUNE))

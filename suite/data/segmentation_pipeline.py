@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from suite.data.pipeline import with_data_sharding
 from suite.data.segmentation import AUGMENTATIONS, parse_augmentations  # noqa: F401
 
 SCALE_RANGE = (0.75, 1.25)
@@ -112,12 +113,6 @@ def _pairs(images: list, masks: list):
         tf.TensorSpec([None, None, channels], tf.uint8), tf.TensorSpec([None, None], tf.uint8)))
 
 
-def _with_options(ds):
-    options = tf.data.Options()  # in-memory data: each worker keeps every N-th element
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
 def train_dataset(images: list, masks: list, batch_size: int, crop: int, seed: int,
                   augmentations=()):
     """Endless batches of random crops: (float32 [B, crop, crop, C] pixels 0..255, int32 masks)."""
@@ -127,11 +122,12 @@ def train_dataset(images: list, masks: list, batch_size: int, crop: int, seed: i
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
     ds = ds.map(lambda pair, s: augment_pair(pair[0], pair[1], s, names, crop),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _with_options(ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    return with_data_sharding(ds.batch(batch_size, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE))
 
 
 def eval_dataset(images: list, masks: list, batch: int = 1):
     """Whole images, `batch` per batch (1 unless they share one size): (float32 [B, H, W, C],
     int32 [B, H, W])."""
     ds = _pairs(images, masks).map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)))
-    return _with_options(ds.batch(batch).prefetch(tf.data.AUTOTUNE))
+    return with_data_sharding(ds.batch(batch).prefetch(tf.data.AUTOTUNE))

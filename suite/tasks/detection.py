@@ -48,6 +48,14 @@ class DetectorConfig:
     gallery_images: int = 8
     export_name: str | None = None
 
+    def network(self) -> dict:
+        """build_faster_rcnn's arguments besides the class count."""
+        return dict(image_size=self.image_size, depth=self.depth,
+                    width_multiplier=self.width_multiplier, anchor_samples=self.anchor_samples,
+                    train_proposals=self.train_proposals, test_proposals=self.test_proposals,
+                    sampled_rois=self.sampled_rois, head_units=tuple(self.head_units),
+                    max_detections=self.max_detections)
+
 
 def freeze_batch_norm(model) -> int:
     """Every BatchNormalization layer of `model` to inference mode with fixed parameters."""
@@ -79,6 +87,7 @@ class DetectionTask(Task):
     def load_data(self, run):
         from suite.data import detection as det_data
         from suite.data import detection_pipeline as pipeline
+        from suite.data.pipeline import steps_per_epoch
 
         c, batch = self.config, self.schedule.batch_size
         data = self.data_override or det_data.load_detection(
@@ -90,15 +99,13 @@ class DetectionTask(Task):
                 f"--batch_size={batch} gives {batch / replicas:g} image(s) per replica; Faster "
                 f"R-CNN's training step (keras-cv) needs at least 2: use --batch_size="
                 f"{2 * replicas} or more")
-        if data.train.count < batch:
-            raise det_data.DataError(f"--batch_size={batch} exceeds the {data.train.count} "
-                                     "training images; lower --batch_size")
         self.data, self.class_names = data, data.class_names
         self.max_boxes = pipeline.max_boxes_of(data.train, data.test)
         train = pipeline.letterboxed_arrays(data.train, c.image_size, self.max_boxes)
         held_out = pipeline.letterboxed_arrays(data.test, c.image_size, self.max_boxes)
         self.held_out_arrays = held_out
-        self.steps_per_epoch = self.schedule.steps_per_epoch or max(1, data.train.count // batch)
+        per_pass = steps_per_epoch(data.train.count, batch)  # refuses a batch above the count
+        self.steps_per_epoch = self.schedule.steps_per_epoch or per_pass
         self.train_data = pipeline.train_dataset(train, batch, self.seed, c.augment)
         self.validation_data = (pipeline.eval_dataset(held_out, batch)
                                 if data.test.count >= batch else None)
@@ -120,12 +127,8 @@ class DetectionTask(Task):
         # Trained over several replicas, batch norm takes the global batch's statistics: every
         # worker then keeps the same moving statistics.
         replicas = run.strategy.num_replicas_in_sync if run is not None else 1
-        model = build_faster_rcnn(
-            self.data.num_classes, c.image_size, c.depth, c.width_multiplier,
-            sync_batch_norm=mode == "trained" and replicas > 1,
-            anchor_samples=c.anchor_samples, train_proposals=c.train_proposals,
-            test_proposals=c.test_proposals, sampled_rois=c.sampled_rois,
-            head_units=tuple(c.head_units), max_detections=c.max_detections)
+        model = build_faster_rcnn(self.data.num_classes, **c.network(),
+                                  sync_batch_norm=mode == "trained" and replicas > 1)
         if c.init_from:
             self.transfer_report = self._load_backbone(model.backbone)
         if mode == "frozen":

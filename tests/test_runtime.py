@@ -441,3 +441,27 @@ def test_onednn_is_on_by_default_on_x86_unless_the_user_set_it(setting, expected
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**env, "PYTHONPATH": REPO}, timeout=120)
     assert out.stdout.strip() == expected, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("flags_line, expected", [
+    ("flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n", True),  # Zen 4
+    ("flags\t\t: fpu sse2 avx2 fma amx_bf16 amx_tile\n", True),  # Sapphire Rapids
+    ("flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n", False),  # Cascade Lake
+    ("flags\t\t: fpu sse2 avx2 fma\n", False),  # an AVX2-only EPYC
+])
+def test_fastest_precision_is_bfloat16_only_where_the_cpu_has_it(tmp_path, monkeypatch,
+                                                                 flags_line, expected):
+    from suite.runtime import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n" + flags_line)
+    assert devices.cpu_has_bfloat16(str(cpuinfo)) is expected
+    assert devices.cpu_has_bfloat16(str(tmp_path / "missing")) is False
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: expected)
+    monkeypatch.setattr(devices, "cuda_compute_capabilities", lambda: [])
+    assert devices.resolve_precision("fastest") == ("mixed_bfloat16" if expected else "float32")
+    assert devices.resolve_precision("auto") == "float32"  # the faithful default stays float32
+    monkeypatch.setattr(devices, "cuda_compute_capabilities", lambda: [(8, 0)])
+    assert devices.resolve_precision("fastest") == "mixed_float16"
+    monkeypatch.setattr(devices, "cuda_compute_capabilities", lambda: [(6, 1)])
+    assert devices.resolve_precision("fastest") == "float32"

@@ -23,16 +23,36 @@ def cuda_compute_capabilities() -> list[tuple[int, int]]:
     return caps
 
 
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX), where oneDNN's bfloat16
+    kernels pay (twice float32's DeepConvNet training speed on a Zen 4); without it bfloat16
+    falls back to slow paths (../shared/FINDINGS.md)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_precision(precision: str) -> str:
     """'auto' -> mixed_float16 where tensor cores exist (CUDA cc >= 7.0), else float32.
+    'fastest' -> the same on GPUs; on CPUs mixed_bfloat16 where the CPU has bfloat16 arithmetic
+    (cpu_has_bfloat16), else float32.
 
-    On this project's 2-core CPU mixed_float16 trained 4-7x slower than float32 and
-    mixed_bfloat16 cost about nothing (../shared/FINDINGS.md), so CPUs stay at float32.
+    On this project's 2-core CPU mixed_float16 trained 4-7x slower than float32 (no float16
+    arithmetic), so `auto` keeps CPUs at float32: the faithful recipes' numbers stay those of
+    float32 everywhere, and `fastest` is the speed presets' choice.
     """
-    if precision != "auto":
+    if precision not in ("auto", "fastest"):
         return precision
     caps = cuda_compute_capabilities()
-    return "mixed_float16" if caps and min(caps) >= (7, 0) else "float32"
+    if caps:
+        return "mixed_float16" if min(caps) >= (7, 0) else "float32"
+    if precision == "fastest" and cpu_has_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def cluster_tasks(environ=os.environ) -> tuple[int, str]:

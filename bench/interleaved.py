@@ -40,6 +40,25 @@ class StepPeer:
         return self.run(steps)
 
 
+class FitPeer:
+    """A Keras peer: `model.fit` on `dataset` (both set by the subclass), a clock at each step's
+    end."""
+    model = dataset = None
+
+    def run(self, steps: int):
+        import keras
+
+        ends = []
+        stamp = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: ends.append(clock()))
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                       callbacks=[stamp], shuffle=False)
+        return ends
+
+    def warm_up(self, steps: int):
+        return self.run(steps)
+
+
 def torch_options(name: str) -> dict:
     """The PyTorch peer's options from its name: torch, torch_channels_last, torch_compile."""
     return {"channels_last": name == "torch_channels_last", "compiled": name == "torch_compile"}
@@ -147,5 +166,5 @@ def footer(info: dict) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())
 
 
-__all__ = ["StepPeer", "clock", "footer", "load_warning", "machine", "measure", "record_error",
+__all__ = ["FitPeer", "StepPeer", "clock", "footer", "load_warning", "machine", "measure", "record_error",
            "table", "torch_options", "write"]

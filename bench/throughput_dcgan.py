@@ -44,7 +44,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import interleaved  # noqa: E402
-from interleaved import clock, machine  # noqa: E402
+from interleaved import machine  # noqa: E402
 from suite.models.dcgan import DCGAN, KERNEL, LATENT_DIM, LEAK, upsampling_stages  # noqa: E402
 
 SIDE, CHANNELS = 28, 1
@@ -138,7 +138,7 @@ def parameter_counts(base_filters: int) -> dict:
     return counts
 
 
-class KerasPeer:
+class KerasPeer(interleaved.FitPeer):
     def __init__(self, args):
         keras.utils.set_random_seed(0)
         self.model = keras_gan(args.base_filters)
@@ -146,16 +146,6 @@ class KerasPeer:
                            keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1))
         self.dataset = tf.data.Dataset.from_tensor_slices(real_batches(args.batch_size)).repeat()
         self.dataset = self.dataset.batch(args.batch_size)
-
-    def run(self, steps: int):
-        ends = []
-        stamp = keras.callbacks.LambdaCallback(
-            on_train_batch_end=lambda batch, logs: ends.append(clock()))
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                       callbacks=[stamp])
-        return ends
-
-    warm_up = run
 
 
 class TorchPeer(interleaved.StepPeer):

@@ -57,7 +57,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import interleaved  # noqa: E402
-from interleaved import clock, machine  # noqa: E402
+from interleaved import machine  # noqa: E402
 from suite.models.dense_prediction import bilinear_kernel  # noqa: E402
 from suite.models.fcn import STRIDE, build_fcn  # noqa: E402
 from suite.models.vgg import (BLOCK_FILTERS, CLASSIFIER_UNITS, CONVS_PER_BLOCK,  # noqa: E402
@@ -237,7 +237,7 @@ def check_same_function(width_multiplier: float, edge_pad: str = "cat", toleranc
 
 
 # --- Peers: warm_up(n) once, then run(n) -> step-end clocks ------------------------------------------
-class KerasPeer:
+class KerasPeer(interleaved.FitPeer):
     def __init__(self, args):
         keras.utils.set_random_seed(0)
         self.model = keras_fcn(args.width_multiplier)
@@ -246,15 +246,6 @@ class KerasPeer:
                            keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
         images, labels = synthetic_data(args.crop, args.batch_size, channels_first=False)
         self.dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(args.batch_size)
-
-    def run(self, steps: int):
-        ends = []
-        stamp = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(clock()))
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[stamp],
-                       shuffle=False)
-        return ends
-
-    warm_up = run
 
 
 class TorchPeer(interleaved.StepPeer):

@@ -199,7 +199,9 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
+    import machine  # bench/machine.py: CPU model, ISA (AVX2/AVX-512/AMX), oneDNN state
+
+    return {**machine.describe(), "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
             **{p: version(p) for p in ("numpy", "tensorflow", "keras", "torch")},
             **{var: os.environ[var] for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if var in os.environ},

@@ -1,0 +1,250 @@
+"""DeepConvNet (MNIST) inference: the suite's exported SavedModel and Keras against the same
+network in PyTorch (eager and torch.compile), at batch 1 (latency) and large batches (throughput).
+
+    python bench/inference_throughput.py [--batch_sizes=1,256,1000] [--calls=200] [--repeats=5]
+
+  saved_model         the suite's export (suite.tasks.classification_serving, as apps.train_mnist
+                      writes it), loaded with tf.saved_model.load, its serving_default signature
+  keras_call          the Keras model in a tf.function (suite.export.quantize.keras_predict_fn)
+  keras_predict       keras.Model.predict(batch, batch_size=len(batch))
+  torch               PyTorch eager, NCHW, under torch.inference_mode
+  torch_channels_last the same, channels_last
+  torch_compile       torch.compile (default mode) of the NCHW model, inference_mode
+  keras_bfloat16, torch_bfloat16
+                      the Keras call under mixed_bfloat16 and PyTorch channels_last under
+                      torch.autocast(bfloat16) (on request: pays only with AVX512_BF16 or AMX)
+
+Every peer returns softmax probabilities for raw pixels 0..255 (the book's network in inference
+mode: its dropout scales by 0.5). Each round times `--calls` calls per peer and batch size in an
+order rotating by round; the report gives the median over rounds of each round's mean latency
+and the images/s it means, and the ratio of the best suite peer to torch.compile. Results go to
+bench/results/inference_throughput.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+import suite  # noqa: E402,F401  (first: the suite's oneDNN default before TensorFlow loads)
+from suite.runtime.startup import load_tensorflow  # noqa: E402
+
+tf = load_tensorflow()
+import keras  # noqa: E402
+import torch  # noqa: E402
+
+import interleaved  # noqa: E402
+from interleaved import machine  # noqa: E402
+from suite.export.quantize import keras_predict_fn  # noqa: E402
+from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
+from torch_deep_convnet import build_model as build_torch  # noqa: E402
+
+PEERS = {
+    "saved_model": "the suite's SavedModel export, serving_default",
+    "keras_call": "Keras model in a tf.function",
+    "keras_predict": "keras.Model.predict",
+    "torch": "PyTorch eager, NCHW, inference_mode",
+    "torch_channels_last": "PyTorch eager, channels_last, inference_mode",
+    "torch_compile": "torch.compile (default mode), NCHW, inference_mode",
+    "keras_bfloat16": "Keras model in a tf.function, mixed_bfloat16",
+    "torch_bfloat16": "PyTorch eager, channels_last, autocast bfloat16",
+}
+DEFAULT_PEERS = [p for p in PEERS if "bfloat16" not in p]
+
+
+def keras_weights_into_torch(model: keras.Model, net: torch.nn.Module) -> None:
+    """The Keras DeepConvNet's weights in the PyTorch one (HWIO -> OIHW; the first dense layer's
+    rows reordered from NHWC flattening to NCHW flattening), so both compute one function. The
+    book's inference-time dropout (x0.5 after fc1's ReLU and after fc2) is folded into fc2:
+    its kernel x0.25, its bias x0.5 (PyTorch's inverted dropout is the identity in eval())."""
+    kernels = [layer for layer in model.layers if layer.weights]
+    modules = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(kernels) == len(modules), (len(kernels), len(modules))
+    first_dense = True
+    with torch.no_grad():
+        for layer, module in zip(kernels, modules):
+            kernel, bias = (w.numpy() if hasattr(w, "numpy") else np.asarray(w)
+                            for w in layer.weights[:2])
+            kernel = np.asarray(kernel)
+            if kernel.ndim == 4:
+                kernel = kernel.transpose(3, 2, 0, 1)
+            else:
+                if first_dense:  # Keras flattens (4, 4, 64) channel-last, PyTorch (64, 4, 4)
+                    kernel = kernel.reshape(4, 4, 64, -1).transpose(2, 0, 1, 3).reshape(1024, -1)
+                    first_dense = False
+                kernel = kernel.T
+                if module is modules[-1]:
+                    kernel, bias = kernel * 0.25, np.asarray(bias) * 0.5
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
+            module.bias.copy_(torch.from_numpy(np.asarray(bias)))
+
+
+class TorchClassifier:
+    def __init__(self, net, channels_last=False, compiled=False, bfloat16=False):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(memory_format=fmt).eval()
+        self.forward = torch.compile(self.net) if compiled else self.net
+        self.fmt, self.bfloat16 = fmt, bfloat16
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(images.transpose(0, 3, 1, 2)).contiguous(memory_format=self.fmt)
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bfloat16):
+            return torch.softmax(self.forward(x).float(), dim=-1).numpy()
+
+
+def build_peers(names, model: keras.Model, export_dir: str) -> dict:
+    peers = {}
+    for name in names:
+        if name == "saved_model":
+            from suite.export.saved_model import write_saved_model
+            from suite.tasks.classification_serving import classifier_signatures
+
+            path = write_saved_model(export_dir, "mnist", classifier_signatures(model), {})
+            serve = tf.saved_model.load(path).signatures["serving_default"]
+            peers[name] = lambda x, serve=serve: serve(image=tf.constant(x))["probabilities"].numpy()
+        elif name == "keras_call":
+            peers[name] = keras_predict_fn(model)
+        elif name == "keras_predict":
+            peers[name] = lambda x: model.predict(x, batch_size=len(x), verbose=0)
+        elif name == "keras_bfloat16":
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            try:
+                twin = build_deep_convnet()
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+            twin.set_weights(model.get_weights())
+            peers[name] = keras_predict_fn(twin)
+        else:
+            net = build_torch()
+            keras_weights_into_torch(model, net)
+            peers[name] = TorchClassifier(
+                net, channels_last=name in ("torch_channels_last", "torch_bfloat16"),
+                compiled=name == "torch_compile", bfloat16=name == "torch_bfloat16")
+    return peers
+
+
+def check_agreement(peers: dict, images: np.ndarray) -> dict:
+    """Largest probability difference of each peer from saved_model (or the first peer)."""
+    reference_name = "saved_model" if "saved_model" in peers else next(iter(peers))
+    reference = peers[reference_name](images)
+    return {n: float(np.abs(fn(images) - reference).max()) for n, fn in peers.items()}
+
+
+def measure(peers: dict, batch_sizes, calls: int, repeats: int, warmup: int) -> dict:
+    rng = np.random.default_rng(0)
+    batches = {b: rng.uniform(0, 255, (b, 28, 28, 1)).astype(np.float32) for b in batch_sizes}
+    results = {n: {str(b): [] for b in batch_sizes} for n in peers}
+    for name, fn in peers.items():  # tracing, compilation, allocator
+        for b in batch_sizes:
+            for _ in range(warmup):
+                fn(batches[b])
+    names = list(peers)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            for b in batch_sizes:
+                n = max(1, calls * min(batch_sizes) // b) if b > 1 else calls
+                start = time.perf_counter()
+                for _ in range(n):
+                    peers[name](batches[b])
+                results[name][str(b)].append((time.perf_counter() - start) / n * 1e3)
+        print(f"round {r}: " + ", ".join(f"{n} {results[n][str(batch_sizes[0])][-1]:.3f} ms"
+                                         for n in names), flush=True)
+    return {n: {b: {"ms_per_call": [round(v, 4) for v in times],
+                    "median_ms": round(statistics.median(times), 4),
+                    "images_per_s": round(int(b) / statistics.median(times) * 1e3, 1)}
+                for b, times in per_batch.items()}
+            for n, per_batch in results.items()}
+
+
+def summary(results: dict, batch_sizes) -> dict:
+    """Best suite peer / torch.compile at each batch size (latency ratio: >1 is faster)."""
+    out = {}
+    for b in map(str, batch_sizes):
+        if "torch_compile" not in results:
+            break
+        suite_peers = {n: r[b]["median_ms"] for n, r in results.items()
+                       if n in ("saved_model", "keras_call", "keras_predict")}
+        if suite_peers:
+            best = min(suite_peers, key=suite_peers.get)
+            out[b] = {"best_suite_peer": best, "vs_torch_compile": round(
+                results["torch_compile"][b]["median_ms"] / suite_peers[best], 3),
+                "saved_model_vs_torch_compile": round(
+                    results["torch_compile"][b]["median_ms"] / suite_peers["saved_model"], 3)
+                if "saved_model" in suite_peers else None}
+    return out
+
+
+def markdown(results, ratios, agreement, info, batch_sizes, command, warning) -> str:
+    head = " | ".join(f"batch {b}: ms / images/s" for b in batch_sizes)
+    lines = [f"# DeepConvNet inference ({machine.label(info)}, load {info['load_1min']})", "",
+             f"`{command}`", "", *([warning, ""] if warning else []),
+             f"| peer | what | {head} | max prob. difference |",
+             "|---|---|" + "---:|" * len(batch_sizes) + "---:|"]
+    for name, per_batch in results.items():
+        cells = " | ".join(f"{per_batch[str(b)]['median_ms']:.3f} / "
+                           f"{per_batch[str(b)]['images_per_s']:,.0f}" for b in batch_sizes)
+        lines.append(f"| {name} | {PEERS[name]} | {cells} | {agreement[name]:.1e} |")
+    lines.append("")
+    for b, r in ratios.items():
+        lines.append(f"- batch {b}: best suite peer {r['best_suite_peer']} is **"
+                     f"{r['vs_torch_compile']:.2f}x** torch.compile"
+                     + (f" (SavedModel {r['saved_model_vs_torch_compile']:.2f}x)"
+                        if r["saved_model_vs_torch_compile"] else ""))
+    return "\n".join(lines + ["", interleaved.footer(info)]) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch_sizes", default="1,256,1000")
+    p.add_argument("--calls", type=int, default=200,
+                   help="calls per round at the smallest batch (fewer at larger ones: same images)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls per peer and batch first")
+    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
+    p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                   help=f"comma-separated, from {','.join(PEERS)}")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "inference_throughput"))
+    args = p.parse_args(argv)
+    names = [n for n in args.peers.split(",") if n]
+    if unknown := set(names) - set(PEERS):
+        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    try:
+        batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b})
+    except ValueError:
+        p.error(f"--batch_sizes must be comma-separated integers, got {args.batch_sizes!r}")
+    if not batch_sizes or min(batch_sizes + [args.calls, args.repeats, args.warmup]) < 1:
+        p.error("--batch_sizes, --calls, --repeats and --warmup must be >= 1")
+
+    torch.set_num_threads(args.torch_threads)
+    info = machine.describe()
+    warning = interleaved.load_warning(info)
+    keras.utils.set_random_seed(0)
+    model = build_deep_convnet()
+    with tempfile.TemporaryDirectory() as export_dir:
+        peers = build_peers(names, model, export_dir)
+        images = np.random.default_rng(1).uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
+        agreement = check_agreement(peers, images)
+        results = measure(peers, batch_sizes, args.calls, args.repeats, args.warmup)
+    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    info["torch_threads"] = torch.get_num_threads()
+    ratios = summary(results, batch_sizes)
+    command = " ".join(["python", "bench/inference_throughput.py"]
+                       + (sys.argv[1:] if argv is None else argv))
+    interleaved.write(args.out, markdown(results, ratios, agreement, info, batch_sizes, command,
+                                         warning),
+                      {"command": command, "warning": warning or None, "machine": info,
+                       "batch_sizes": batch_sizes, "results": results, "ratios": ratios,
+                       "max_probability_difference": agreement})
+
+
+if __name__ == "__main__":
+    main()

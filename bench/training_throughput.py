@@ -1,0 +1,207 @@
+"""Training throughput of DeepConvNet (MNIST) and ResNet-20 (CIFAR-10): the suite's Keras models
+against the same networks in PyTorch, eager, channels-last, torch.compile and bfloat16.
+
+    python bench/training_throughput.py --network=deep_convnet [--steps=100] [--repeats=5]
+    python bench/training_throughput.py --network=resnet20 [--steps=20] [--repeats=5]
+
+Each network is the same in both frameworks (parameter counts asserted): DeepConvNet with Adam
+1e-3 at batch 100 (bench/torch_deep_convnet.py), ResNet-20 with SGD momentum 0.9 and weight decay
+1e-4 at batch 128 (bench/torch_resnet20.py), on in-memory random batches, all CPU threads.
+
+  keras                 the suite's model, `fit` on a cached tf.data dataset, float32, no XLA
+  keras_bfloat16        the same under the mixed_bfloat16 policy (float32 weights and loss)
+  torch                 PyTorch eager, NCHW, float32
+  torch_channels_last   PyTorch eager, channels_last, float32
+  torch_compile         torch.compile (default mode) of the NCHW model, float32
+  torch_bfloat16        PyTorch eager, channels_last, under torch.autocast(bfloat16)
+
+The float32 Keras peer is compared with the best float32 PyTorch peer, the bfloat16 one with
+PyTorch's bfloat16 and with the best PyTorch peer of all. bfloat16 only pays on CPUs with
+AVX512_BF16 or AMX (the machine's ISA is in the report). Rounds are interleaved
+(bench/interleaved.py); results go to bench/results/training_throughput_<network>.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+import suite  # noqa: E402,F401  (first: the suite's oneDNN default before TensorFlow loads)
+from suite.runtime.startup import load_tensorflow  # noqa: E402
+
+tf = load_tensorflow()
+import keras  # noqa: E402
+import torch  # noqa: E402
+
+import interleaved  # noqa: E402
+from interleaved import machine  # noqa: E402
+
+NUM_BATCHES = 8
+PEERS = {
+    "keras": "Keras fit, float32",
+    "keras_bfloat16": "Keras fit, mixed_bfloat16",
+    "torch": "PyTorch eager, NCHW, float32",
+    "torch_channels_last": "PyTorch eager, channels_last, float32",
+    "torch_compile": "torch.compile (default mode), NCHW, float32",
+    "torch_bfloat16": "PyTorch eager, channels_last, autocast bfloat16",
+}
+FLOAT32_TORCH = ("torch", "torch_channels_last", "torch_compile")
+
+
+class Network:
+    """What differs between the two networks: shapes, the Keras and PyTorch builders and steps."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "deep_convnet":
+            self.batch_size, self.shape, self.parameters = 100, (28, 28, 1), 123_552
+        else:
+            self.batch_size, self.shape, self.parameters = 128, (32, 32, 3), 269_722
+
+    def batches(self, channels_first: bool):
+        rng = np.random.default_rng(0)
+        side, _, channels = self.shape
+        shape = (NUM_BATCHES, self.batch_size) + ((channels, side, side) if channels_first
+                                                   else self.shape)
+        return (rng.uniform(0, 255, shape).astype(np.float32),
+                rng.integers(0, 10, (NUM_BATCHES, self.batch_size)).astype(np.int64))
+
+    def keras_model(self):
+        if self.name == "deep_convnet":
+            from suite.models.deep_convnet import build_deep_convnet
+
+            model, optimizer = build_deep_convnet(), keras.optimizers.Adam(1e-3)
+        else:
+            from suite.models.registry import build_model
+
+            model = build_model("resnet20", weight_decay=1e-4)
+            optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert trainable == self.parameters, f"Keras {self.name}: {trainable:,} parameters"
+        return model, optimizer
+
+    def torch_step(self, channels_last: bool, compiled: bool):
+        module = __import__("torch_deep_convnet" if self.name == "deep_convnet"
+                            else "torch_resnet20")
+        model = module.build_model(channels_last=channels_last)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert trainable == self.parameters, f"PyTorch {self.name}: {trainable:,} parameters"
+        return module.make_train_step(torch.compile(model) if compiled else model)
+
+
+class KerasPeer(interleaved.FitPeer):
+    def __init__(self, network: Network, policy: str):
+        keras.utils.set_random_seed(0)
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model, optimizer = network.keras_model()
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
+        self.model = model
+        self.dataset = tf.data.Dataset.from_tensor_slices(network.batches(False)).cache().repeat()
+
+
+class TorchPeer(interleaved.StepPeer):
+    def __init__(self, network: Network, channels_last: bool = False, compiled: bool = False,
+                 bfloat16: bool = False):
+        torch.manual_seed(0)
+        self.train_step = network.torch_step(channels_last, compiled)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.batches = [(torch.from_numpy(x).contiguous(memory_format=fmt), torch.from_numpy(y))
+                        for x, y in zip(*network.batches(True))]
+        self.bfloat16, self.i = bfloat16, 0
+
+    def step(self):
+        images, labels = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            self.train_step(images, labels)
+
+
+def build_peer(name: str, network: Network):
+    if name.startswith("keras"):
+        return KerasPeer(network, "mixed_bfloat16" if name == "keras_bfloat16" else "float32")
+    if name == "torch_bfloat16":
+        return TorchPeer(network, channels_last=True, bfloat16=True)
+    return TorchPeer(network, **interleaved.torch_options(name))
+
+
+def ratios(results: dict) -> dict:
+    """Keras float32 / best PyTorch float32, Keras bfloat16 / PyTorch bfloat16 and / best
+    PyTorch of all; None where a peer is missing."""
+    speed = {k: r["mean_images_per_s"] for k, r in results.items() if r["mean_images_per_s"]}
+    best32 = max((speed[k] for k in FLOAT32_TORCH if k in speed), default=None)
+    best_any = max((v for k, v in speed.items() if k.startswith("torch")), default=None)
+
+    def over(a, b):
+        return round(a / b, 3) if a and b else None
+
+    return {"keras_vs_best_torch_float32": over(speed.get("keras"), best32),
+            "keras_bfloat16_vs_torch_bfloat16": over(speed.get("keras_bfloat16"),
+                                                     speed.get("torch_bfloat16")),
+            "keras_bfloat16_vs_best_torch": over(speed.get("keras_bfloat16"), best_any),
+            "best_keras_vs_best_torch": over(max((v for k, v in speed.items()
+                                                  if k.startswith("keras")), default=None),
+                                             best_any)}
+
+
+def markdown(network: Network, results: dict, info: dict, args, command: str,
+             warning: str) -> str:
+    summary = ratios(results)
+    lines = [f"# {network.name} training throughput ({machine.label(info)}, load "
+             f"{info['load_1min']})", "", f"`{command}`", "", *([warning, ""] if warning else []),
+             f"Batch {network.batch_size}, {network.parameters:,} trainable parameters in both "
+             f"frameworks, rounds interleaved, {args.steps} timed steps per peer per round.", "",
+             *interleaved.table(results, args.repeats), "",
+             *(f"- {k.replace('_', ' ')}: **{v:.2f}x**" for k, v in summary.items()
+               if v is not None), "", interleaved.footer(info)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--network", choices=("deep_convnet", "resnet20"), default="deep_convnet")
+    p.add_argument("--steps", type=int, default=0,
+                   help="timed steps per peer per round (default: 100 DeepConvNet, 20 ResNet-20)")
+    p.add_argument("--warmup_steps", type=int, default=5,
+                   help="untimed steps per peer first (tracing, compilation)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
+    p.add_argument("--out", default="", help="path prefix of the .md and .json results "
+                   "(default bench/results/training_throughput_<network>)")
+    args = p.parse_args(argv)
+    names = [n for n in args.peers.split(",") if n]
+    if unknown := set(names) - set(PEERS):
+        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    args.steps = args.steps or (100 if args.network == "deep_convnet" else 20)
+    if min(args.steps, args.warmup_steps, args.repeats, args.torch_threads) < 1:
+        p.error("--steps, --warmup_steps, --repeats and --torch_threads must be >= 1")
+    out = args.out or os.path.join(HERE, "results", f"training_throughput_{args.network}")
+
+    torch.set_num_threads(args.torch_threads)
+    network = Network(args.network)
+    info = machine.describe()
+    warning = interleaved.load_warning(info)
+    results, orders = interleaved.measure(lambda name: build_peer(name, network), names, PEERS,
+                                          args.steps, args.warmup_steps, args.repeats,
+                                          network.batch_size)
+    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    info["torch_threads"] = torch.get_num_threads()
+    command = " ".join(["python", "bench/training_throughput.py"]
+                       + (sys.argv[1:] if argv is None else argv))
+    interleaved.write(out, markdown(network, results, info, args, command, warning), {
+        "command": command, "warning": warning or None, "machine": info,
+        "network": args.network, "batch_size": network.batch_size,
+        "parameters": network.parameters, "round_orders": orders, "results": results,
+        "ratios": ratios(results)})
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (REPO, assert_workers_identical, launch_two_workers, run_in_process,
-                      saved_model_cli_outputs)
+from conftest import (REPO, assert_workers_identical, launch_two_workers, parse_app_flags,
+                      run_in_process, saved_model_cli_outputs)
 from suite.data.generation import load_generation_images
 from suite.data.idx import DataError
 from suite.metrics import generative
@@ -140,6 +140,32 @@ def test_both_optimizers_scale_the_loss_under_mixed_float16():
         gan.fit(real, batch_size=4, epochs=1, verbose=0)
         assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
         assert gan.generator(np.zeros((1, 8), "float32")).dtype == "float32"  # tanh in float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_bfloat16_trains_both_networks_without_loss_scaling():
+    """The DCGAN preset's precision on CPUs with bfloat16 arithmetic: float32's range, so no
+    scaling; weights, tanh output and logits stay float32."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        gan = compiled_gan()
+        for optimizer in (gan.d_optimizer, gan.g_optimizer):
+            assert not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        assert gan.generator.get_layer("deconv1").compute_dtype == "bfloat16"
+        assert gan.discriminator.get_layer("conv2").compute_dtype == "bfloat16"
+        assert all(w.dtype == "float32" for w in gan.generator.weights + gan.discriminator.weights)
+        before = [w.numpy().copy() for w in gan.generator.trainable_weights
+                  + gan.discriminator.trainable_weights]
+        real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+        logs = gan.fit(real, batch_size=8, epochs=2, verbose=0).history
+        after = gan.generator.trainable_weights + gan.discriminator.trainable_weights
+        assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after))
+        assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 2
+        assert all(np.isfinite(v).all() for v in logs.values())
+        assert gan.generator(np.zeros((1, 8), "float32")).dtype == "float32"
+        assert gan.discriminator(np.zeros((1, 28, 28, 1), "float32")).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -306,3 +332,17 @@ def test_two_workers_keep_both_models_and_both_optimizers_identical(tmp_path):
     names = assert_workers_identical(model_dir)
     for part in ("generator", "ema_generator", "discriminator", "d_optimizer", "g_optimizer"):
         assert any(part in n for n in names), part
+
+
+def test_the_mnist_preset_parses_and_its_first_line_is_the_command(tmp_path, monkeypatch):
+    path = "apps/flags/dcgan_mnist.flags"
+    with open(os.path.join(REPO, path)) as f:
+        assert f.readline().startswith(f"# python -m apps.train_dcgan --flagfile={path}")
+    monkeypatch.chdir(REPO)
+    # The preset's data and judge live outside a fresh clone: point both at existing folders.
+    f = parse_app_flags(train_dcgan, f"--flagfile={path}", f"--mnist_dir={tmp_path}",
+                        f"--classifier_from={tmp_path}")
+    assert (f.dataset, f.batch_size, f.epochs, f.refine_layers, f.base_filters) == (
+        "mnist", 64, 10, 1, 64)
+    assert f.precision == "fastest" and f.d_learning_rate == f.g_learning_rate == 2e-4
+    assert f.d_beta_1 == f.g_beta_1 == 0.5

@@ -166,5 +166,5 @@ def footer(info: dict) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())
 
 
-__all__ = ["FitPeer", "StepPeer", "clock", "footer", "load_warning", "machine", "measure", "record_error",
-           "table", "torch_options", "write"]
+__all__ = ["FitPeer", "StepPeer", "clock", "footer", "load_warning", "machine", "measure",
+           "record_error", "table", "torch_options", "write"]

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from suite.runtime.startup import cpu_flags  # noqa: E402  (no TensorFlow: safe before it)
 
 
 def cpu_model() -> str:
@@ -28,19 +32,14 @@ def cpu_model() -> str:
 
 def isa() -> list[str]:
     """The vector extensions that decide TensorFlow's and PyTorch's kernels."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith("flags")), [])
-    except OSError:
-        return []
+    flags = cpu_flags()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx_vnni")
     return [name for name in wanted if name in flags]
 
 
 def describe() -> dict:
     onednn = None
-    if "tensorflow" in __import__("sys").modules:
+    if "tensorflow" in sys.modules:
         from suite.runtime.startup import onednn_enabled
 
         onednn = onednn_enabled()

@@ -13,6 +13,8 @@ import os
 import keras
 import tensorflow as tf
 
+from suite.runtime.startup import cpu_flags
+
 
 def cuda_compute_capabilities() -> list[tuple[int, int]]:
     """Compute capability of each visible GPU; listing devices does not initialise the runtime."""
@@ -27,13 +29,7 @@ def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX), where oneDNN's bfloat16
     kernels pay (twice float32's DeepConvNet training speed on a Zen 4); without it bfloat16
     falls back to slow paths (../shared/FINDINGS.md)."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str) -> str:

@@ -38,6 +38,18 @@ STARTUP_NOISE = tuple(re.compile(p) for p in (
 ))
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (avx2, avx512_bf16, amx_tile, ...) from the first `flags` line of
+    /proc/cpuinfo; empty where there is none (not Linux, not x86). Read without TensorFlow, so
+    the benches' machine record can use it too."""
+    try:
+        with open(cpuinfo) as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f
+                         if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
 def apply_cpu_defaults(environ=os.environ) -> None:
     """Sets oneDNN on for x86 CPUs unless `TF_ENABLE_ONEDNN_OPTS` is already set (to anything),
     TensorFlow's C++ log level to warnings unless `TF_CPP_MIN_LOG_LEVEL` is set, and a Slurm

@@ -34,6 +34,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from suite.models.batch_norm import FusedBatchNormalization
 from suite.models.vgg import check_image_shape, kernel_regularizer, scaled
 
 INPUT_SHAPE = (224, 224, 3)
@@ -145,7 +146,7 @@ def build_googlenet(
             name=conv_name,
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{conv_name}_bn")(x)
+            x = FusedBatchNormalization(name=f"{conv_name}_bn")(x)
             x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
         return x
 

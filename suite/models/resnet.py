@@ -43,6 +43,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from suite.models.batch_norm import FusedBatchNormalization
 from suite.models.vgg import check_image_shape, kernel_regularizer, scaled
 
 IMAGENET_INPUT_SHAPE = (224, 224, 3)
@@ -116,7 +117,7 @@ class _Builder:
             kernel_regularizer=self.regularizer,
             name=f"{name}_conv",
         )(x)
-        x = layers.BatchNormalization(
+        x = FusedBatchNormalization(
             epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=self.sync_batch_norm,
             name=f"{name}_bn")(x)
         return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x

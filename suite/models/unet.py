@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from suite.models.batch_norm import FusedBatchNormalization
 from suite.models.dense_prediction import CropLike, PadToMultiple
 from suite.models.vgg import kernel_regularizer
 
@@ -58,8 +59,8 @@ def build_unet(
                               kernel_initializer="he_normal", kernel_regularizer=regularizer,
                               name=f"{prefix}_conv{i}")(x)
             if batch_norm:
-                x = layers.BatchNormalization(synchronized=sync_batch_norm,
-                                              name=f"{prefix}_conv{i}_bn")(x)
+                x = FusedBatchNormalization(synchronized=sync_batch_norm,
+                                            name=f"{prefix}_conv{i}_bn")(x)
                 x = layers.Activation("relu", name=f"{prefix}_conv{i}_relu")(x)
         return x
 

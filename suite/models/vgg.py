@@ -27,6 +27,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from suite.models.batch_norm import FusedBatchNormalization
+
 INPUT_SHAPE = (224, 224, 3)
 NUM_CLASSES = 1000
 BLOCK_FILTERS = (64, 128, 256, 512, 512)
@@ -99,8 +101,8 @@ def vgg_features(x, depth: int = 16, width_multiplier: float = 1.0, batch_norm: 
                 name=conv_name,
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization(synchronized=sync_batch_norm,
-                                              name=f"{conv_name}_bn")(x)
+                x = FusedBatchNormalization(synchronized=sync_batch_norm,
+                                            name=f"{conv_name}_bn")(x)
                 x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
         x = pool(2, strides=2, name=f"block{block}_pool")(x)
         pools.append(x)

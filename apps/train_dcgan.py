@@ -60,6 +60,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                          "norm, ReLU) on the generator's smallest map before it grows, as "
                          "TensorFlow's DCGAN tutorial has one; 0: the paper's generator.",
                          flag_values=fv)
+    flags.DEFINE_boolean("reuse_fakes", False, "Beyond the paper: the generator step reuses the "
+                         "batch the discriminator step generated (as PyTorch's DCGAN example "
+                         "does) instead of fresh noise: one generator forward pass a step "
+                         "instead of two, so more steps in the same time.", flag_values=fv)
     flags.DEFINE_integer("grid_size", 64, "Images in each epoch's sample grid (8 a row).",
                          flag_values=fv)
     flags.DEFINE_string("classifier_from", None, "A suite classifier of the same images (its "
@@ -89,7 +93,7 @@ def make_task(fv: flags.FlagValues, data_override=None) -> DcganTask:
         dataset=fv.dataset, mnist_dir=fv.mnist_dir, data_dir=fv.data_dir,
         image_size=fv.image_size, grayscale=fv.grayscale, limit=fv.limit,
         latent_dim=fv.latent_dim, base_filters=fv.base_filters, ema_decay=fv.ema_decay,
-        refine_layers=fv.refine_layers, grid_size=fv.grid_size,
+        refine_layers=fv.refine_layers, reuse_fakes=fv.reuse_fakes, grid_size=fv.grid_size,
         classifier_from=fv.classifier_from, quality_samples=fv.quality_samples,
         log_every_steps=fv.log_every_steps)
     return DcganTask(config, suite_flags.schedule_config(fv),

@@ -34,6 +34,7 @@ class DcganConfig:
     base_filters: int = 64
     ema_decay: float = 0.0  # 0: no averaged generator (the paper)
     refine_layers: int = 0  # 0: the paper's generator
+    reuse_fakes: bool = False  # False: fresh noise for the generator step (Algorithm 1)
     grid_size: int = 64  # images in each epoch's grid
     classifier_from: str | None = None
     quality_samples: int = 10000
@@ -144,7 +145,7 @@ class DcganTask(Task):
         c = self.config
         gan = DCGAN(image_shape=self.images.shape[1:], latent_dim=c.latent_dim,
                     base_filters=c.base_filters, ema_decay=c.ema_decay,
-                    refine_layers=c.refine_layers,
+                    refine_layers=c.refine_layers, reuse_fakes=c.reuse_fakes,
                     sync_batch_norm=run.strategy.num_replicas_in_sync > 1, name="dcgan")
         gan(np.zeros((1, c.latent_dim), np.float32))  # built, so it can be saved and restored
         gan.start_average()

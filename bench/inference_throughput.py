@@ -7,6 +7,11 @@ network in PyTorch (eager and torch.compile), at batch 1 (latency) and large bat
                       writes it), loaded with tf.saved_model.load, its serving_default signature
   keras_call          the Keras model in a tf.function (suite.export.quantize.keras_predict_fn)
   keras_predict       keras.Model.predict(batch, batch_size=len(batch))
+  tflite              the same SavedModel converted to TFLite float32 (suite.export.quantize, as
+                      apps.precision_report writes it), run by suite.export.quantize's
+                      TFLiteClassifier (the interpreter with XNNPACK, all cores)
+  tflite_dynamic_range
+                      the same with int8 weights and activations quantised on the fly
   torch               PyTorch eager, NCHW, under torch.inference_mode
   torch_channels_last the same, channels_last
   torch_compile       torch.compile (default mode) of the NCHW model, inference_mode
@@ -51,6 +56,8 @@ PEERS = {
     "saved_model": "the suite's SavedModel export, serving_default",
     "keras_call": "Keras model in a tf.function",
     "keras_predict": "keras.Model.predict",
+    "tflite": "the SavedModel as TFLite float32 (XNNPACK)",
+    "tflite_dynamic_range": "the SavedModel as TFLite, int8 weights (dynamic range)",
     "torch": "PyTorch eager, NCHW, inference_mode",
     "torch_channels_last": "PyTorch eager, channels_last, inference_mode",
     "torch_compile": "torch.compile (default mode), NCHW, inference_mode",
@@ -58,6 +65,9 @@ PEERS = {
     "torch_bfloat16": "PyTorch eager, channels_last, autocast bfloat16",
 }
 DEFAULT_PEERS = [p for p in PEERS if "bfloat16" not in p]
+# The float32 suite peers: what is compared with (float32) torch.compile. The int8-weight
+# TFLite peer computes something slightly different (see its probability difference).
+SUITE_PEERS = ("saved_model", "keras_call", "keras_predict", "tflite")
 
 
 def keras_weights_into_torch(model: keras.Model, net: torch.nn.Module) -> None:
@@ -100,16 +110,31 @@ class TorchClassifier:
             return torch.softmax(self.forward(x).float(), dim=-1).numpy()
 
 
+def saved_model_path(export_dir: str, model: keras.Model) -> str:
+    """The suite's export of `model` under `export_dir`, written once for every peer."""
+    from suite.export.saved_model import write_saved_model
+    from suite.tasks.classification_serving import classifier_signatures
+
+    path = os.path.join(export_dir, "mnist", "1")
+    if not os.path.isdir(path):
+        path = write_saved_model(export_dir, "mnist", classifier_signatures(model), {}, 1)
+    return path
+
+
 def build_peers(names, model: keras.Model, export_dir: str) -> dict:
     peers = {}
     for name in names:
         if name == "saved_model":
-            from suite.export.saved_model import write_saved_model
-            from suite.tasks.classification_serving import classifier_signatures
-
-            path = write_saved_model(export_dir, "mnist", classifier_signatures(model), {})
+            path = saved_model_path(export_dir, model)
             serve = tf.saved_model.load(path).signatures["serving_default"]
             peers[name] = lambda x, serve=serve: serve(image=tf.constant(x))["probabilities"].numpy()
+        elif name.startswith("tflite"):
+            from suite.export.quantize import TFLiteClassifier, convert_to_tflite
+
+            path = saved_model_path(export_dir, model)
+            mode = "float32" if name == "tflite" else "dynamic_range"
+            classifier = TFLiteClassifier(convert_to_tflite(path, mode), os.cpu_count())
+            peers[name] = lambda x, c=classifier: c.run(x.astype(np.float32))
         elif name == "keras_call":
             peers[name] = keras_predict_fn(model)
         elif name == "keras_predict":
@@ -166,13 +191,14 @@ def measure(peers: dict, batch_sizes, calls: int, repeats: int, warmup: int) -> 
 
 
 def summary(results: dict, batch_sizes) -> dict:
-    """Best suite peer / torch.compile at each batch size (latency ratio: >1 is faster)."""
+    """Best float32 suite peer / torch.compile at each batch size (latency ratio: >1 is
+    faster)."""
     out = {}
     for b in map(str, batch_sizes):
         if "torch_compile" not in results:
             break
         suite_peers = {n: r[b]["median_ms"] for n, r in results.items()
-                       if n in ("saved_model", "keras_call", "keras_predict")}
+                       if n in SUITE_PEERS}
         if suite_peers:
             best = min(suite_peers, key=suite_peers.get)
             out[b] = {"best_suite_peer": best, "vs_torch_compile": round(
@@ -195,7 +221,7 @@ def markdown(results, ratios, agreement, info, batch_sizes, command, warning) ->
         lines.append(f"| {name} | {PEERS[name]} | {cells} | {agreement[name]:.1e} |")
     lines.append("")
     for b, r in ratios.items():
-        lines.append(f"- batch {b}: best suite peer {r['best_suite_peer']} is **"
+        lines.append(f"- batch {b}: best float32 suite peer {r['best_suite_peer']} is **"
                      f"{r['vs_torch_compile']:.2f}x** torch.compile"
                      + (f" (SavedModel {r['saved_model_vs_torch_compile']:.2f}x)"
                         if r["saved_model_vs_torch_compile"] else ""))

@@ -10,6 +10,9 @@ Each network is the same in both frameworks (parameter counts asserted): DeepCon
 
   keras                 the suite's model, `fit` on a cached tf.data dataset, float32, no XLA
   keras_bfloat16        the same under the mixed_bfloat16 policy (float32 weights and loss)
+  keras_unfused_bn, keras_unfused_bn_bfloat16
+                        ResNet-20 only: the same with Keras's own BatchNormalization instead of
+                        the suite's fused one (suite.models.batch_norm), to measure that lever
   torch                 PyTorch eager, NCHW, float32
   torch_channels_last   PyTorch eager, channels_last, float32
   torch_compile         torch.compile (default mode) of the NCHW model, float32
@@ -45,6 +48,8 @@ NUM_BATCHES = 8
 PEERS = {
     "keras": "Keras fit, float32",
     "keras_bfloat16": "Keras fit, mixed_bfloat16",
+    "keras_unfused_bn": "Keras fit, float32, Keras's own (unfused) batch norm",
+    "keras_unfused_bn_bfloat16": "Keras fit, mixed_bfloat16, Keras's own batch norm",
     "torch": "PyTorch eager, NCHW, float32",
     "torch_channels_last": "PyTorch eager, channels_last, float32",
     "torch_compile": "torch.compile (default mode), NCHW, float32",
@@ -71,15 +76,22 @@ class Network:
         return (rng.uniform(0, 255, shape).astype(np.float32),
                 rng.integers(0, 10, (NUM_BATCHES, self.batch_size)).astype(np.int64))
 
-    def keras_model(self):
+    def keras_model(self, unfused_bn: bool = False):
         if self.name == "deep_convnet":
             from suite.models.deep_convnet import build_deep_convnet
 
             model, optimizer = build_deep_convnet(), keras.optimizers.Adam(1e-3)
         else:
+            from suite.models import resnet
             from suite.models.registry import build_model
 
-            model = build_model("resnet20", weight_decay=1e-4)
+            fused = resnet.FusedBatchNormalization
+            if unfused_bn:
+                resnet.FusedBatchNormalization = keras.layers.BatchNormalization
+            try:
+                model = build_model("resnet20", weight_decay=1e-4)
+            finally:
+                resnet.FusedBatchNormalization = fused
             optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         assert trainable == self.parameters, f"Keras {self.name}: {trainable:,} parameters"
@@ -95,11 +107,11 @@ class Network:
 
 
 class KerasPeer(interleaved.FitPeer):
-    def __init__(self, network: Network, policy: str):
+    def __init__(self, network: Network, policy: str, unfused_bn: bool = False):
         keras.utils.set_random_seed(0)
         keras.mixed_precision.set_global_policy(policy)
         try:
-            model, optimizer = network.keras_model()
+            model, optimizer = network.keras_model(unfused_bn)
         finally:
             keras.mixed_precision.set_global_policy("float32")
         model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
@@ -126,7 +138,8 @@ class TorchPeer(interleaved.StepPeer):
 
 def build_peer(name: str, network: Network):
     if name.startswith("keras"):
-        return KerasPeer(network, "mixed_bfloat16" if name == "keras_bfloat16" else "float32")
+        return KerasPeer(network, "mixed_bfloat16" if name.endswith("bfloat16") else "float32",
+                         unfused_bn="unfused" in name)
     if name == "torch_bfloat16":
         return TorchPeer(network, channels_last=True, bfloat16=True)
     return TorchPeer(network, **interleaved.torch_options(name))
@@ -134,7 +147,7 @@ def build_peer(name: str, network: Network):
 
 def ratios(results: dict) -> dict:
     """Keras float32 / best PyTorch float32, Keras bfloat16 / PyTorch bfloat16 and / best
-    PyTorch of all; None where a peer is missing."""
+    PyTorch of all, the fused batch norm / Keras's own; None where a peer is missing."""
     speed = {k: r["mean_images_per_s"] for k, r in results.items() if r["mean_images_per_s"]}
     best32 = max((speed[k] for k in FLOAT32_TORCH if k in speed), default=None)
     best_any = max((v for k, v in speed.items() if k.startswith("torch")), default=None)
@@ -147,8 +160,12 @@ def ratios(results: dict) -> dict:
                                                      speed.get("torch_bfloat16")),
             "keras_bfloat16_vs_best_torch": over(speed.get("keras_bfloat16"), best_any),
             "best_keras_vs_best_torch": over(max((v for k, v in speed.items()
-                                                  if k.startswith("keras")), default=None),
-                                             best_any)}
+                                                  if k in ("keras", "keras_bfloat16")),
+                                                 default=None), best_any),
+            "fused_bn_vs_keras_bn_float32": over(speed.get("keras"),
+                                                 speed.get("keras_unfused_bn")),
+            "fused_bn_vs_keras_bn_bfloat16": over(speed.get("keras_bfloat16"),
+                                                  speed.get("keras_unfused_bn_bfloat16"))}
 
 
 def markdown(network: Network, results: dict, info: dict, args, command: str,
@@ -173,13 +190,16 @@ def main(argv=None):
                    help="untimed steps per peer first (tracing, compilation)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
+    p.add_argument("--peers", default="", help=f"comma-separated, from {','.join(PEERS)} "
+                   "(default: all the network has; DeepConvNet has no batch norm)")
     p.add_argument("--out", default="", help="path prefix of the .md and .json results "
                    "(default bench/results/training_throughput_<network>)")
     args = p.parse_args(argv)
-    names = [n for n in args.peers.split(",") if n]
-    if unknown := set(names) - set(PEERS):
-        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    offered = [n for n in PEERS if args.network == "resnet20" or "unfused" not in n]
+    names = [n for n in args.peers.split(",") if n] or offered
+    if unknown := set(names) - set(offered):
+        p.error(f"peers {sorted(unknown)} are not offered for {args.network}; choose from "
+                f"{', '.join(offered)}")
     args.steps = args.steps or (100 if args.network == "deep_convnet" else 20)
     if min(args.steps, args.warmup_steps, args.repeats, args.torch_threads) < 1:
         p.error("--steps, --warmup_steps, --repeats and --torch_threads must be >= 1")

@@ -82,16 +82,17 @@ def test_image_sizes_must_halve_to_a_map_of_four_or_more():
             check_image_shape(bad)
 
 
-def compiled_gan(shape=(28, 28, 1)):
-    gan = DCGAN(image_shape=shape, latent_dim=8, base_filters=4)
+def compiled_gan(shape=(28, 28, 1), **options):
+    gan = DCGAN(image_shape=shape, latent_dim=8, base_filters=4, **options)
     gan(np.zeros((1, 8), "float32"))
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
     return gan
 
 
-def test_one_train_step_changes_both_models_and_counts_both_optimizers():
+@pytest.mark.parametrize("reuse_fakes", [False, True])
+def test_one_train_step_changes_both_models_and_counts_both_optimizers(reuse_fakes):
     keras.utils.set_random_seed(0)
-    gan = compiled_gan()
+    gan = compiled_gan(reuse_fakes=reuse_fakes)
     before = [w.numpy().copy() for w in gan.generator.trainable_weights
               + gan.discriminator.trainable_weights]
     real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
@@ -102,6 +103,17 @@ def test_one_train_step_changes_both_models_and_counts_both_optimizers():
     assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
     assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert 0 < logs["d_real"][0] < 1 and 0 < logs["d_fake"][0] < 1
+
+
+@pytest.mark.parametrize("reuse_fakes,forward_passes", [(False, 2), (True, 1)])
+def test_reused_fakes_run_the_generator_forward_once_a_step(reuse_fakes, forward_passes):
+    gan = compiled_gan(reuse_fakes=reuse_fakes)
+    calls, call = [], gan.generator.call
+    gan.generator.call = lambda *args, **kwargs: calls.append(1) or call(*args, **kwargs)
+    real = np.zeros((16, 28, 28, 1), "float32")
+    gan.fit(real, batch_size=8, epochs=1, verbose=0)  # two steps of one traced train_step
+    assert len(calls) == forward_passes and int(gan.g_optimizer.iterations) == 2
+    assert DCGAN.from_config(gan.get_config()).reuse_fakes is reuse_fakes
 
 
 def test_the_averaged_generator_follows_the_trained_one_by_its_decay():
@@ -343,6 +355,7 @@ def test_the_mnist_preset_parses_and_its_first_line_is_the_command(tmp_path, mon
     f = parse_app_flags(train_dcgan, f"--flagfile={path}", f"--mnist_dir={tmp_path}",
                         f"--classifier_from={tmp_path}")
     assert (f.dataset, f.batch_size, f.epochs, f.refine_layers, f.base_filters) == (
-        "mnist", 64, 10, 1, 64)
+        "mnist", 64, 11, 1, 64)
+    assert not f.reuse_fakes and f.classifier_from == str(tmp_path)
     assert f.precision == "fastest" and f.d_learning_rate == f.g_learning_rate == 2e-4
     assert f.d_beta_1 == f.g_beta_1 == 0.5

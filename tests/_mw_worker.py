@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from suite.runtime import multiworker_compat  # noqa: E402
+from suite.runtime.devices import configure_heartbeat_timeout  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 4
@@ -92,7 +93,9 @@ def local_example_ids(strategy):
 
 
 def run_multiworker(out_dir):
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # finds its peers from TF_CONFIG
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    configure_heartbeat_timeout(resolver, 60)  # two clusters may share the 2 cores
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     multiworker_compat.apply()
     result = train(strategy)
     result["ids"] = local_example_ids(strategy)

@@ -159,16 +159,22 @@ def saved_model_cli_outputs(version_dir, signature: str, name: str, array, tmp_p
     return {f[:-len(".npy")]: np.load(out_dir / f) for f in os.listdir(out_dir)}
 
 
+# The slow group runs two 2-worker clusters at once on 2 cores: a starved but healthy worker
+# can miss TensorFlow's 10 s of coordination heartbeats, so cluster tests allow 60.
+PATIENT_PEERS = "--peer_timeout_s=60"
+
+
 def launch_two_workers(app_module: str, *args: str, timeout: float = 300):
     """`python -m launch.local --num_workers=2 -- python -m <app_module> args` on CPUs only,
-    without an inherited TF_CONFIG; asserts it succeeded and returns the CompletedProcess."""
+    without an inherited TF_CONFIG, patient with heartbeats (PATIENT_PEERS); asserts it
+    succeeded and returns the CompletedProcess."""
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
            "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)
     done = subprocess.run([sys.executable, "-m", "launch.local", "--num_workers=2", "--",
-                           sys.executable, "-m", app_module, *args],
+                           sys.executable, "-m", app_module, PATIENT_PEERS, *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done

@@ -24,13 +24,16 @@ import time
 
 import pytest
 
-from conftest import FIXTURE_MNIST, REPO, parent_pid
+from conftest import FIXTURE_MNIST, PATIENT_PEERS, REPO, parent_pid
 from suite.models.registry import load_keras_file
 
 RUN_TIMEOUT_S = 240  # one cluster run, start to exit
 # No --strategy: inside a cluster (TF_CONFIG names 2 tasks) auto means multi_worker.
+# PATIENT_PEERS: two clusters of the slow group share 2 cores, which once starved a healthy
+# worker past TensorFlow's 10 s heartbeat timeout; a lost worker is still seen at once, because
+# launch.local stops the cluster when one of its processes dies.
 APP = [sys.executable, "-m", "apps.train_mnist", f"--data_dir={FIXTURE_MNIST}",
-       "--noverify_checksums", "--batch_size=10"]
+       "--noverify_checksums", "--batch_size=10", PATIENT_PEERS]
 
 
 def _worker_index(pid: int) -> int | None:

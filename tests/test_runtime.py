@@ -374,6 +374,37 @@ def test_a_single_machine_strategy_inside_a_cluster_is_refused_before_any_work(
     assert not os.path.exists(tmp_path / "run")
 
 
+def test_peer_timeout_reaches_the_coordination_service_the_strategy_starts():
+    """A one-worker cluster (it needs no peer to start) in a fresh process: the strategy keeps
+    the service configured with --peer_timeout_s's heartbeat timeout; 0 leaves TensorFlow's."""
+    code = ("import json, socket; from suite.runtime.devices import make_strategy\n"
+            "from tensorflow.python.eager import context\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+            "import os; os.environ['TF_CONFIG'] = json.dumps({'cluster': {'worker': "
+            "[f'127.0.0.1:{port}']}, 'task': {'type': 'worker', 'index': 0}})\n"
+            "import sys; strategy = make_strategy('multi_worker', int(sys.argv[1]))\n"
+            "config = context.context().coordination_service\n"
+            "print(strategy.num_replicas_in_sync, config.service_type, "
+            "config.heartbeat_timeout_in_ms, [j.name for j in config.coordinated_job_list])")
+    for seconds, expected in ((45, "1 standalone 45000 ['worker']"),
+                              (0, "1 standalone 0 ['worker']")):
+        out = subprocess.run([sys.executable, "-c", code, str(seconds)], cwd=REPO,
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": REPO, "CUDA_VISIBLE_DEVICES": ""})
+        assert out.stdout.strip().splitlines()[-1:] == [expected], out.stdout + out.stderr[-3000:]
+
+
+def test_a_negative_peer_timeout_is_refused_naming_the_flag():
+    from absl import flags
+
+    from suite.runtime.flags import define_runtime_flags
+
+    fv = flags.FlagValues()
+    define_runtime_flags(fv)
+    with pytest.raises(flags.IllegalFlagValueError, match="--peer_timeout_s must be >= 0"):
+        fv(["app", "--peer_timeout_s=-1"])
+
+
 # -- start-up ------------------------------------------------------------------------------------
 def test_start_up_notes_are_hidden_and_other_stderr_lines_pass():
     from suite.runtime.startup import quiet_native_startup, without_startup_noise

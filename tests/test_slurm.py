@@ -18,13 +18,13 @@ import time
 
 import pytest
 
-from conftest import FIXTURE_MNIST, REPO
+from conftest import FIXTURE_MNIST, PATIENT_PEERS, REPO
 
 pytestmark = pytest.mark.slow
 SCRIPT = os.path.join(REPO, "launch", "slurm_one_node.sh")
 SBATCH = os.path.join(REPO, "launch", "slurm.sbatch")
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
-APP = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums", "--noexport"]
+APP = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums", "--noexport", PATIENT_PEERS]
 
 
 @pytest.fixture(scope="module")

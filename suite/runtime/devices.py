@@ -70,7 +70,7 @@ def cluster_tasks(environ=os.environ) -> tuple[int, str]:
     return 1, ""
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, peer_timeout_s: int = 0) -> tf.distribute.Strategy:
     """auto | one_device | mirrored | multi_worker, as in the Model Garden's factory.
 
     Inside a cluster of several tasks (TF_CONFIG, a Slurm step) `auto` is multi_worker, and a
@@ -95,8 +95,29 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         from suite.runtime import multiworker_compat
 
         multiworker_compat.apply()
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
+        resolver = _cluster_resolver()
+        if peer_timeout_s:
+            configure_heartbeat_timeout(resolver, peer_timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     raise ValueError(f"unknown --strategy={name!r}; valid: auto, one_device, mirrored, multi_worker")
+
+
+def configure_heartbeat_timeout(resolver, seconds: int) -> None:
+    """Starts the coordination service as MultiWorkerMirroredStrategy would (one standalone
+    service led by the first task, over the chief and worker jobs), with a heartbeat timeout of
+    `seconds` instead of TensorFlow's 10 s. The strategy configures the service itself only when
+    nothing has, so this must run first, before TensorFlow's context is initialised."""
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+
+    cluster = multi_worker_util.normalize_cluster_spec(resolver.cluster_spec())
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=int(seconds * 1000))
 
 
 def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
@@ -174,12 +195,13 @@ class Runtime:
 
 
 def setup_runtime(strategy: str, precision: str, seed: int, deterministic: bool,
-                  strategy_override: tf.distribute.Strategy | None = None) -> Runtime:
+                  strategy_override: tf.distribute.Strategy | None = None,
+                  peer_timeout_s: int = 0) -> Runtime:
     """Policy, strategy, then seeds: the order the distributed runtime needs."""
     tf.get_logger().setLevel("WARNING")  # its INFO lines (SavedModel renames...) drown the app's
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
-    dist = strategy_override or make_strategy(strategy)
+    dist = strategy_override or make_strategy(strategy, peer_timeout_s)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -36,6 +36,7 @@ class RuntimeConfig:
     export_dir: str | None = None  # default <model_dir>/export
     backup_every_steps: int = 0  # 0: back up at the end of each epoch only
     resume_from: str = "backup"  # or "checkpoint": checkpoints/last.keras, after a damaged backup
+    peer_timeout_s: int = 0  # multi-worker: heartbeat timeout; 0 keeps TensorFlow's (10 s)
 
     @property
     def resolved_export_dir(self) -> str:
@@ -86,7 +87,7 @@ def require_at_least(fv: flags.FlagValues, minimum, *names: str) -> None:
 def define_runtime_flags(fv: flags.FlagValues = flags.FLAGS,
                          default_model_dir: str = "runs/run") -> None:
     """--model_dir --seed --deterministic --strategy --precision --export --export_dir
-    --backup_every_steps --resume_from."""
+    --backup_every_steps --resume_from --peer_timeout_s."""
     flags.DEFINE_string("model_dir", default_model_dir,
                         "Where checkpoints, backups, TensorBoard logs, figures, results and "
                         "exports go. Running the same command again resumes from here; one run "
@@ -117,6 +118,15 @@ def define_runtime_flags(fv: flags.FlagValues = flags.FLAGS,
                       "backup: resume from <model_dir>/backup (exact step); checkpoint: resume "
                       "from checkpoints/last.keras (end of its epoch), for when the backup is "
                       "damaged; the damaged backup is moved aside, not deleted.", flag_values=fv)
+    flags.DEFINE_integer("peer_timeout_s", 0,
+                         "Multi-worker runs: seconds a worker may miss the coordination "
+                         "service's heartbeats before the cluster counts it as lost and every "
+                         "worker stops (the rerun resumes). 0 keeps TensorFlow's 10 s; raise it "
+                         "on shared or overloaded machines, where a starved but healthy worker "
+                         "can miss 10 s of heartbeats.", flag_values=fv)
+    flags.register_validator("peer_timeout_s", lambda v: v >= 0,
+                             "--peer_timeout_s must be >= 0 (0: TensorFlow's default)",
+                             flag_values=fv)
     flags.register_validator("model_dir", lambda v: bool(v), "--model_dir must not be empty",
                              flag_values=fv)
     flags.register_validator("backup_every_steps", lambda v: v >= 0,

@@ -133,7 +133,7 @@ def run_task(task: Task, config: RuntimeConfig, strategy_override=None,
     from suite.runtime.devices import setup_runtime
 
     runtime = setup_runtime(config.strategy, config.precision, config.seed, config.deterministic,
-                            strategy_override)
+                            strategy_override, peer_timeout_s=config.peer_timeout_s)
     print(f"Runtime: {runtime.describe()}", flush=True)
     from suite.data.sharding import check_global_batch
     from suite.runtime.run_lock import RunLock

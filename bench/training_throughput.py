@@ -82,16 +82,10 @@ class Network:
 
             model, optimizer = build_deep_convnet(), keras.optimizers.Adam(1e-3)
         else:
-            from suite.models import resnet
             from suite.models.registry import build_model
 
-            fused = resnet.FusedBatchNormalization
-            if unfused_bn:
-                resnet.FusedBatchNormalization = keras.layers.BatchNormalization
-            try:
-                model = build_model("resnet20", weight_decay=1e-4)
-            finally:
-                resnet.FusedBatchNormalization = fused
+            extra = {"batch_norm": keras.layers.BatchNormalization} if unfused_bn else {}
+            model = build_model("resnet20", weight_decay=1e-4, **extra)
             optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         assert trainable == self.parameters, f"Keras {self.name}: {trainable:,} parameters"

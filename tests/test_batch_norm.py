@@ -71,3 +71,19 @@ def test_models_with_fused_batch_norm_save_and_load(tmp_path):
     loaded = load_keras_file(path)
     np.testing.assert_allclose(loaded.predict(images, verbose=0),
                                model.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+def test_resnets_take_keras_batch_norm_with_the_same_variables(name):
+    shape = (32, 32, 3) if name == "resnet20" else (64, 64, 3)
+    fused = build_model(name, input_shape=shape, num_classes=10)
+    plain = build_model(name, input_shape=shape, num_classes=10,
+                        batch_norm=keras.layers.BatchNormalization)
+    norms = [l for l in plain.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms and not any(isinstance(l, FusedBatchNormalization) for l in norms)
+    assert len(norms) == sum(isinstance(l, FusedBatchNormalization) for l in fused.layers)
+    assert [w.shape for w in plain.weights] == [w.shape for w in fused.weights]
+    plain.set_weights(fused.get_weights())
+    images = np.random.default_rng(3).uniform(0, 255, (2,) + shape).astype("float32")
+    np.testing.assert_allclose(plain(images, training=False), fused(images, training=False),
+                               atol=1e-5)

@@ -34,6 +34,8 @@ at the price of one weight copy per step.
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -222,7 +224,9 @@ class DCGAN(keras.Model):
 
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            fake = self.generator(noise(), training=True)
+            # The discriminator's batch is on the generator's tape only when its step reuses it.
+            with contextlib.nullcontext() if self.reuse_fakes else tape.stop_recording():
+                fake = self.generator(noise(), training=True)
             with tape.stop_recording():  # the discriminator's update is not the generator's
                 d_loss, real_logits, fake_logits = self._discriminator_step(real, fake)
             if not self.reuse_fakes:  # Algorithm 1: a fresh minibatch of noise

@@ -97,10 +97,12 @@ class ZeroPadShortcut(layers.Layer):
 class _Builder:
     """Holds the options shared by every convolution of one network."""
 
-    def __init__(self, conv_bias: bool, weight_decay: float, sync_batch_norm: bool = False):
+    def __init__(self, conv_bias: bool, weight_decay: float, sync_batch_norm: bool = False,
+                 batch_norm: type[layers.BatchNormalization] = FusedBatchNormalization):
         self.conv_bias = conv_bias
         self.regularizer = kernel_regularizer(weight_decay)
         self.sync_batch_norm = sync_batch_norm
+        self.batch_norm = batch_norm
 
     def conv_bn(self, x, filters, kernel, stride, name, relu=True):
         # Strided convolutions pad symmetrically, as Caffe and Torch do; Keras "same" would pad
@@ -117,7 +119,7 @@ class _Builder:
             kernel_regularizer=self.regularizer,
             name=f"{name}_conv",
         )(x)
-        x = FusedBatchNormalization(
+        x = self.batch_norm(
             epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=self.sync_batch_norm,
             name=f"{name}_bn")(x)
         return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
@@ -171,6 +173,7 @@ def build_resnet(
     rescale: bool = True,
     augmentation: keras.Layer | None = None,
     sync_batch_norm: bool = False,
+    batch_norm: type[layers.BatchNormalization] = FusedBatchNormalization,
     name: str | None = None,
 ) -> keras.Model:
     """Returns the ImageNet ResNet-`depth` (18, 34, 50, 101 or 152); see the module docstring.
@@ -178,7 +181,8 @@ def build_resnet(
     `rescale=True` divides raw [0, 255] pixels by 255 inside the model; pass False when the input
     pipeline normalises (keras.applications weights expect its `preprocess_input`).
     `sync_batch_norm` takes batch statistics over all replicas (TensorFlow only), so every
-    worker keeps the same moving statistics.
+    worker keeps the same moving statistics. `batch_norm` is the layer class: the suite's fused
+    one, or keras.layers.BatchNormalization (same variables; the bench measures the difference).
     """
     if depth not in IMAGENET_STAGES:
         raise ValueError(
@@ -190,7 +194,7 @@ def build_resnet(
     name = name or f"{'plain' if plain else 'resnet'}{depth}"
     input_shape = check_image_shape(input_shape, 32, name)
     kind, stages = IMAGENET_STAGES[depth]
-    b = _Builder(conv_bias, weight_decay, sync_batch_norm)
+    b = _Builder(conv_bias, weight_decay, sync_batch_norm, batch_norm)
 
     images, x = _inputs(input_shape, rescale, augmentation)
     x = b.conv_bn(x, scaled(64, width_multiplier), 7, 2, "conv1")
@@ -215,11 +219,13 @@ def build_cifar_resnet(
     weight_decay: float = 0.0,
     rescale: bool = True,
     augmentation: keras.Layer | None = None,
+    batch_norm: type[layers.BatchNormalization] = FusedBatchNormalization,
     name: str | None = None,
 ) -> keras.Model:
     """Returns the CIFAR ResNet-`depth` (6n + 2) of section 4.2, or its plain twin if `plain`.
 
-    `base_filters` (16 in the paper) sets the stage widths base, 2 base, 4 base.
+    `base_filters` (16 in the paper) sets the stage widths base, 2 base, 4 base; `batch_norm`
+    is the layer class, as in build_resnet.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(
@@ -233,7 +239,7 @@ def build_cifar_resnet(
     name = name or f"{'plain' if plain else 'resnet'}{depth}"
     input_shape = check_image_shape(input_shape, 4, name)
     n = (depth - 2) // 6
-    b = _Builder(conv_bias, weight_decay)
+    b = _Builder(conv_bias, weight_decay, batch_norm=batch_norm)
 
     images, x = _inputs(input_shape, rescale, augmentation)
     x = b.conv_bn(x, base_filters, 3, 1, "conv1")

@@ -45,11 +45,20 @@ def describe() -> dict:
         onednn = onednn_enabled()
     return {"cpu": cpu_model(), "isa": isa(), "cores": os.cpu_count(),
             "load_1min": round(os.getloadavg()[0], 2), "onednn": onednn,
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            **{name: os.environ[name] for name in ISA_CAPS if name in os.environ}}
+
+
+# Environment variables that cap the ISA the kernels use below what the CPU has: oneDNN's (in
+# TensorFlow and PyTorch) and PyTorch's own ATen dispatch. An AVX-512 machine so capped runs
+# AVX2 kernels, which stands in for, but is not, an AVX2-only CPU.
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def label(info: dict | None = None) -> str:
-    """'AMD EPYC 9R14, 2 cores, AVX-512' style, for tables."""
+    """'AMD EPYC 9R14, 2 cores, AVX-512' style, for tables; a capped ISA is said."""
     info = info or describe()
     kind = "AVX-512" if "avx512f" in info["isa"] else "AVX2" if "avx2" in info["isa"] else "SSE"
-    return f"{info['cpu']}, {info['cores']} cores, {kind}"
+    caps = [f"{name}={info[name]}" for name in ISA_CAPS if info.get(name)]
+    return f"{info['cpu']}, {info['cores']} cores, {kind}" + (
+        f" capped by {' '.join(caps)}" if caps else "")

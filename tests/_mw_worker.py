@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from suite.runtime import multiworker_compat  # noqa: E402
-from suite.runtime.devices import configure_heartbeat_timeout  # noqa: E402
+from suite.runtime.devices import make_strategy  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 4
@@ -93,10 +93,9 @@ def local_example_ids(strategy):
 
 
 def run_multiworker(out_dir):
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    configure_heartbeat_timeout(resolver, 60)  # two clusters may share the 2 cores
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    multiworker_compat.apply()
+    # The apps' own path (patched Keras, TF_CONFIG's cluster), patient with heartbeats like
+    # every cluster test (conftest.PATIENT_PEERS).
+    strategy = make_strategy("multi_worker", peer_timeout_s=60)
     result = train(strategy)
     result["ids"] = local_example_ids(strategy)
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]

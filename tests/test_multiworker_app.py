@@ -29,9 +29,8 @@ from suite.models.registry import load_keras_file
 
 RUN_TIMEOUT_S = 240  # one cluster run, start to exit
 # No --strategy: inside a cluster (TF_CONFIG names 2 tasks) auto means multi_worker.
-# PATIENT_PEERS: two clusters of the slow group share 2 cores, which once starved a healthy
-# worker past TensorFlow's 10 s heartbeat timeout; a lost worker is still seen at once, because
-# launch.local stops the cluster when one of its processes dies.
+# PATIENT_PEERS (why: conftest); a lost worker is still seen at once, because launch.local stops
+# the cluster when one of its processes dies.
 APP = [sys.executable, "-m", "apps.train_mnist", f"--data_dir={FIXTURE_MNIST}",
        "--noverify_checksums", "--batch_size=10", PATIENT_PEERS]
 

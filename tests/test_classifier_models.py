@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
@@ -218,6 +219,29 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
     assert y.shape == (2, 2, 2, 8)
     np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
     assert not y[..., 3:].any()
+    # An odd size keeps the last row and column, as slicing does; exact in every precision.
+    odd = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32")
+    for dtype in ("float32", "bfloat16", "float16"):
+        shortcut = ZeroPadShortcut(2, 4, dtype=dtype)
+        y = numpy(shortcut(ops.convert_to_tensor(odd, dtype=dtype))).astype("float32")
+        expected = numpy(ops.cast(ops.convert_to_tensor(odd, dtype=dtype), "float32"))
+        assert y.shape == (2, 3, 3, 4)
+        np.testing.assert_array_equal(y[..., :3], expected[:, ::2, ::2, :])
+        assert not y[..., 3:].any()
+
+
+def test_option_a_shortcut_gradient_is_the_subsampling_gradient():
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 5, 5, 3)), tf.float32)
+    upstream = tf.constant(np.random.default_rng(2).normal(size=(2, 3, 3, 4)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = ZeroPadShortcut(2, 4)(x)
+    grad = tape.gradient(y, x, output_gradients=upstream).numpy()
+    expected = np.zeros_like(grad)
+    expected[:, ::2, ::2, :] = upstream.numpy()[..., :3]
+    np.testing.assert_array_equal(grad, expected)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -12,9 +12,13 @@ network in PyTorch (eager and torch.compile), at batch 1 (latency) and large bat
                       TFLiteClassifier (the interpreter with XNNPACK, all cores)
   tflite_dynamic_range
                       the same with int8 weights and activations quantised on the fly
+  tflite_int8         the same fully in int8 (int8 in and out), calibrated on 256 images of the
+                      bench's own kind (its timed call includes quantising the float input)
   torch               PyTorch eager, NCHW, under torch.inference_mode
   torch_channels_last the same, channels_last
   torch_compile       torch.compile (default mode) of the NCHW model, inference_mode
+  torch_int8          PyTorch's static int8 (FX graph mode, x86 backend), calibrated like
+                      tflite_int8: the int8 peer of both TFLite int8 variants
   keras_bfloat16, torch_bfloat16
                       the Keras call under mixed_bfloat16 and PyTorch channels_last under
                       torch.autocast(bfloat16) (on request: pays only with AVX512_BF16 or AMX)
@@ -22,8 +26,10 @@ network in PyTorch (eager and torch.compile), at batch 1 (latency) and large bat
 Every peer returns softmax probabilities for raw pixels 0..255 (the book's network in inference
 mode: its dropout scales by 0.5). Each round times `--calls` calls per peer and batch size in an
 order rotating by round; the report gives the median over rounds of each round's mean latency
-and the images/s it means, and the ratio of the best suite peer to torch.compile. Results go to
-bench/results/inference_throughput.{md,json}.
+and the images/s it means, and the ratio of the best suite peer to torch.compile. It also gives
+each peer's arithmetic rate as a share of this CPU's matrix-multiply peak, measured before and
+after the rounds (bench/roofline.py), and so the largest ratio any float32 peer could reach over
+torch.compile. Results go to bench/results/inference_throughput.{md,json}.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ import keras  # noqa: E402
 import torch  # noqa: E402
 
 import interleaved  # noqa: E402
+import roofline  # noqa: E402
 from interleaved import machine  # noqa: E402
 from suite.export.quantize import keras_predict_fn  # noqa: E402
 from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
@@ -61,13 +68,24 @@ PEERS = {
     "torch": "PyTorch eager, NCHW, inference_mode",
     "torch_channels_last": "PyTorch eager, channels_last, inference_mode",
     "torch_compile": "torch.compile (default mode), NCHW, inference_mode",
+    "tflite_int8": "the SavedModel as TFLite, full int8 (int8 in and out)",
+    "torch_int8": "PyTorch static int8 (FX, x86 backend), inference_mode",
     "keras_bfloat16": "Keras model in a tf.function, mixed_bfloat16",
     "torch_bfloat16": "PyTorch eager, channels_last, autocast bfloat16",
 }
 DEFAULT_PEERS = [p for p in PEERS if "bfloat16" not in p]
-# The float32 suite peers: what is compared with (float32) torch.compile. The int8-weight
-# TFLite peer computes something slightly different (see its probability difference).
-SUITE_PEERS = ("saved_model", "keras_call", "keras_predict", "tflite")
+# Who is compared with whom, by arithmetic: the suite's peers of each precision against
+# PyTorch's best of the same (float32: torch.compile, as the issue asks).
+SUITE_PEERS = {"float32": ("saved_model", "keras_call", "keras_predict", "tflite"),
+               "bfloat16": ("keras_bfloat16",),
+               "int8": ("tflite_dynamic_range", "tflite_int8")}
+TORCH_PEER = {"float32": "torch_compile", "bfloat16": "torch_bfloat16", "int8": "torch_int8"}
+CALIBRATION_IMAGES = 256
+
+
+def arithmetic_precision(peer: str) -> str:
+    return "int8" if "int8" in peer or "dynamic_range" in peer else (
+        "bfloat16" if peer.endswith("bfloat16") else "float32")
 
 
 def keras_weights_into_torch(model: keras.Model, net: torch.nn.Module) -> None:
@@ -110,6 +128,31 @@ class TorchClassifier:
             return torch.softmax(self.forward(x).float(), dim=-1).numpy()
 
 
+def calibration_images() -> np.ndarray:
+    """What both int8 peers calibrate their activation ranges on: images like the timed ones."""
+    rng = np.random.default_rng(2)
+    return rng.uniform(0, 255, (CALIBRATION_IMAGES, 28, 28, 1)).astype(np.float32)
+
+
+def torch_int8(net: torch.nn.Module, images: np.ndarray) -> torch.nn.Module:
+    """PyTorch's static int8 model of `net` (FX graph mode, x86 backend: fbgemm and oneDNN
+    kernels), calibrated on `images`. FX quantisation is deprecated for torchao's pt2e, which
+    measured the same here (10.9 ms against 10.3 at batch 256) but is another dependency."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (x[:1],))
+        with torch.inference_mode():
+            prepared(x)
+        return convert_fx(prepared)
+
+
 def saved_model_path(export_dir: str, model: keras.Model) -> str:
     """The suite's export of `model` under `export_dir`, written once for every peer."""
     from suite.export.saved_model import write_saved_model
@@ -132,9 +175,12 @@ def build_peers(names, model: keras.Model, export_dir: str) -> dict:
             from suite.export.quantize import TFLiteClassifier, convert_to_tflite
 
             path = saved_model_path(export_dir, model)
-            mode = "float32" if name == "tflite" else "dynamic_range"
-            classifier = TFLiteClassifier(convert_to_tflite(path, mode), os.cpu_count())
-            peers[name] = lambda x, c=classifier: c.run(x.astype(np.float32))
+            mode = {"tflite": "float32", "tflite_dynamic_range": "dynamic_range",
+                    "tflite_int8": "int8"}[name]
+            classifier = TFLiteClassifier(convert_to_tflite(
+                path, mode, calibration_images() if mode == "int8" else None,
+                calibration_steps=CALIBRATION_IMAGES), os.cpu_count())
+            peers[name] = lambda x, c=classifier: c.run(c.quantize_input(x))
         elif name == "keras_call":
             peers[name] = keras_predict_fn(model)
         elif name == "keras_predict":
@@ -147,6 +193,10 @@ def build_peers(names, model: keras.Model, export_dir: str) -> dict:
                 keras.mixed_precision.set_global_policy("float32")
             twin.set_weights(model.get_weights())
             peers[name] = keras_predict_fn(twin)
+        elif name == "torch_int8":
+            net = build_torch()
+            keras_weights_into_torch(model, net)
+            peers[name] = TorchClassifier(torch_int8(net.eval(), calibration_images()))
         else:
             net = build_torch()
             keras_weights_into_torch(model, net)
@@ -190,26 +240,40 @@ def measure(peers: dict, batch_sizes, calls: int, repeats: int, warmup: int) -> 
             for n, per_batch in results.items()}
 
 
-def summary(results: dict, batch_sizes) -> dict:
-    """Best float32 suite peer / torch.compile at each batch size (latency ratio: >1 is
-    faster)."""
+def add_rates(results: dict, gflop_per_image: float, peaks: dict) -> None:
+    """Each result's GFLOP/s and its percent of the GEMM peak of its precision."""
+    for name, per_batch in results.items():
+        for r in per_batch.values():
+            r["gflops"] = round(r["images_per_s"] * gflop_per_image, 1)
+            r["percent_of_peak"] = roofline.share(r["gflops"],
+                                                  peaks.get(arithmetic_precision(name)))
+
+
+def summary(results: dict, batch_sizes, peaks: dict) -> dict:
+    """Per precision and batch size: the best suite peer / PyTorch's peer of that precision
+    (latency ratio: >1 is faster), and the ceiling: the GEMM peak / PyTorch's rate, the most
+    any peer of that precision could be ahead of it."""
     out = {}
-    for b in map(str, batch_sizes):
-        if "torch_compile" not in results:
-            break
-        suite_peers = {n: r[b]["median_ms"] for n, r in results.items()
-                       if n in SUITE_PEERS}
-        if suite_peers:
-            best = min(suite_peers, key=suite_peers.get)
-            out[b] = {"best_suite_peer": best, "vs_torch_compile": round(
-                results["torch_compile"][b]["median_ms"] / suite_peers[best], 3),
-                "saved_model_vs_torch_compile": round(
-                    results["torch_compile"][b]["median_ms"] / suite_peers["saved_model"], 3)
-                if "saved_model" in suite_peers else None}
+    for precision, torch_peer in TORCH_PEER.items():
+        suite_names = [n for n in SUITE_PEERS[precision] if n in results]
+        if torch_peer not in results or not suite_names:
+            continue
+        for b in map(str, batch_sizes):
+            theirs = results[torch_peer][b]
+            best = min(suite_names, key=lambda n: results[n][b]["median_ms"])
+            row = {"best_suite_peer": best, "torch_peer": torch_peer,
+                   "ratio": round(theirs["median_ms"] / results[best][b]["median_ms"], 3)}
+            if precision == "float32" and "saved_model" in results:
+                row["saved_model_ratio"] = round(
+                    theirs["median_ms"] / results["saved_model"][b]["median_ms"], 3)
+            if precision in peaks:
+                row["ceiling"] = round(peaks[precision]["gflops"] / theirs["gflops"], 3)
+            out.setdefault(precision, {})[b] = row
     return out
 
 
-def markdown(results, ratios, agreement, info, batch_sizes, command, warning) -> str:
+def markdown(results, ratios, agreement, info, batch_sizes, command, warning, peaks,
+             gflop_per_image) -> str:
     head = " | ".join(f"batch {b}: ms / images/s" for b in batch_sizes)
     lines = [f"# DeepConvNet inference ({machine.label(info)}, load {info['load_1min']})", "",
              f"`{command}`", "", *([warning, ""] if warning else []),
@@ -220,11 +284,28 @@ def markdown(results, ratios, agreement, info, batch_sizes, command, warning) ->
                            f"{per_batch[str(b)]['images_per_s']:,.0f}" for b in batch_sizes)
         lines.append(f"| {name} | {PEERS[name]} | {cells} | {agreement[name]:.1e} |")
     lines.append("")
-    for b, r in ratios.items():
-        lines.append(f"- batch {b}: best float32 suite peer {r['best_suite_peer']} is **"
-                     f"{r['vs_torch_compile']:.2f}x** torch.compile"
-                     + (f" (SavedModel {r['saved_model_vs_torch_compile']:.2f}x)"
-                        if r["saved_model_vs_torch_compile"] else ""))
+    for precision, per_batch in ratios.items():
+        for b, r in per_batch.items():
+            lines.append(f"- {precision}, batch {b}: best suite peer {r['best_suite_peer']} is **"
+                         f"{r['ratio']:.2f}x** {r['torch_peer']}"
+                         + (f" (SavedModel {r['saved_model_ratio']:.2f}x)"
+                            if "saved_model_ratio" in r else "")
+                         # At batch 1 a call's fixed cost, not arithmetic, sets latency.
+                         + (f"; ceiling {r['ceiling']:.2f}x (the {precision} GEMM peak over "
+                            f"{r['torch_peer']}'s rate)" if "ceiling" in r and b != "1" else ""))
+    if peaks:
+        lines += ["", f"**Share of this CPU's GEMM peak** ({gflop_per_image * 1e3:.1f} MFLOP per "
+                  "image; peaks, best of TensorFlow and PyTorch, before and after the rounds: "
+                  + ", ".join(f"{d} {p['gflops']:,.0f} GFLOP/s" for d, p in peaks.items())
+                  + "; no int8 peak is measured):", "",
+                  "| peer | " + " | ".join(f"batch {b}" for b in batch_sizes) + " |",
+                  "|---|" + "---:|" * len(batch_sizes)]
+        for name, per_batch in results.items():
+            cells = [per_batch[str(b)] for b in batch_sizes]
+            lines.append(f"| {name} | " + " | ".join(
+                f"{c['gflops']:,.0f} GFLOP/s ({c['percent_of_peak']:.0f}%)"
+                if c["percent_of_peak"] is not None else f"{c['gflops']:,.0f} GFLOP/s"
+                for c in cells) + " |")
     return "\n".join(lines + ["", interleaved.footer(info)]) + "\n"
 
 
@@ -236,6 +317,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls per peer and batch first")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count())
+    p.add_argument("--no_peak", action="store_true",
+                   help="skip the GEMM peak measurement (about 10 s before and after)")
     p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                    help=f"comma-separated, from {','.join(PEERS)}")
     p.add_argument("--out", default=os.path.join(HERE, "results", "inference_throughput"))
@@ -255,21 +338,27 @@ def main(argv=None):
     warning = interleaved.load_warning(info)
     keras.utils.set_random_seed(0)
     model = build_deep_convnet()
+    peaks_before = {} if args.no_peak else roofline.peaks()
     with tempfile.TemporaryDirectory() as export_dir:
         peers = build_peers(names, model, export_dir)
         images = np.random.default_rng(1).uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
         agreement = check_agreement(peers, images)
         results = measure(peers, batch_sizes, args.calls, args.repeats, args.warmup)
+    peaks = roofline.best_of(peaks_before, {} if args.no_peak else roofline.peaks())
+    gflop_per_image = roofline.gflops_per_image(model)
+    add_rates(results, gflop_per_image, peaks)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
-    ratios = summary(results, batch_sizes)
+    ratios = summary(results, batch_sizes, peaks)
     command = " ".join(["python", "bench/inference_throughput.py"]
                        + (sys.argv[1:] if argv is None else argv))
     interleaved.write(args.out, markdown(results, ratios, agreement, info, batch_sizes, command,
-                                         warning),
+                                         warning, peaks, gflop_per_image),
                       {"command": command, "warning": warning or None, "machine": info,
                        "batch_sizes": batch_sizes, "results": results, "ratios": ratios,
-                       "max_probability_difference": agreement})
+                       "max_probability_difference": agreement, "gemm_peaks": peaks,
+                       "gemm_peaks_before": peaks_before,
+                       "gflop_per_image": round(gflop_per_image, 6)})
 
 
 if __name__ == "__main__":

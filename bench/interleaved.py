@@ -132,21 +132,31 @@ def measure(build_peer, names, descriptions: dict, steps: int, warmup_steps: int
 
 def table(results: dict, repeats: int, reference_prefix: str = "torch") -> list[str]:
     """Markdown rows: images/s and the ratio to the best peer whose name starts with
-    `reference_prefix`."""
+    `reference_prefix`; with a GFLOP/s column where the results have rates
+    (roofline.py: `gflops`, `percent_of_peak`)."""
     reference = {k: r["mean_images_per_s"] for k, r in results.items()
                  if k.startswith(reference_prefix) and r["mean_images_per_s"]}
     best = max(reference, key=reference.get) if reference else None
+    rates = any(r.get("gflops") for r in results.values())
     lines = [f"| configuration | what | images/s (mean ± std over {repeats}) | "
-             f"vs best PyTorch ({best or 'n/a'}) | CPU ms/step (median) | warm-up s |",
-             "|---|---|---:|---:|---:|---:|"]
+             f"vs best PyTorch ({best or 'n/a'}) | "
+             + ("GFLOP/s (% of GEMM peak) | " if rates else "")
+             + "CPU ms/step (median) | warm-up s |",
+             "|---|---|---:|---:|" + ("---:|" if rates else "") + "---:|---:|"]
     for name, r in results.items():
         if r.get("error"):
             first = r["error"].strip().splitlines()[0][:200].replace("|", "\\|").replace("`", "'")
-            lines.append(f"| {name} | {r['description']} | failed: `{first}` | n/a | n/a | n/a |")
+            lines.append(f"| {name} | {r['description']} | failed: `{first}` | n/a | "
+                         + ("n/a | " if rates else "") + "n/a | n/a |")
             continue
         ratio = f"{r['mean_images_per_s'] / reference[best]:.2f}" if best else "n/a"
+        rate = ""
+        if rates:
+            rate = f"{r['gflops']:,.0f}" + (f" ({r['percent_of_peak']:.0f}%)"
+                                            if r.get("percent_of_peak") is not None else "")
+            rate += " | "
         lines.append(f"| {name} | {r['description']} | {r['mean_images_per_s']:.2f} ± "
-                     f"{r['std_images_per_s']:.2f} | {ratio} | "
+                     f"{r['std_images_per_s']:.2f} | {ratio} | {rate}"
                      f"{r['median_cpu_ms_per_step']:.0f} | {r['warmup_seconds']:.1f} |")
     return lines
 

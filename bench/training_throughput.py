@@ -19,7 +19,10 @@ Each network is the same in both frameworks (parameter counts asserted): DeepCon
   torch_bfloat16        PyTorch eager, channels_last, under torch.autocast(bfloat16)
 
 The float32 Keras peer is compared with the best float32 PyTorch peer, the bfloat16 one with
-PyTorch's bfloat16 and with the best PyTorch peer of all. bfloat16 only pays on CPUs with
+PyTorch's bfloat16 and with the best PyTorch peer of all. Each peer's arithmetic rate (3 passes
+of the network's multiply-adds per image) is also given as a share of this CPU's GEMM peak of
+its precision, measured before and after the rounds (bench/roofline.py), and with it the
+ceiling: the most any peer of a precision could be ahead of PyTorch's best of it. bfloat16 only pays on CPUs with
 AVX512_BF16 or AMX (the machine's ISA is in the report). Rounds are interleaved
 (bench/interleaved.py); results go to bench/results/training_throughput_<network>.{md,json}.
 """
@@ -42,6 +45,7 @@ import keras  # noqa: E402
 import torch  # noqa: E402
 
 import interleaved  # noqa: E402
+import roofline  # noqa: E402
 from interleaved import machine  # noqa: E402
 
 NUM_BATCHES = 8
@@ -162,16 +166,41 @@ def ratios(results: dict) -> dict:
                                                   speed.get("keras_unfused_bn_bfloat16"))}
 
 
+def add_rates(results: dict, gflop_per_image: float, peaks: dict) -> dict:
+    """Each peer's GFLOP/s and percent of the GEMM peak of its precision; returns the
+    ceilings: per precision, the peak over the best PyTorch peer's GFLOP/s."""
+    best_torch = {}
+    for name, r in results.items():
+        precision = "bfloat16" if name.endswith("bfloat16") else "float32"
+        r["gflops"] = (round(r["mean_images_per_s"] * gflop_per_image, 1)
+                       if r["mean_images_per_s"] else None)
+        r["percent_of_peak"] = (roofline.share(r["gflops"], peaks.get(precision))
+                                if r["gflops"] else None)
+        if name.startswith("torch") and r["gflops"]:
+            best_torch[precision] = max(best_torch.get(precision, 0), r["gflops"])
+    return {f"{precision}_ceiling_vs_best_torch": round(peaks[precision]["gflops"] / rate, 3)
+            for precision, rate in best_torch.items() if precision in peaks}
+
+
 def markdown(network: Network, results: dict, info: dict, args, command: str,
-             warning: str) -> str:
+             warning: str, peaks: dict, ceilings: dict, gflop_per_image: float) -> str:
     summary = ratios(results)
+    shares = []
+    if peaks:
+        shares = [f"GFLOP/s: {gflop_per_image * 1e3:.1f} MFLOP per training image (3 passes of "
+                  "the multiply-adds) x images/s; GEMM peaks, best of TensorFlow and PyTorch "
+                  "before and after the rounds: " + ", ".join(
+                      f"{d} {p['gflops']:,.0f} GFLOP/s" for d, p in peaks.items()) + ".", "",
+                  *(f"- {k.replace('_', ' ')}: **{v:.2f}x** (the GEMM peak over PyTorch's best "
+                    "rate of that precision: the most any peer of it could reach)"
+                    for k, v in ceilings.items()), ""]
     lines = [f"# {network.name} training throughput ({machine.label(info)}, load "
              f"{info['load_1min']})", "", f"`{command}`", "", *([warning, ""] if warning else []),
              f"Batch {network.batch_size}, {network.parameters:,} trainable parameters in both "
              f"frameworks, rounds interleaved, {args.steps} timed steps per peer per round.", "",
              *interleaved.table(results, args.repeats), "",
              *(f"- {k.replace('_', ' ')}: **{v:.2f}x**" for k, v in summary.items()
-               if v is not None), "", interleaved.footer(info)]
+               if v is not None), "", *shares, interleaved.footer(info)]
     return "\n".join(lines) + "\n"
 
 
@@ -184,6 +213,8 @@ def main(argv=None):
                    help="untimed steps per peer first (tracing, compilation)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count())
+    p.add_argument("--no_peak", action="store_true",
+                   help="skip the GEMM peak measurement (about 10 s before and after)")
     p.add_argument("--peers", default="", help=f"comma-separated, from {','.join(PEERS)} "
                    "(default: all the network has; DeepConvNet has no batch norm)")
     p.add_argument("--out", default="", help="path prefix of the .md and .json results "
@@ -203,18 +234,24 @@ def main(argv=None):
     network = Network(args.network)
     info = machine.describe()
     warning = interleaved.load_warning(info)
+    peaks_before = {} if args.no_peak else roofline.peaks()
     results, orders = interleaved.measure(lambda name: build_peer(name, network), names, PEERS,
                                           args.steps, args.warmup_steps, args.repeats,
                                           network.batch_size)
+    peaks = roofline.best_of(peaks_before, {} if args.no_peak else roofline.peaks())
+    gflop_per_image = roofline.gflops_per_image(network.keras_model()[0], training=True)
+    ceilings = add_rates(results, gflop_per_image, peaks)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
     command = " ".join(["python", "bench/training_throughput.py"]
                        + (sys.argv[1:] if argv is None else argv))
-    interleaved.write(out, markdown(network, results, info, args, command, warning), {
+    interleaved.write(out, markdown(network, results, info, args, command, warning, peaks,
+                                    ceilings, gflop_per_image), {
         "command": command, "warning": warning or None, "machine": info,
         "network": args.network, "batch_size": network.batch_size,
         "parameters": network.parameters, "round_orders": orders, "results": results,
-        "ratios": ratios(results)})
+        "ratios": ratios(results), "ceilings": ceilings, "gemm_peaks": peaks,
+        "gemm_peaks_before": peaks_before, "gflop_per_training_image": round(gflop_per_image, 6)})
 
 
 if __name__ == "__main__":

@@ -496,3 +496,21 @@ def test_fastest_precision_is_bfloat16_only_where_the_cpu_has_it(tmp_path, monke
     assert devices.resolve_precision("fastest") == "mixed_float16"
     monkeypatch.setattr(devices, "cuda_compute_capabilities", lambda: [(6, 1)])
     assert devices.resolve_precision("fastest") == "float32"
+
+
+@pytest.mark.parametrize("cap, expected", [
+    ("AVX2", False), ("avx512_core_vnni", False), ("AVX512_CORE_BF16", True), ("ALL", True),
+])
+def test_a_onednn_isa_cap_below_bfloat16_makes_fastest_float32(tmp_path, monkeypatch, cap,
+                                                               expected):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a Zen 4 (how the benches stand in for an AVX2-only CPU)
+    leaves oneDNN no bfloat16 instructions: `fastest` must not pick bfloat16 there."""
+    from suite.runtime import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n")
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+        monkeypatch.setenv(name, cap)
+        assert devices.cpu_has_bfloat16(str(cpuinfo)) is expected

@@ -25,10 +25,19 @@ def cuda_compute_capabilities() -> list[tuple[int, int]]:
     return caps
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA values) below AVX512_CORE_BF16: under
+# them oneDNN runs bfloat16 without bfloat16 instructions, whatever the CPU has.
+ISA_CAPS_WITHOUT_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                             "AVX512_CORE_VNNI"}
+
+
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX), where oneDNN's bfloat16
-    kernels pay (twice float32's DeepConvNet training speed on a Zen 4); without it bfloat16
-    falls back to slow paths (../shared/FINDINGS.md)."""
+    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX) that oneDNN may use, where its
+    bfloat16 kernels pay (twice float32's DeepConvNet training speed on a Zen 4); without it, or
+    with oneDNN's ISA capped below it, bfloat16 falls back to slow paths."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        if os.environ.get(name, "").strip().upper() in ISA_CAPS_WITHOUT_BFLOAT16:
+            return False
     return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 

@@ -28,8 +28,8 @@ mode: its dropout scales by 0.5). Each round times `--calls` calls per peer and 
 order rotating by round; the report gives the median over rounds of each round's mean latency
 and the images/s it means, and the ratio of the best suite peer to torch.compile. It also gives
 each peer's arithmetic rate as a share of this CPU's matrix-multiply peak, measured before and
-after the rounds (bench/roofline.py), and so the largest ratio any float32 peer could reach over
-torch.compile. Results go to bench/results/inference_throughput.{md,json}.
+after the rounds (bench/roofline.py), and so the largest ratio any peer could reach over
+PyTorch's peer of its precision. Results go to bench/results/inference_throughput.{md,json}.
 """
 from __future__ import annotations
 
@@ -193,13 +193,12 @@ def build_peers(names, model: keras.Model, export_dir: str) -> dict:
                 keras.mixed_precision.set_global_policy("float32")
             twin.set_weights(model.get_weights())
             peers[name] = keras_predict_fn(twin)
-        elif name == "torch_int8":
-            net = build_torch()
-            keras_weights_into_torch(model, net)
-            peers[name] = TorchClassifier(torch_int8(net.eval(), calibration_images()))
         else:
             net = build_torch()
             keras_weights_into_torch(model, net)
+            if name == "torch_int8":
+                peers[name] = TorchClassifier(torch_int8(net.eval(), calibration_images()))
+                continue
             peers[name] = TorchClassifier(
                 net, channels_last=name in ("torch_channels_last", "torch_bfloat16"),
                 compiled=name == "torch_compile", bfloat16=name == "torch_bfloat16")

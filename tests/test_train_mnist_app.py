@@ -320,20 +320,22 @@ def test_every_mnist_preset_parses_and_starts_with_its_command():
     presets = sorted(f for f in os.listdir(os.path.join(REPO, "apps", "flags"))
                      if f.startswith("mnist"))
     assert presets == ["mnist.flags", "mnist_augment.flags", "mnist_ensemble.flags",
-                       "mnist_fast.flags", "mnist_smoke.flags"]
+                       "mnist_fast.flags", "mnist_fast_float32.flags", "mnist_smoke.flags"]
     code = ("import sys, apps.train_mnist as app; from absl import flags\n"
             "for p in sys.argv[1:]:\n"
             "    F = flags.FlagValues(); app.define_flags(F); F(['x', '--flagfile=' + p])\n"
-            "    print(p, F.epochs, F.augment, F.ensemble_size, F.dropout, F.lr_schedule, F.precision)\n")
+            "    print(p, F.epochs, F.augment, F.ensemble_size, F.dropout, F.lr_schedule, F.precision,\n"
+            "          F.learning_rate, F.warmup_epochs)\n")
     out = subprocess.run([sys.executable, "-c", code, *[f"apps/flags/{p}" for p in presets]],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:5] == [
-        "apps/flags/mnist.flags 20 False 1 book constant auto",
-        "apps/flags/mnist_augment.flags 40 True 1 inverted cosine auto",
-        "apps/flags/mnist_ensemble.flags 40 True 5 inverted cosine auto",
-        f"apps/flags/mnist_fast.flags {FAST_EPOCHS} False 1 book cosine fastest",
-        "apps/flags/mnist_smoke.flags 2 False 1 book constant auto"]
+    assert out.stdout.split("\n")[:6] == [
+        "apps/flags/mnist.flags 20 False 1 book constant auto 0.001 0",
+        "apps/flags/mnist_augment.flags 40 True 1 inverted cosine auto 0.001 0",
+        "apps/flags/mnist_ensemble.flags 40 True 5 inverted cosine auto 0.001 0",
+        f"apps/flags/mnist_fast.flags {FAST_EPOCHS} False 1 book cosine fastest 0.001 0",
+        "apps/flags/mnist_fast_float32.flags 5 False 1 book cosine float32 0.003 1",
+        "apps/flags/mnist_smoke.flags 2 False 1 book constant auto 0.001 0"]
     for p in presets:
         with open(os.path.join(REPO, "apps", "flags", p)) as f:
             assert f.readline().startswith(f"# python -m apps.train_mnist --flagfile=apps/flags/{p}")

@@ -316,8 +316,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls per peer and batch first")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    p.add_argument("--no_peak", action="store_true",
-                   help="skip the GEMM peak measurement (about 10 s before and after)")
+    roofline.add_flag(p)
     p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                    help=f"comma-separated, from {','.join(PEERS)}")
     p.add_argument("--out", default=os.path.join(HERE, "results", "inference_throughput"))
@@ -337,13 +336,15 @@ def main(argv=None):
     warning = interleaved.load_warning(info)
     keras.utils.set_random_seed(0)
     model = build_deep_convnet()
-    peaks_before = {} if args.no_peak else roofline.peaks()
-    with tempfile.TemporaryDirectory() as export_dir:
-        peers = build_peers(names, model, export_dir)
-        images = np.random.default_rng(1).uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
-        agreement = check_agreement(peers, images)
-        results = measure(peers, batch_sizes, args.calls, args.repeats, args.warmup)
-    peaks = roofline.best_of(peaks_before, {} if args.no_peak else roofline.peaks())
+
+    def build_and_measure():
+        with tempfile.TemporaryDirectory() as export_dir:
+            peers = build_peers(names, model, export_dir)
+            images = np.random.default_rng(1).uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
+            return (check_agreement(peers, images),
+                    measure(peers, batch_sizes, args.calls, args.repeats, args.warmup))
+
+    (agreement, results), peaks, peaks_before = roofline.around(build_and_measure, args.no_peak)
     gflop_per_image = roofline.gflops_per_image(model)
     add_rates(results, gflop_per_image, peaks)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)

@@ -103,6 +103,19 @@ def best_of(*measurements: dict) -> dict:
     return out
 
 
+def add_flag(parser) -> None:
+    parser.add_argument("--no_peak", action="store_true",
+                        help="skip the GEMM peak measurement (about 10 s before and after)")
+
+
+def around(measure, skip: bool = False):
+    """(measure(), the best peaks, the peaks before): the peaks measured before and after
+    `measure` runs, so the ceiling comes from the same stretch of the machine's time."""
+    before = {} if skip else peaks()
+    result = measure()
+    return result, best_of(before, {} if skip else peaks()), before
+
+
 def share(gflops: float, peak: dict | None) -> float | None:
     """Percent of `peak` (a gemm_peak dict) that `gflops` is."""
     return round(100 * gflops / peak["gflops"], 1) if peak else None
@@ -125,6 +138,7 @@ if __name__ == "__main__":
     print(machine.label())
     for dtype, peak in peaks().items():
         print(f"{dtype} GEMM peak: {peak}")
-    for name, model in (("DeepConvNet", build_deep_convnet()), ("ResNet-20", build_model("resnet20"))):
+    for name, model in (("DeepConvNet", build_deep_convnet()),
+                        ("ResNet-20", build_model("resnet20"))):
         print(f"{name}: {multiply_adds(model):,} multiply-adds per image forward, "
               f"{gflops_per_image(model, training=True) * 1e3:.1f} MFLOP per training image")

@@ -22,9 +22,10 @@ The float32 Keras peer is compared with the best float32 PyTorch peer, the bfloa
 PyTorch's bfloat16 and with the best PyTorch peer of all. Each peer's arithmetic rate (3 passes
 of the network's multiply-adds per image) is also given as a share of this CPU's GEMM peak of
 its precision, measured before and after the rounds (bench/roofline.py), and with it the
-ceiling: the most any peer of a precision could be ahead of PyTorch's best of it. bfloat16 only pays on CPUs with
-AVX512_BF16 or AMX (the machine's ISA is in the report). Rounds are interleaved
-(bench/interleaved.py); results go to bench/results/training_throughput_<network>.{md,json}.
+ceiling: the most any peer of a precision could be ahead of PyTorch's best of it. bfloat16 only
+pays on CPUs with AVX512_BF16 or AMX (the machine's ISA is in the report). Rounds are
+interleaved (bench/interleaved.py); results go to
+bench/results/training_throughput_<network>.{md,json}.
 """
 from __future__ import annotations
 
@@ -213,8 +214,7 @@ def main(argv=None):
                    help="untimed steps per peer first (tracing, compilation)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    p.add_argument("--no_peak", action="store_true",
-                   help="skip the GEMM peak measurement (about 10 s before and after)")
+    roofline.add_flag(p)
     p.add_argument("--peers", default="", help=f"comma-separated, from {','.join(PEERS)} "
                    "(default: all the network has; DeepConvNet has no batch norm)")
     p.add_argument("--out", default="", help="path prefix of the .md and .json results "
@@ -234,11 +234,10 @@ def main(argv=None):
     network = Network(args.network)
     info = machine.describe()
     warning = interleaved.load_warning(info)
-    peaks_before = {} if args.no_peak else roofline.peaks()
-    results, orders = interleaved.measure(lambda name: build_peer(name, network), names, PEERS,
-                                          args.steps, args.warmup_steps, args.repeats,
-                                          network.batch_size)
-    peaks = roofline.best_of(peaks_before, {} if args.no_peak else roofline.peaks())
+    (results, orders), peaks, peaks_before = roofline.around(
+        lambda: interleaved.measure(lambda name: build_peer(name, network), names, PEERS,
+                                    args.steps, args.warmup_steps, args.repeats,
+                                    network.batch_size), args.no_peak)
     gflop_per_image = roofline.gflops_per_image(network.keras_model()[0], training=True)
     ceilings = add_rates(results, gflop_per_image, peaks)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)

@@ -60,8 +60,7 @@ def main(argv=None):
     for path in generators:
         gan = keras.models.load_model(os.path.join(path, "checkpoints", "last.keras"), compile=False)
         images[path] = generate(gan.sampler, latents)
-    rows, payload = [], {"command": " ".join(["python", "bench/dcgan_judges.py"]
-                                             + (sys.argv[1:] if argv is None else argv)),
+    rows, payload = [], {"command": machine.command(__file__, argv),
                          "machine": machine.describe(), "judges": {}}
     for judge_path in judges:
         judge = load_feature_classifier(judge_path, train.shape[1:])

@@ -350,8 +350,7 @@ def main(argv=None):
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
     ratios = summary(results, batch_sizes, peaks)
-    command = " ".join(["python", "bench/inference_throughput.py"]
-                       + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     interleaved.write(args.out, markdown(results, ratios, agreement, info, batch_sizes, command,
                                          warning, peaks, gflop_per_image),
                       {"command": command, "warning": warning or None, "machine": info,

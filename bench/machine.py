@@ -55,6 +55,14 @@ def describe() -> dict:
 ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
+def command(script_file: str, argv: list[str] | None = None) -> str:
+    """The command line that reproduces a bench run, as its report prints it: the ISA caps in
+    force first (they change every number), then `python bench/<script> <arguments>`."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    return " ".join(caps + ["python", f"bench/{os.path.basename(script_file)}", *arguments])
+
+
 def label(info: dict | None = None) -> str:
     """'AMD EPYC 9R14, 2 cores, AVX-512' style, for tables; a capped ISA is said."""
     info = info or describe()

@@ -136,8 +136,7 @@ def main(argv=None):
     info = machine.describe()
     keras_kinds, keras_ms = profile_keras(network, args.policy, args.steps)
     torch_kinds, torch_ms = profile_torch(network, args.steps)
-    command = " ".join(["python", "bench/profile_training.py"]
-                       + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     lines = [f"# Where a {network.name} training step goes ({machine.label(info)}, load "
              f"{info['load_1min']})", "", f"`{command}`", "",
              f"Batch {network.batch_size}, {args.steps} profiled steps each.", "",

@@ -223,8 +223,7 @@ def main(argv=None):
             record["ms_per_step"] = round(1e3 * args.batch_size / record["mean_images_per_s"], 1)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
-    command = " ".join(["python", "bench/throughput_dcgan.py"]
-                       + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     steps = ", ".join(f"{n} {r['ms_per_step']:.0f} ms" for n, r in results.items()
                       if r.get("ms_per_step"))
     lines = [f"# DCGAN training step time ({machine.label(info)}, load {info['load_1min']})", "",

@@ -330,7 +330,7 @@ def main(argv=None):
                                           args.batch_size)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
-    command = " ".join(["python", "bench/throughput_fcn.py"] + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     report = markdown(results, info, args, command, counts, difference, warning)
     interleaved.write(args.out, report, {
         "command": command, "warning": warning or None, "machine": info,

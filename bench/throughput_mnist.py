@@ -258,7 +258,9 @@ def main(argv):
                          "cpu_ms_per_step": cpu_ms, "median_cpu_ms_per_step": statistics.median(cpu_ms),
                          "steps": FLAGS.numpy_steps if name.startswith("numpy") else steps, "repeats": repeats}
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
-    command = " ".join(["python", "bench/throughput_mnist.py"] + sys.argv[1:])
+    import machine
+
+    command = machine.command(__file__)
     report = write_report(results, info, command, warning)
     print("\n" + report)
     out = Path(FLAGS.out_dir)

@@ -75,8 +75,7 @@ def main(argv=None):
     seconds = statistics.fmean(r["seconds"] for r in runs)
     verdict = {"accuracy": accuracy >= args.accuracy_bar,
                "seconds": max(r["seconds"] for r in runs) <= args.seconds_bar}
-    command = " ".join(["python", "bench/time_to_accuracy.py"]
-                       + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     lines = [f"# Time to accuracy: {preset} ({machine.label(info)}, load {info['load_1min']})", "",
              f"`{command}`", "", "| seed | test accuracy | wall seconds (whole command) | precision |",
              "|---:|---:|---:|---|",

@@ -242,8 +242,7 @@ def main(argv=None):
     ceilings = add_rates(results, gflop_per_image, peaks)
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
-    command = " ".join(["python", "bench/training_throughput.py"]
-                       + (sys.argv[1:] if argv is None else argv))
+    command = machine.command(__file__, argv)
     interleaved.write(out, markdown(network, results, info, args, command, warning, peaks,
                                     ceilings, gflop_per_image), {
         "command": command, "warning": warning or None, "machine": info,

@@ -170,6 +170,38 @@ def test_non_finite_loss_stops_keeps_the_last_good_state_and_fails(tmp_path, mni
     assert all(np.isfinite(w).all() for w in last.get_weights())
 
 
+def test_a_signal_after_the_last_check_still_exits_with_its_code_and_training_saved(
+        tmp_path, mnist_small):
+    """SIGTERM during the last epoch's end-of-epoch work (after the last step's check) used to
+    be swallowed: the run went on to evaluate and a scheduler killed it unrequeued. Now it
+    ends with 143, training saved, and the rerun has nothing left to train."""
+    import signal
+
+    from suite.runtime.devices import setup_runtime
+    from suite.runtime.training import RunPaths, fit_resumable
+
+    runtime = setup_runtime("auto", "float32", 0, False)
+    (x, y), _ = mnist_small
+    train_ds = tf.data.Dataset.from_tensor_slices((x[:200].astype("float32"), y[:200])).batch(
+        50).repeat()
+    late = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epoch == 1 and os.kill(os.getpid(), signal.SIGTERM))
+    model_dir = str(tmp_path / "run")
+    paths = RunPaths.for_role(model_dir, runtime)
+
+    def fit(callbacks):
+        return fit_resumable(train_mnist_model(), train_ds, None, epochs=2, steps_per_epoch=4,
+                             config=RuntimeConfig(model_dir), runtime=runtime, paths=paths,
+                             extra_callbacks=callbacks)
+
+    outcome = fit([late])
+    assert outcome.status == "interrupted" and outcome.exit_code == 143, outcome
+    assert "stopped by SIGTERM at epoch 3, step 0" in outcome.message
+    assert _epoch_step(model_dir) == (2, 0) and history(model_dir) == ["0", "1"]
+    again = fit([])
+    assert again.status == "completed" and not again.trained_now
+
+
 def train_mnist_model():
     # No ReLU between input and loss, so a NaN pixel reaches the loss (ReLU would eat it).
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),

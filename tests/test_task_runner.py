@@ -160,6 +160,32 @@ def test_the_loop_saves_models_optimizer_and_buffer_and_records_each_epoch(tmp_p
     assert again["export"] == out["export"] and again["iterations"] == 60
 
 
+def test_a_signal_in_the_loops_last_epoch_end_exits_with_its_code_and_training_saved(
+        tmp_path, monkeypatch):
+    """SIGTERM while the last epoch's metrics are computed (after the last step's check) used
+    to be swallowed: the run evaluated and exported while a scheduler's kill drew near. Now it
+    ends with 143, every epoch saved, and the rerun has nothing left to train."""
+    from toy_apps import chain_dqn
+
+    measure = chain_dqn.ChainDqnTask.epoch_metrics
+
+    def signalled_at_the_end(self, run, epoch):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return measure(self, run, epoch)
+
+    monkeypatch.setattr(chain_dqn.ChainDqnTask, "epoch_metrics", signalled_at_the_end)
+    args = (f"--model_dir={tmp_path}", "--env_steps=40", "--steps_per_epoch=20")
+    out = run_in_process(chain_dqn, *args)
+    assert out["status"] == "interrupted" and out["exit_code"] == 143, out
+    assert state(str(tmp_path)) == {"epoch": 2, "step": 0}
+    assert not os.path.exists(tmp_path / "results.json")  # not evaluated: the kill is near
+    monkeypatch.setattr(chain_dqn.ChainDqnTask, "epoch_metrics", measure)
+    again = run_in_process(chain_dqn, *args)
+    assert again["status"] == "completed" and again["iterations"] == 40
+    assert "export" in again
+
+
 # -- interrupted and resumed, as separate processes ------------------------------------------------
 @pytest.mark.slow
 def test_the_loop_resumes_after_sigterm_and_kill_9_to_the_uninterrupted_weights(tmp_path,

@@ -14,7 +14,8 @@ metrics (`Task.epoch_metrics`), then writes the history row, TensorBoard scalars
 checkpoints/{last,best}.keras of the primary model, then the backup: every model, optimizer
 and the task's extra state (`Task.extra_state`), as for fit. After each step it polls the stop
 requests (a collective with several workers, so every worker must run the same steps) and, on
-a signal, saves that exact step and ends with exit code 143/130; the rerun continues from it.
+a signal, saves that exact step and ends with exit code 143/130; the rerun continues from it. A
+signal after the last step also ends with its code (training saved, nothing left to resume).
 A non-finite value of a watched loss ends the loop without saving that epoch.
 """
 from __future__ import annotations
@@ -105,6 +106,10 @@ class TrainingLoop:
                         if in_epoch and self.step < self.total_steps:
                             writer.save(self.epoch, in_epoch)
                         break
+            if self._gate.diverged_at is None and stop.stopped_by is None:
+                # A signal in the last step or the last epoch's end came after the last check:
+                # agree on it (every worker gets here) and exit with its code, as fit does.
+                stop.stopped_by = stop.agreed()
         if scalars is not None:
             scalars.close()
         self.outcome = outcome_of(self._gate, stop, writer, paths,

@@ -8,6 +8,7 @@ the bench trains exactly what `python -m apps.train_mnist --flagfile=...` trains
 Keras backend: with KERAS_BACKEND=jax it needs no TensorFlow (used on a lent GPU), with the
 default TensorFlow backend it is the app's CPU path. One process per (recipe, seed), up to
 --jobs at once; then the summary: per-recipe mean/spread and the averaged-softmax ensemble.
+Runs already finished in --out_dir are kept, not trained again.
 """
 from __future__ import annotations
 
@@ -130,6 +131,17 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     return result
 
 
+def runs_to_train(recipes: list[str], seeds: list[int], out_dir: str) -> list[tuple[str, int]]:
+    """The (recipe, seed) runs without a finished result (.json and .probs.npy) in out_dir: a
+    rerun, or one with more seeds (a later session's GPU time), trains only those, and the
+    ensemble averages old and new members alike."""
+    def done(recipe, seed):
+        stem = os.path.join(out_dir, f"{recipe}-seed{seed}")
+        return os.path.exists(stem + ".json") and os.path.exists(stem + ".probs.npy")
+
+    return [(r, s) for r in recipes for s in seeds if not done(r, s)]
+
+
 def summarize(recipes: list[str], seeds: list[int], data_dir: str, out_dir: str,
               verify: bool = True) -> dict:
     from suite.data.mnist import load_mnist_arrays
@@ -188,7 +200,9 @@ def main():
         print(f"{recipe} seed {seed}: {100 * r['test_accuracy']:.2f}% in {r['train_seconds']} s")
         return
     recipes, seeds = args.recipes.split(","), [int(s) for s in args.seeds.split(",")]
-    pending = [(r, s) for r in recipes for s in seeds]
+    pending = runs_to_train(recipes, seeds, args.out_dir)
+    for r, s in sorted(set((r, s) for r in recipes for s in seeds) - set(pending)):
+        print(f"{r} seed {s}: kept from {args.out_dir} (delete its .json to train it again)")
     running = []
     while pending or running:
         while pending and len(running) < args.jobs:

@@ -199,6 +199,18 @@ def fit_with_records(model, tmp_path, signal_at, epochs, strategy=None):
     return gate, stop, state, evaluations
 
 
+def test_agree_at_end_takes_a_signal_after_the_last_check_and_keeps_an_earlier_stop():
+    stop = StopRequests()
+    stop.agree_at_end()
+    assert stop.stopped_by is None and stop.exit_code == 0  # no signal: training completes
+    stop.requested = "SIGINT"
+    stop.agree_at_end()
+    assert stop.stopped_by == "SIGINT" and stop.exit_code == 130
+    stop.requested = "SIGTERM"
+    stop.agree_at_end()
+    assert stop.stopped_by == "SIGINT"  # already stopped: the agreed signal stands
+
+
 def test_a_signal_mid_epoch_saves_that_step_and_neither_validates_nor_logs_the_epoch(
         two_cpu_strategy, tmp_path):
     model = tiny_model(two_cpu_strategy)

@@ -106,10 +106,8 @@ class TrainingLoop:
                         if in_epoch and self.step < self.total_steps:
                             writer.save(self.epoch, in_epoch)
                         break
-            if self._gate.diverged_at is None and stop.stopped_by is None:
-                # A signal in the last step or the last epoch's end came after the last check:
-                # agree on it (every worker gets here) and exit with its code, as fit does.
-                stop.stopped_by = stop.agreed()
+            if self._gate.diverged_at is None:
+                stop.agree_at_end()
         if scalars is not None:
             scalars.close()
         self.outcome = outcome_of(self._gate, stop, writer, paths,

@@ -109,6 +109,15 @@ class StopRequests:
                   flush=True)
         return agreed
 
+    def agree_at_end(self) -> None:
+        """After training's last step: a signal that came after the last check (the last step's
+        tail, the last epoch's end-of-epoch work) still ends the run with its code, training
+        saved, instead of being swallowed while evaluation outlasts a scheduler's grace period
+        (a Slurm time limit then ends the job unrequeued); the rerun finds training done and
+        evaluates. A collective with several workers: every worker must get here."""
+        if self.stopped_by is None:
+            self.stopped_by = self.agreed()
+
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.stopped_by or "", 0)

@@ -246,13 +246,8 @@ def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, path
             epoch += 1
         if not (gate.closed or stop.stopped_by) and epoch < epochs:
             fit(epoch, epochs, steps_per_epoch)
-        if not (gate.closed or stop.stopped_by):
-            # A signal in the last step's tail or the last epoch's end-of-epoch work came after
-            # the last check: training is done and saved, but a scheduler's kill is near, and
-            # evaluating first can outlast its grace period (a Slurm time limit then ends the
-            # job unrequeued). Agree on it (a collective: every worker gets here) and leave
-            # with the signal's code; the rerun finds training done and evaluates.
-            stop.stopped_by = stop.agreed()
+        if not gate.closed:
+            stop.agree_at_end()
     return outcome_of(gate, stop, resumption.writer, paths, epochs)
 
 

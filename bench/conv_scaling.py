@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -27,23 +28,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 PASSES = ("forward", "input gradient", "weight gradient")
-BATCH = {"deep_convnet": 100, "resnet20": 128}  # bench/training_throughput.py's batches
+NETWORKS = ("deep_convnet", "resnet20")
 
 
-def conv_shapes(network: str) -> list[dict]:
-    """The network's distinct convolutions: input height/width/channels, filters, kernel,
+def conv_shapes(model) -> list[dict]:
+    """A Keras model's distinct convolutions: input height/width/channels, filters, kernel,
     stride, TensorFlow padding, how many layers have that shape, and how many of those need
     an input gradient (not the first convolution: its input is the image)."""
     import keras
 
-    if network == "deep_convnet":
-        from suite.models.deep_convnet import build_deep_convnet
-
-        model = build_deep_convnet()
-    else:
-        from suite.models.registry import build_model
-
-        model = build_model(network)
     found: dict[tuple, dict] = {}
     for layer in model._flatten_layers(include_self=False):
         if type(layer) is not keras.layers.Conv2D:
@@ -69,7 +62,7 @@ def median_ms(call, iterations: int) -> float:
         started = time.perf_counter()
         call()
         times.append(time.perf_counter() - started)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * statistics.median_high(times)
 
 
 def time_tensorflow(shapes, batch: int, threads: int, iterations: int) -> dict:
@@ -141,18 +134,19 @@ def run_worker(framework: str, threads: int, shapes, batch: int, iterations: int
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def median(values):
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+def medians(runs: list[dict]) -> list[dict]:
+    """Per shape and pass, the median over repeats of one (framework, threads) pair's runs."""
+    return [{name: statistics.median_high(r["ms"][i][name] for r in runs) for name in PASSES}
+            for i in range(len(runs[0]["ms"]))]
 
 
 def per_step(runs: list[dict], shapes) -> dict:
     """Median over repeats of each (shape, pass), then summed over the network's layers."""
     totals = dict.fromkeys(PASSES, 0.0)
-    for i, s in enumerate(shapes):
+    for s, ms in zip(shapes, medians(runs)):
         for name in PASSES:
             count = s["input_gradients"] if name == "input gradient" else s["layers"]
-            totals[name] += count * median([r["ms"][i][name] for r in runs])
+            totals[name] += count * ms[name]
     return totals
 
 
@@ -175,7 +169,7 @@ def report(network: str, shapes, batch: int, measured: dict, info: dict, command
                          else totals[(framework, t)][name] for t in (1, all_cores))
             row += [f"{one:.2f}", f"{many:.2f}", f"{one / many:.2f}x"]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
-    overhead = {t: median([r["call_overhead_ms"] for r in measured[("tensorflow", t)]])
+    overhead = {t: statistics.median_high(r["call_overhead_ms"] for r in measured[("tensorflow", t)])
                 for t in (1, all_cores)}
     calls = sum(2 * s["layers"] + s["input_gradients"] for s in shapes)
     lines += ["", f"TensorFlow's times include its call overhead (an empty `tf.function`: "
@@ -183,12 +177,9 @@ def report(network: str, shapes, batch: int, measured: dict, info: dict, command
               f"{calls} calls a step).", "",
               "| convolution (input, filters, kernel/stride, padding) | layers | passes: "
               "TensorFlow all cores, ms | PyTorch all cores, ms |", "|---|---:|---|---|"]
+    per_shape = [medians(measured[(f, all_cores)]) for f in ("tensorflow", "torch")]
     for i, s in enumerate(shapes):
-        cells = []
-        for framework in ("tensorflow", "torch"):
-            runs = measured[(framework, all_cores)]
-            cells.append(" / ".join(f"{median([r['ms'][i][p] for r in runs]):.2f}"
-                                    for p in PASSES))
+        cells = [" / ".join(f"{ms[i][p]:.2f}" for p in PASSES) for ms in per_shape]
         lines.append(f"| {s['height']}x{s['width']}x{s['channels']} -> {s['filters']}, "
                      f"{s['kernel']}x{s['kernel']}/{s['stride']}, {s['padding']} "
                      f"({', '.join(s['names'][:3])}{', ...' if len(s['names']) > 3 else ''}) | "
@@ -199,7 +190,7 @@ def report(network: str, shapes, batch: int, measured: dict, info: dict, command
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", choices=sorted(BATCH), default="deep_convnet")
+    p.add_argument("--network", choices=NETWORKS, default="deep_convnet")
     p.add_argument("--repeats", type=int, default=3, help="alternated rounds of processes")
     p.add_argument("--iterations", type=int, default=60, help="timed calls per pass")
     p.add_argument("--out", default="", help="path prefix of the .md and .json results "
@@ -222,8 +213,11 @@ def main(argv=None):
     load_tensorflow(quiet=True)  # the suite's oneDNN default, before Keras builds the model
     import machine
     from interleaved import footer, write
+    from training_throughput import Network  # the networks and batches that bench trains
 
-    shapes, batch, all_cores = conv_shapes(args.network), BATCH[args.network], os.cpu_count()
+    network = Network(args.network)
+    shapes, batch = conv_shapes(network.keras_model()[0]), network.batch_size
+    all_cores = os.cpu_count()
     info = machine.describe()
     measured = {(f, t): [] for f in ("tensorflow", "torch") for t in (1, all_cores)}
     for round_index in range(args.repeats):

@@ -74,6 +74,11 @@ def host_augmented_batches(images, labels, batch_size, degrees, shift, seed):
     return Augmented()
 
 
+def run_stem(out_dir: str, recipe: str, seed: int) -> str:
+    """Where one run's files go: <stem>.json (its result, written last), .probs.npy, .log."""
+    return os.path.join(out_dir, f"{recipe}-seed{seed}")
+
+
 def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[str],
               verify: bool = True, host_augment: bool = False) -> dict:
     import keras
@@ -105,7 +110,7 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
               "backend": keras.backend.backend(), "host_augment": bool(f.augment and host_augment),
               "dropout": f.dropout,
               "history": {}}
-    stem = os.path.join(out_dir, f"{recipe}-seed{seed}")
+    stem = run_stem(out_dir, recipe, seed)
 
     class Record(keras.callbacks.Callback):  # partial curves survive a killed run
         def on_epoch_end(self, epoch, logs=None):
@@ -136,7 +141,7 @@ def runs_to_train(recipes: list[str], seeds: list[int], out_dir: str) -> list[tu
     rerun, or one with more seeds (a later session's GPU time), trains only those, and the
     ensemble averages old and new members alike."""
     def done(recipe, seed):
-        stem = os.path.join(out_dir, f"{recipe}-seed{seed}")
+        stem = run_stem(out_dir, recipe, seed)
         return os.path.exists(stem + ".json") and os.path.exists(stem + ".probs.npy")
 
     return [(r, s) for r in recipes for s in seeds if not done(r, s)]
@@ -149,9 +154,9 @@ def summarize(recipes: list[str], seeds: list[int], data_dir: str, out_dir: str,
     y_test = load_mnist_arrays(data_dir, verify)[1][1]
     summary = {}
     for recipe in recipes:
-        runs = [json.load(open(os.path.join(out_dir, f"{recipe}-seed{s}.json"))) for s in seeds]
+        runs = [json.load(open(run_stem(out_dir, recipe, s) + ".json")) for s in seeds]
         accs = np.array([r["test_accuracy"] for r in runs])
-        probs = np.mean([np.load(os.path.join(out_dir, f"{recipe}-seed{s}.probs.npy"))
+        probs = np.mean([np.load(run_stem(out_dir, recipe, s) + ".probs.npy")
                          for s in seeds], axis=0)
         summary[recipe] = {
             "seeds": seeds, "accuracies": accs.tolist(), "mean": float(accs.mean()),
@@ -211,7 +216,7 @@ def main():
                    f"--out_dir={args.out_dir}", f"--extra={args.extra}",
                    *(["--no_verify"] if args.no_verify else []),
                    *(["--host_augment"] if args.host_augment else [])]
-            log = open(os.path.join(args.out_dir, f"{r}-seed{s}.log"), "w")
+            log = open(run_stem(args.out_dir, r, s) + ".log", "w")
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             running.append((r, s, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                    env=env)))

@@ -10,9 +10,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "bench"))
 import conv_scaling  # noqa: E402
 
+from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
+from suite.models.registry import build_model  # noqa: E402
+
 
 def test_deep_convnet_has_six_convolutions_and_no_input_gradient_for_the_first():
-    shapes = conv_scaling.conv_shapes("deep_convnet")
+    shapes = conv_scaling.conv_shapes(build_deep_convnet())
     assert [(s["height"], s["channels"], s["filters"], s["padding"]) for s in shapes] == [
         (28, 1, 16, "SAME"), (28, 16, 16, "SAME"), (14, 16, 32, "SAME"),
         (18, 32, 32, "VALID"), (8, 32, 64, "SAME"), (8, 64, 64, "SAME")]  # conv4: padded 2
@@ -21,7 +24,7 @@ def test_deep_convnet_has_six_convolutions_and_no_input_gradient_for_the_first()
 
 
 def test_resnet20_shapes_repeat_and_add_up_to_nineteen_convolutions():
-    shapes = conv_scaling.conv_shapes("resnet20")
+    shapes = conv_scaling.conv_shapes(build_model("resnet20"))
     assert sum(s["layers"] for s in shapes) == 19  # 20 weight layers less the dense one
     assert sum(s["input_gradients"] for s in shapes) == 18
     by_input = {(s["height"], s["channels"], s["filters"], s["stride"]): s["layers"]

@@ -198,10 +198,10 @@ def build_peers(names, model: keras.Model, export_dir: str) -> dict:
             keras_weights_into_torch(model, net)
             if name == "torch_int8":
                 peers[name] = TorchClassifier(torch_int8(net.eval(), calibration_images()))
-                continue
-            peers[name] = TorchClassifier(
-                net, channels_last=name in ("torch_channels_last", "torch_bfloat16"),
-                compiled=name == "torch_compile", bfloat16=name == "torch_bfloat16")
+            else:
+                peers[name] = TorchClassifier(
+                    net, channels_last=name in ("torch_channels_last", "torch_bfloat16"),
+                    compiled=name == "torch_compile", bfloat16=name == "torch_bfloat16")
     return peers
 
 

@@ -193,6 +193,11 @@ def test_bad_mask_folders_are_refused_naming_the_file(tmp_path):
         seg_data.load_mask_folder(str(write_folder(tmp_path / "few", images, masks)),
                                   class_values=[0, 255], held_out=4)
 
+    root = write_folder(tmp_path / "twice", images, masks)
+    Image.fromarray(images[0][..., 0]).save(root / "image" / "0.tif")
+    with pytest.raises(DataError, match=r"image/0\.png and .*image/0\.tif: two files of one name"):
+        seg_data.load_mask_folder(str(root), class_values=[0, 255], held_out=1)
+
 
 # -- metrics -------------------------------------------------------------------------------------
 def test_class_scores_from_a_known_confusion():

@@ -134,7 +134,7 @@ def read_resized(path: str, size: int) -> np.ndarray:
     anything in the frame, so nothing is cropped away)."""
     from PIL import Image
 
-    from suite.data.segmentation import read_image
+    from suite.data.image_files import read_image
 
     image = read_image(path)
     if image.shape[-1] == 1:

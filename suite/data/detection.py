@@ -25,8 +25,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from suite.data.idx import DataError
+from suite.data.image_files import read_image
 from suite.data.problems import described, note, problem
-from suite.data.segmentation import natural_key, read_image
+from suite.data.segmentation import natural_key
 
 ANNOTATION_DIRS = ("annotations", "Annotations")
 IMAGE_DIRS = ("images", "JPEGImages")

@@ -99,11 +99,13 @@ def load_images(paths, size: int) -> np.ndarray:
     """uint8 (N, size, size, 3): each image centre-cropped to a square and resized if needed."""
     from PIL import Image
 
+    from suite.data.image_files import eight_bit
+
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = eight_bit(image, path).convert("RGB")
                 w, h = image.size
                 if (w, h) != (size, size):
                     side = min(w, h)

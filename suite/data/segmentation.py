@@ -20,6 +20,7 @@ import re
 import numpy as np
 
 from suite.data.idx import DataError
+from suite.data.image_files import read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")  # lossless only: JPEG would blur classes
@@ -81,22 +82,15 @@ def _find_dir(root: str, candidates) -> str | None:
 
 
 def _files_by_stem(folder: str, extensions) -> dict:
-    return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in sorted(os.listdir(folder))
-            if f.lower().endswith(extensions) and not f.startswith(".")}
-
-
-def read_image(path: str) -> np.ndarray:
-    """uint8 (H, W, C) with C = 1 (grayscale) or 3 (RGB; alpha dropped)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
-            array = np.asarray(im)
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataError(f"{path}: not a readable image ({e}).") from e
-    return array[:, :, None] if array.ndim == 2 else array
+    found: dict = {}
+    for f in sorted(os.listdir(folder)):
+        if f.lower().endswith(extensions) and not f.startswith("."):
+            stem = os.path.splitext(f)[0]
+            if stem in found:
+                raise DataError(f"{found[stem]} and {os.path.join(folder, f)}: two files of one "
+                                "name; images and masks pair by name, so keep one of them.")
+            found[stem] = os.path.join(folder, f)
+    return found
 
 
 def read_mask(path: str) -> np.ndarray:

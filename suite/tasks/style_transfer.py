@@ -44,12 +44,13 @@ def read_image(path: str, flag: str, longer_side: int = 0, size=None) -> np.ndar
     from PIL import Image
 
     from suite.data.idx import DataError
+    from suite.data.image_files import eight_bit
 
     if not os.path.isfile(path):
         raise DataError(f"{flag}={path}: no such file; give the path of a PNG or JPEG image")
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = eight_bit(image, f"{flag}={path}").convert("RGB")
             if size is None and longer_side:
                 scale = longer_side / max(image.size)
                 size = (max(1, round(image.size[1] * scale)), max(1, round(image.size[0] * scale)))

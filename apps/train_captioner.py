@@ -35,9 +35,11 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets' data folder for coco_captions.",
                         flag_values=fv)
     flags.DEFINE_integer("validation_images", 100, "Images held out for validation (the ones "
-                         "before the test images in file-name order).", flag_values=fv)
+                         "before the test images in file-name order; at least 1: they pick the "
+                         "best checkpoint).", flag_values=fv)
     flags.DEFINE_integer("test_images", 100, "Images held out for the test (the last in "
-                         "file-name order).", flag_values=fv)
+                         "file-name order; at least 1: they give the BLEU scores).",
+                         flag_values=fv)
     flags.DEFINE_integer("limit", 0, "Keep only the first N captioned images (quick runs); 0: "
                          "all.", flag_values=fv)
     flags.DEFINE_string("encoder", "googlenet", "The CNN (a suite model name: googlenet as the "
@@ -73,8 +75,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("gallery_images", 8, "Test images in gallery.png.", flag_values=fv)
     flags.mark_flag_as_required("dataset", flag_values=fv)
     suite_flags.require_at_least(fv, 1, "embedding_dim", "lstm_units", "lstm_layers",
-                                 "min_word_count", "max_length", "beam_size")
-    suite_flags.require_at_least(fv, 0, "validation_images", "test_images", "limit",
+                                 "min_word_count", "max_length", "beam_size",
+                                 "validation_images", "test_images")
+    suite_flags.require_at_least(fv, 0, "limit",
                                  "image_size", "gallery_images")
     flags.register_validator("dropout", lambda v: 0.0 <= v < 1.0, "--dropout must be in [0, 1)",
                              flag_values=fv)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import assert_workers_identical, launch_two_workers, run_in_process, saved_model_cli_run
+from conftest import (assert_workers_identical, launch_two_workers, parse_app_flags, run_in_process,
+                      saved_model_cli_run)
 from suite.data import captions
 from suite.data.idx import DataError
 from suite.metrics.captioning import bleu_scores, consensus_caption, nearest_neighbours
@@ -93,12 +94,33 @@ def test_caption_files_in_both_layouts_and_problems_reported(tmp_path):
 
     Image.fromarray(draw("red", "circle")).save(root / "images" / "uncaptioned.png")
     data = captions.load_caption_folder(str(root), 16, validation_images=1, test_images=1)
-    assert data.problems["captions_without_images"] == {"count": 2, "examples": [
-        "005.png", "missing.jpg"]}
+    assert data.problems["captions_without_images"] == {"count": 3, "examples": [
+        "005.png", "missing.jpg"]}  # 005.png's two captions and missing.jpg's one
     assert data.problems["images_without_captions"]["examples"] == ["uncaptioned.png"]
     assert data.problems["empty_captions"]["count"] == 1
-    assert "left out 2 captions without images" in data.summary()
+    assert "left out 3 captions without images" in data.summary()
     assert data.train.count + data.validation.count + data.test.count == 7
+
+    bom = shapes_folder(tmp_path / "excel", count=8)  # Excel writes CSVs with a byte-order mark
+    (bom / "captions.csv").write_text("\ufeff" + (bom / "captions.csv").read_text(), "utf-8")
+    assert captions.load_caption_folder(str(bom), 16, validation_images=2,
+                                        test_images=2).train.count == 4
+
+
+def test_training_evaluation_and_the_export_resize_a_captioned_image_alike(tmp_path):
+    from PIL import Image
+
+    from suite.export.image_signatures import decode_image_bytes
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (75, 120, 3), np.uint8)).save(tmp_path / "noise.png")
+    read = captions.read_resized(str(tmp_path / "noise.png"), 32)
+    served = captions.squeeze_to_square(
+        decode_image_bytes(tf.io.read_file(str(tmp_path / "noise.png")), 3), 32)
+    np.testing.assert_array_equal(read, served.numpy())
+    # antialiased like PIL's bilinear, which averages the whole footprint when shrinking
+    pil = np.asarray(Image.open(tmp_path / "noise.png").resize((32, 32), Image.BILINEAR))
+    assert np.abs(read.astype(float) - pil).mean() < 2
 
 
 def test_coco_captions_from_tensorflow_datasets(tmp_path, monkeypatch):
@@ -138,6 +160,14 @@ def test_bad_caption_files_are_named_in_the_error(tmp_path):
                                      validation_images=1, test_images=1)
     with pytest.raises(DataError, match="no such folder"):
         captions.load_captions("no/such/folder", 16)
+
+
+@pytest.mark.parametrize("flag", ["validation_images", "test_images"])
+def test_no_validation_or_test_images_is_refused_before_training(tmp_path, flag):
+    from absl import flags
+
+    with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag} must be >= 1"):
+        parse_app_flags(train_captioner, f"--dataset={tmp_path}", *TINY, f"--{flag}=0")
 
 
 def test_teacher_forcing_shapes_and_alignment():

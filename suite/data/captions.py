@@ -68,7 +68,7 @@ class CaptionData:
 def read_captions_file(path: str) -> tuple[dict[str, list[str]], int]:
     """{image name: [captions]} in file order, and how many empty captions were dropped."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's CSVs
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read the captions file ({e}).") from e
@@ -129,17 +129,25 @@ def find_image_dir(folder: str) -> str:
     return folder
 
 
-def read_resized(path: str, size: int) -> np.ndarray:
-    """uint8 [size, size, 3]: the whole image squeezed to a square (captions may speak of
-    anything in the frame, so nothing is cropped away)."""
-    from PIL import Image
+def squeeze_to_square(image, size: int):
+    """The one resize of a captioned image, in training, evaluation and the export's graph
+    alike: the whole frame to size x size (captions may speak of anything in it, so nothing is
+    cropped), bilinear and antialiased, rounded to whole levels; float32 [size, size, C]."""
+    import tensorflow as tf
 
+    resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear",
+                              antialias=True)
+    return tf.round(tf.clip_by_value(resized, 0.0, 255.0))
+
+
+def read_resized(path: str, size: int) -> np.ndarray:
+    """uint8 [size, size, 3]: the image file through squeeze_to_square."""
     from suite.data.image_files import read_image
 
     image = read_image(path)
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return np.asarray(squeeze_to_square(image, size)).astype(np.uint8)
 
 
 def split_by_image(names: list, images: np.ndarray, captions: list, validation_images: int,
@@ -173,7 +181,9 @@ def load_caption_folder(folder: str, image_size: int, captions_file: str | None 
     if not names:
         raise DataError(f"{path}: none of its {len(captions)} images is in {image_dir} "
                         f"({len(on_disk)} images there); is --dataset the right folder?")
-    problems = {"captions_without_images": problem(set(captions) - on_disk),
+    missing = set(captions) - on_disk
+    problems = {"captions_without_images": {"count": sum(len(captions[n]) for n in missing),
+                                            "examples": problem(missing)["examples"]},
                 "images_without_captions": problem(on_disk - set(captions)),
                 "empty_captions": {"count": empty, "examples": []}}
     images = np.stack([read_resized(os.path.join(image_dir, n), image_size) for n in names])
@@ -202,9 +212,9 @@ def load_caption_tfds(name: str, image_size: int, data_dir: str | None,
         texts = [t.decode() for t in np.asarray(example["captions"]["text"]).ravel()]
         texts = [t for t in texts if clean_caption(t)]
         if texts:
-            image = tf.image.resize(example["image"], (image_size, image_size))
+            image = squeeze_to_square(example["image"], image_size)
             key = str(example.get("image/id", len(rows)))
-            rows.append((key, np.asarray(tf.cast(tf.round(image), tf.uint8)), texts))
+            rows.append((key, np.asarray(image).astype(np.uint8), texts))
     rows.sort(key=lambda r: r[0])
     names, images, captions = zip(*rows)
     parts = split_by_image(list(names), np.stack(images), list(captions), validation_images,

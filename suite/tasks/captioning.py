@@ -336,6 +336,7 @@ class CaptioningTask(Task):
     def serving_signatures(cls, model, metadata: dict):
         import tensorflow as tf
 
+        from suite.data.captions import squeeze_to_square
         from suite.export.image_signatures import decode_image_bytes
         from suite.models.nic import DecoderSteps
         from suite.text.decoding import beam_search, greedy_decode
@@ -349,7 +350,7 @@ class CaptioningTask(Task):
 
         def features(image_bytes):
             images = tf.map_fn(
-                lambda b: tf.image.resize(decode_image_bytes(b, 3), (size, size)),
+                lambda b: squeeze_to_square(decode_image_bytes(b, 3), size),
                 image_bytes, fn_output_signature=tf.float32)
             return encoder(images, training=False)
 

@@ -86,6 +86,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                              flag_values=fv)
     flags.register_validator("held_out", lambda v: v >= 1, "--held_out must be >= 1",
                              flag_values=fv)
+    flags.register_validator("boundary_class", lambda v: v >= -1,
+                             "--boundary_class must be a class index (>= 0) or -1", flag_values=fv)
     flags.register_validator("width_multiplier", lambda v: v > 0,
                              "--width_multiplier must be > 0", flag_values=fv)
     flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)",

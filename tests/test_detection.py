@@ -108,15 +108,23 @@ def test_bad_annotation_files_are_each_named_in_one_error(tmp_path):
             "five", 5, 30, 30, label="square")))
     (root / "annotations" / "lost.xml").write_text(VOC_XML.format(
         name="missing.png", width=64, height=64, objects=""))
+    (root / "annotations" / "swapped.xml").write_text(VOC_XML.format(
+        name="good.png", width=64, height=64, objects=VOC_OBJECT.format(
+            5, 5, 30, 30, label="square") + VOC_OBJECT.format(20, 20, 1, 30, label="square")))
+    (root / "annotations" / "nan.xml").write_text(VOC_XML.format(
+        name="good.png", width=64, height=64, objects=VOC_OBJECT.format(
+            "nan", 5, "inf", 30, label="square")))
     with pytest.raises(DataError) as error:
         detection.load_voc_folder(str(root))
     message = str(error.value)
-    assert message.startswith("4 bad annotation file(s)")
+    assert message.startswith("6 bad annotation file(s)")
+    assert "swapped.xml: object 2 (square) spans x 20..1, y 20..30: an empty or swapped" in message
+    assert "nan.xml: <xmin> is 'nan', not a finite number" in message
     assert "broken.xml: not valid XML" in message
     assert "nobox.xml: an <object> (square) has no <bndbox>" in message
     assert "text.xml: <xmin> is 'five', not a number" in message
     assert "lost.xml: its image missing.png is not in" in message
-    for name in ("broken", "nobox", "text", "lost"):
+    for name in ("broken", "nobox", "text", "lost", "swapped", "nan"):
         os.remove(root / "annotations" / f"{name}.xml")
     with pytest.raises(DataError, match=r"good.png: class square is not in --class_names \(cat"):
         detection.load_voc_folder(str(root), class_names=["cat"])

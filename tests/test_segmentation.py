@@ -289,6 +289,20 @@ def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_pa
     assert again["mean_iou"] == pytest.approx(results["mean_iou"])
 
 
+def test_a_boundary_class_outside_the_classes_is_refused_before_training(tmp_path):
+    from absl import flags
+
+    images, masks = shapes(4, size=24)
+    root = write_folder(tmp_path / "data", images, masks)
+    args = (f"--dataset={root}", f"--model_dir={tmp_path / 'run'}", "--epochs=1", *SMALL_RUN)
+    with pytest.raises(DataError, match=r"--boundary_class=2, but data has 2 classes "
+                                        r"\['background', 'shape'\]"):
+        run_in_process(train_segmenter, *args, "--boundary_class=2")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(flags.IllegalFlagValueError, match="--boundary_class must be"):
+        run_in_process(train_segmenter, *args, "--boundary_class=-2")
+
+
 @pytest.mark.slow
 def test_exported_segmenter_runs_under_saved_model_cli(tmp_path):
     """The export served by saved_model_cli (a TF Serving-style session) on an odd-sized image."""

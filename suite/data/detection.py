@@ -87,9 +87,12 @@ def _text(node, path: str, field: str) -> str:
 def _number(node, path: str, field: str) -> float:
     text = _text(node, path, field)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise DataError(f"{path}: <{field}> is {text!r}, not a number") from None
+    if not np.isfinite(value):
+        raise DataError(f"{path}: <{field}> is {text!r}, not a finite number")
+    return value
 
 
 def read_voc_annotation(path: str) -> Annotation:
@@ -108,6 +111,10 @@ def read_voc_annotation(path: str) -> Annotation:
         if box is None:
             raise DataError(f"{path}: an <object> ({labels[-1]}) has no <bndbox>")
         boxes.append([_number(box, path, k) for k in ("xmin", "ymin", "xmax", "ymax")])
+        xmin, ymin, xmax, ymax = boxes[-1]
+        if xmin >= xmax or ymin >= ymax:
+            raise DataError(f"{path}: object {len(boxes)} ({labels[-1]}) spans x {xmin:g}.."
+                            f"{xmax:g}, y {ymin:g}..{ymax:g}: an empty or swapped <bndbox>")
     return Annotation(filename, np.asarray(boxes, np.float32).reshape(-1, 4), labels)
 
 

@@ -81,6 +81,13 @@ class SegmentationTask(Task):
         c = self.config
         data = self.data_override or seg_data.load_segmentation(
             c.dataset, c.data_dir, list(c.class_names), list(c.class_values), c.held_out)
+        if c.boundary_class >= data.num_classes:
+            from suite.data.idx import DataError
+
+            raise DataError(f"--boundary_class={c.boundary_class}, but {data.name} has "
+                            f"{data.num_classes} classes {data.class_names}; give the index of "
+                            "the boundary class (ISBI: 0, the membranes), or -1 for no ISBI "
+                            "scores.")
         smallest = min(min(im.shape[:2]) for im in data.train.images)
         if c.crop_size > smallest and "scale" not in c.augmentations:
             print(f"Note: --crop_size={c.crop_size} exceeds the smallest training image "

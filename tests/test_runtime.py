@@ -526,3 +526,23 @@ def test_a_onednn_isa_cap_below_bfloat16_makes_fastest_float32(tmp_path, monkeyp
         monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
         monkeypatch.setenv(name, cap)
         assert devices.cpu_has_bfloat16(str(cpuinfo)) is expected
+
+
+def test_step_decay_starts_on_the_first_update_of_its_epoch_warm_up_included():
+    from absl import flags
+
+    from suite.runtime.flags import OptimizerConfig, define_optimizer_flags
+    from suite.runtime.optim import learning_rate_schedule
+
+    def rates(**config):
+        schedule = learning_rate_schedule(OptimizerConfig(
+            learning_rate=0.1, lr_schedule="step", lr_decay_epochs=(3,), **config), 10, 6)
+        return [float(schedule(step)) for step in (0, 10, 20, 29, 30, 59)]
+
+    assert rates() == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    # 2 warm-up epochs ramp to 0.1; the decay still comes at epoch 3, not 2 + 3
+    assert rates(warmup_epochs=2) == pytest.approx([0.005, 0.055, 0.1, 0.1, 0.01, 0.01])
+    fv = flags.FlagValues()
+    define_optimizer_flags(fv)
+    with pytest.raises(flags.IllegalFlagValueError, match="must all come after --warmup_epochs"):
+        fv(["app", "--lr_schedule=step", "--lr_decay_epochs=2,5", "--warmup_epochs=2"])

@@ -179,7 +179,8 @@ def define_optimizer_flags(fv: flags.FlagValues = flags.FLAGS, prefix: str = "",
                       "); exponential (by the factor every epoch); cosine (to 0 over all "
                       "epochs).", flag_values=fv)
     flags.DEFINE_list(name("lr_decay_epochs"), [], "Epochs at which the 'step' schedule "
-                      "decays, e.g. 10,15.", flag_values=fv)
+                      "decays, counted from the run's start (warm-up included), e.g. 10,15.",
+                      flag_values=fv)
     flags.DEFINE_float(name("lr_decay_factor"), 0.1, "Multiplier per decay (step) or per epoch "
                        "(exponential).", flag_values=fv)
     flags.DEFINE_integer(name("warmup_epochs"), 0, "Linear learning-rate warm-up epochs before "
@@ -204,6 +205,12 @@ def define_optimizer_flags(fv: flags.FlagValues = flags.FLAGS, prefix: str = "",
         lambda f: f[name("lr_schedule")] != "step" or bool(f[name("lr_decay_epochs")]),
         f"--{name('lr_schedule')}=step needs --{name('lr_decay_epochs')}, e.g. "
         f"--{name('lr_decay_epochs')}=10,15", flag_values=fv)
+    flags.register_multi_flags_validator(
+        [name("lr_decay_epochs"), name("warmup_epochs")],
+        lambda f: all(int(e) > f[name("warmup_epochs")] for e in f[name("lr_decay_epochs")]
+                      if e.strip().isdigit()),
+        f"--{name('lr_decay_epochs')} must all come after --{name('warmup_epochs')}",
+        flag_values=fv)
 
 
 def _values(config_class, fv, prefix: str = "") -> dict:

@@ -44,7 +44,14 @@ def learning_rate_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs
     if config.lr_schedule == "constant":
         schedule = lr
     elif config.lr_schedule == "step":
-        boundaries = [e * spe for e in config.lr_decay_epochs]
+        # The epochs count from the run's start; LinearWarmup starts the schedule after the
+        # warm-up, so its boundaries are shifted back by it. The update of step k uses the rate
+        # at k, and PiecewiseConstantDecay keeps a value up to its boundary inclusive: the
+        # boundary is the last step before the epoch, so the epoch's first update decays too.
+        if any(e <= config.warmup_epochs for e in config.lr_decay_epochs):
+            raise ValueError(f"--lr_decay_epochs={','.join(map(str, config.lr_decay_epochs))} "
+                             f"must all come after --warmup_epochs={config.warmup_epochs}")
+        boundaries = [(e - config.warmup_epochs) * spe - 1 for e in config.lr_decay_epochs]
         values = [lr * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     elif config.lr_schedule == "exponential":

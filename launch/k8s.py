@@ -16,7 +16,7 @@ and on a laptop. Worker 0 is the chief. The generated job:
   saved) and fails the job on other codes (2 is the app's bad-input code);
 - gives pods --grace_period_s between SIGTERM and SIGKILL to finish a step and save.
 The manifest is checked against the Kubeflow TFJob schema (launch/schemas) before it is printed,
-and written by a small YAML emitter here.
+and written by a small YAML emitter here, whose output is read back (PyYAML) to be that manifest.
 """
 from __future__ import annotations
 
@@ -117,8 +117,11 @@ def tfjob_manifest(command: list[str], name: str, image: str, num_workers: int,
     }
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_/.][A-Za-z0-9_./=@+-]*$")
-_AMBIGUOUS = re.compile(r"^(true|false|yes|no|on|off|null|none|~|[-+0-9.e_]+)$", re.I)
+# Written unquoted only when no YAML reads them as anything but a string: they start with a
+# letter, '_' or '/' (no number, .inf or ~) and are none of YAML 1.1's booleans and nulls, which
+# Kubernetes' parser still reads (y, n, on, off...).
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./=@+-]*$")
+_WORDS = re.compile(r"^(y|n|yes|no|true|false|on|off|null|none)$", re.I)
 
 
 def _scalar(value) -> str:
@@ -129,9 +132,12 @@ def _scalar(value) -> str:
     if value is None:
         return "null"
     text = str(value)
-    if _PLAIN.match(text) and not _AMBIGUOUS.match(text):
+    if _PLAIN.match(text) and not _WORDS.match(text):
         return text
-    return json.dumps(text)  # a JSON string is a valid double-quoted YAML scalar
+    # JSON's escapes make a valid double-quoted YAML scalar, except its surrogate pairs for
+    # characters past U+FFFF, which YAML reads as two characters: those get YAML's \U.
+    return '"' + "".join(json.dumps(c)[1:-1] if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                         for c in text) + '"'
 
 
 def to_yaml(value, indent: int = 0) -> str:
@@ -155,8 +161,20 @@ def to_yaml(value, indent: int = 0) -> str:
 
 
 def render(argv: list[str], manifest: dict) -> str:
-    """The manifest with the command that generated it on its first line."""
-    return f"# {shlex.join(argv)}\n" + to_yaml(manifest) + "\n"
+    """The manifest after the command that generated it, as comment lines (an `sh -c` script
+    spans several). Read back before it is returned: kubectl must get exactly this manifest."""
+    import yaml  # only here: importing this module for its functions needs no PyYAML
+
+    comment = "".join(f"# {line}\n" for line in shlex.join(argv).splitlines())
+    text = comment + to_yaml(manifest) + "\n"
+    try:
+        same = yaml.safe_load(text) == manifest
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        raise ValueError("the generated YAML does not read back as the TFJob (a control "
+                         "character in the command?): remove it, or report a launch.k8s bug")
+    return text
 
 
 def define_flags() -> None:
@@ -198,7 +216,11 @@ def main(argv: list[str]) -> None:
         validate_tfjob(manifest)
     except ValueError as error:
         raise app.UsageError(f"the generated TFJob does not validate: {error}") from error
-    sys.stdout.write(render(["python", "-m", "launch.k8s", *sys.argv[1:]], manifest))
+    try:
+        text = render(["python", "-m", "launch.k8s", *sys.argv[1:]], manifest)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    sys.stdout.write(text)
 
 
 def run() -> None:

@@ -62,13 +62,22 @@ def tf_config(ports: list[int], index: int) -> str:
 
 
 def _pump(stream, out, prefix: bytes, lock: threading.Lock) -> None:
-    """Copies a worker's output to ours line by line, each line prefixed with its worker."""
+    """Copies a worker's output to ours line by line, each line prefixed with its worker.
+
+    If ours breaks (`| head`, a closed log), the rest is read and dropped: a worker whose pipe
+    nobody drains blocks on its next print and never exits.
+    """
     for line in iter(stream.readline, b""):
+        if out is None:
+            continue
         if not line.endswith(b"\n"):
             line += b"\n"
         with lock:
-            out.write(prefix + line)
-            out.flush()
+            try:
+                out.write(prefix + line)
+                out.flush()
+            except OSError:
+                out = None
     stream.close()
 
 

@@ -135,6 +135,34 @@ def test_sigterm_to_the_launcher_reaches_every_worker(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, stderr
 
 
+# Prints more than a pipe holds, then a last line on stderr.
+CHATTY = """
+import sys
+for i in range(100000):
+    print(i)
+print("finished", file=sys.stderr)
+"""
+
+
+def test_a_closed_stdout_does_not_block_the_workers():
+    """`launch.local ... | head -1`: the workers' output is still drained, so they finish."""
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.Popen(_launcher("--num_workers=2", "--", sys.executable, "-c", CHATTY),
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("[worker ")
+        proc.stdout.close()  # as head does after its line
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert sorted(stderr.splitlines()) == ["[worker 0] finished", "[worker 1] finished"]
+
+
 @pytest.mark.parametrize("args", [["--num_workers=2"], ["--num_workers=2", "--"]])
 def test_missing_command_is_a_clear_error(args):
     result = _run(*args)

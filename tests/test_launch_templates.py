@@ -204,6 +204,42 @@ def test_yaml_quotes_what_yaml_would_misread():
     assert yaml.safe_load(to_yaml(tricky)) == tricky
 
 
+def _command_in(manifest_text):
+    import yaml  # PyYAML: a test dependency (setup.cfg [test])
+    manifest = yaml.safe_load(manifest_text)
+    return manifest["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][
+        "command"]
+
+
+def test_a_multiline_script_stays_in_the_comment():
+    script = 'cd /app\nexec python -m apps.train_mnist "$@"'
+    result = _k8s("--name=x", "--image=img", "--", "sh", "-c", script, "sh")
+    assert result.returncode == 0, result.stderr
+    assert _command_in(result.stdout) == ["sh", "-c", script, "sh", "--strategy=multi_worker",
+                                          "--model_dir=/runs/x"]
+    comment = [line[2:] for line in result.stdout.splitlines() if line.startswith("# ")]
+    assert shlex.split("\n".join(comment))[-3:] == ["-c", script, "sh"]
+
+
+def test_arguments_yaml_would_read_as_numbers_booleans_or_null_stay_strings():
+    words = ["y", "N", "Yes", "off", "null", "~", ".nan", "-.inf", "0b101", "0o17", "1_000",
+             "2024-01-02", "=", "<<", "tab\there", "caf\u00e9 \U0001F600"]
+    command = ["python", "-m", "apps.train_mnist", "--seed", "0x10", "--learning_rate", ".inf",
+               *words]
+    result = _k8s("--name=x", "--image=img", "--", *command)
+    assert result.returncode == 0, result.stderr
+    assert _command_in(result.stdout)[:len(command)] == command
+    for word in ("y", "N"):  # booleans in YAML 1.1 (Kubernetes), strings to PyYAML: quoted
+        assert f'- "{word}"\n' in result.stdout
+
+
+def test_yaml_that_would_not_read_back_is_refused():
+    result = _k8s("--name=x", "--image=img", "--", "python", "bell\x07")
+    assert result.returncode != 0
+    assert "the generated YAML does not read back as the TFJob" in result.stderr
+    assert not result.stdout
+
+
 def test_the_checked_in_example_is_what_its_first_line_generates():
     text = EXAMPLE.read_text()
     first = text.splitlines()[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -66,17 +67,41 @@ def cluster_tasks(environ=os.environ) -> tuple[int, str]:
     SLURM_STEP_NUM_TASKS for each task it starts); (1, "") outside a cluster."""
     text = environ.get("TF_CONFIG")
     if text:
-        try:
-            cluster = json.loads(text).get("cluster") or {}
-        except (ValueError, AttributeError) as e:
-            raise ValueError(f"TF_CONFIG is not a JSON object with a 'cluster' ({e}): fix it, or "
-                             "unset it to train on this machine alone") from e
+        cluster = _tf_config_cluster(text)
         count = sum(len(cluster.get(kind) or ()) for kind in ("chief", "worker"))
         return count, f"TF_CONFIG names {count} training tasks"
     if environ.get("SLURM_JOB_ID") and environ.get("SLURM_STEP_NUM_TASKS", "").isdigit():
         count = int(environ["SLURM_STEP_NUM_TASKS"])
         return count, f"this Slurm job step has {count} tasks"
     return 1, ""
+
+
+_ADDRESS = re.compile(r"^\S+:[0-9]+$")
+
+
+def _tf_config_cluster(text: str) -> dict:
+    """TF_CONFIG's cluster, checked to be what TensorFlow reads: {job: ["host:port", ...]} (or
+    {job: {"<index>": "host:port"}}). Anything else would crash inside the strategy, or be
+    miscounted: len("127.0.0.1:1") is 11 tasks."""
+    def bad(detail):
+        return ValueError(f"TF_CONFIG is not a JSON object whose 'cluster' maps each job to a "
+                          f'list of "host:port" addresses ({detail}): fix it, or unset it to '
+                          "train on this machine alone")
+
+    try:
+        cluster = json.loads(text).get("cluster", {})
+    except (ValueError, AttributeError) as e:
+        raise bad(e) from e
+    if not isinstance(cluster, dict):
+        raise bad(f"'cluster' is {json.dumps(cluster)}")
+    for job, tasks in cluster.items():
+        addresses = tasks
+        if isinstance(tasks, dict) and all(index.isdigit() for index in tasks):
+            addresses = list(tasks.values())
+        if not (isinstance(addresses, list)
+                and all(isinstance(a, str) and _ADDRESS.match(a) for a in addresses)):
+            raise bad(f"job {job!r} is {json.dumps(tasks)}")
+    return cluster
 
 
 def make_strategy(name: str, peer_timeout_s: int = 0) -> tf.distribute.Strategy:

@@ -40,6 +40,10 @@ import sys
 from absl import app, flags
 
 CHECKPOINTS = ("best", "last")
+_JSON = {dict: "object", str: "string"}
+# Modules a run.json may name: the suite's apps and tasks, and the tests' toy apps (run as
+# toy_apps.* with tests/ on the path).
+TASK_MODULES = ("apps.", "suite.", "toy_apps.", "tests.toy_apps.")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -91,6 +95,11 @@ def read_run(model_dir: str) -> dict:
                              "training run in that folder.") from e
         if not isinstance(run, dict):
             raise ValueError(f"{path} is not a JSON object")
+        for field, kind in (("export_metadata", dict), ("name", str)):
+            if run.get(field) is not None and not isinstance(run[field], kind):
+                raise ValueError(f"{path}: {field!r} must be a JSON {_JSON[kind]}, got "
+                                 f"{run[field]!r}; it is rewritten by the next training run in "
+                                 "that folder (or fix it by hand).")
         return run
     checkpoint_path(model_dir, "last")  # no checkpoint at all: "Train first, ..."
     results_path = os.path.join(model_dir, "results.json")
@@ -116,6 +125,9 @@ def task_class(run: dict):
     if not (isinstance(module_name, str) and _MODULE.match(module_name)
             and isinstance(class_name, str) and class_name.isidentifier()):
         raise ValueError(f"run.json names an invalid task {module_name!r}:{class_name!r}")
+    if not module_name.startswith(TASK_MODULES):
+        raise ValueError(f"run.json's task module {module_name!r} is not one of the suite's "
+                         f"(under {', '.join(m + '*' for m in TASK_MODULES)}); not importing it")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:

@@ -10,6 +10,7 @@ threads for both TensorFlow and the TFLite interpreter, so the engines compare o
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -43,6 +44,26 @@ def define_flags() -> None:
 
 
 FLAGS = flags.FLAGS
+MNIST_INPUT = (28, 28, 1)
+
+
+def check_mnist_model(model, path: str, model_dir: str) -> None:
+    """ValueError unless `model` classifies MNIST images: 28x28x1 in, 10 probabilities out."""
+    inputs = [tuple(t.shape[1:]) for t in model.inputs]
+    outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    if inputs == [MNIST_INPUT] and outputs == [(10,)]:
+        return
+    made_by = ""
+    try:
+        with open(os.path.join(model_dir, "run.json")) as f:
+            made_by = f" (made by {json.load(f)['app']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    shown = lambda shapes: " and ".join("x".join(map(str, s)) for s in shapes) or "none"
+    raise ValueError(f"{path}{made_by} is not an MNIST classifier: its inputs are {shown(inputs)} "
+                     f"and its outputs {shown(outputs)}, where the report needs 28x28x1 images "
+                     "in and 10 class probabilities out. Point --model_dir at a python -m "
+                     "apps.train_mnist run.")
 
 
 def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: str = "last",
@@ -72,6 +93,7 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
                                            replace=False)
     out = out or os.path.join(model_dir, "precision")
     model = load_keras_file(path)
+    check_mnist_model(model, path, model_dir)
     result = build_precision_table(model, x_train[pick], x_test, y_test, out, name="mnist",
                                    repeats_b1=repeats_b1, repeats_b256=repeats_b256,
                                    num_threads=num_threads, calibration_steps=calibration_images)
@@ -83,16 +105,24 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from apps.export import checkpoint_path
     from suite.data.idx import DataError
-    from suite.export.precision_report import markdown_table
+    from suite.runtime.startup import load_tensorflow
 
+    verbose = FLAGS["verbosity"].present
+    if not verbose:
+        logging.set_verbosity(logging.WARNING)
     try:
+        checkpoint_path(FLAGS.model_dir, FLAGS.checkpoint)  # fails fast, before TensorFlow loads
+        load_tensorflow(quiet=not verbose)
         result = report(FLAGS.model_dir, FLAGS.data_dir, FLAGS.out, FLAGS.checkpoint,
                         FLAGS.num_threads, FLAGS.calibration_images, FLAGS.test_images,
                         FLAGS.repeats_b1, FLAGS.repeats_b256, FLAGS.verify_checksums)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    from suite.export.precision_report import markdown_table
+
     print(markdown_table(result), flush=True)
     print(f"Written: {', '.join(result['paths'].values())}", flush=True)
 

@@ -5,6 +5,9 @@ import csv
 import json
 import math
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import pytest
 import keras
 from keras import layers
 
+from conftest import FIXTURE_MNIST, REPO
 from suite.export import precision_report, quantize
 from suite.tasks.classification_serving import export_classifier
 
@@ -34,14 +38,15 @@ def band_images(n: int, seed: int, side: int = SIDE) -> tuple[np.ndarray, np.nda
     return images.astype(np.uint8), labels.astype(np.int64)
 
 
-def trained_classifier(side: int = SIDE) -> tuple[keras.Model, tuple, tuple]:
+def trained_classifier(side: int = SIDE, classes: int = 3) -> tuple[keras.Model, tuple, tuple]:
+    """Learns band_images (labels 0..2) with `classes` outputs."""
     keras.utils.set_random_seed(0)
     image = keras.Input(shape=(side, side, 1), name="image")
     x = layers.Rescaling(1.0 / 255.0)(image)
     x = layers.Conv2D(4, 3, activation="relu")(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(3)(x)
+    x = layers.Dense(classes)(x)
     model = keras.Model(image, layers.Activation("softmax", dtype="float32")(x))
     train, test = band_images(300, seed=1, side=side), band_images(60, seed=2, side=side)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
@@ -147,7 +152,7 @@ def test_precision_report_app_reads_idx_files_and_writes_tables(tmp_path):
     from suite.data.idx import write_idx
     from apps.precision_report import report
 
-    model, (x_train, y_train), (x_test, y_test) = trained_classifier(side=28)
+    model, (x_train, y_train), (x_test, y_test) = trained_classifier(side=28, classes=10)
     data = tmp_path / "mnist"
     os.makedirs(data)
     for name, array in [("train-images-idx3-ubyte.gz", x_train[..., 0]),
@@ -164,3 +169,89 @@ def test_precision_report_app_reads_idx_files_and_writes_tables(tmp_path):
     assert os.path.isfile(tmp_path / "run" / "precision" / "precision.md")
     with pytest.raises(FileNotFoundError, match="apps.train_mnist"):
         report(str(tmp_path / "nothing"), str(data))
+
+
+def mixed_bfloat16_copy(model: keras.Model) -> keras.Model:
+    """`model` as --precision=mixed_bfloat16 trains it: float32 weights, bfloat16 compute (the
+    softmax stays float32)."""
+    def clone_layer(layer):
+        config = layer.get_config()
+        if isinstance(layer, (layers.Rescaling, layers.Conv2D, layers.Dense)):
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    mixed = keras.models.clone_model(model, clone_function=clone_layer)
+    mixed.set_weights(model.get_weights())
+    return mixed
+
+
+def test_a_failed_conversion_is_one_line_without_the_converters_dump(trained, tmp_path, capfd):
+    version_dir = export_classifier(mixed_bfloat16_copy(trained[0]), str(tmp_path), "mixed")
+    capfd.readouterr()
+    with pytest.raises(ValueError) as failure:
+        quantize.convert_to_tflite(version_dir, "float32")
+    assert re.fullmatch(rf"TFLite float32 conversion of {re.escape(version_dir)} failed: "
+                        r"'tf\.\w+' op is neither a custom op nor a flex op", str(failure.value))
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
+    assert "loc(" not in capfd.readouterr().err
+
+
+def test_a_mixed_precision_model_is_measured_from_a_float32_copy(trained, tmp_path):
+    model, (x_train, _), (x_test, y_test), _, _ = trained
+    mixed = mixed_bfloat16_copy(model)
+    assert mixed.layers[2].compute_dtype == "bfloat16"
+    report = precision_report.build_precision_table(
+        mixed, x_train[:20], x_test, y_test, str(tmp_path), repeats_b1=1, repeats_b256=1,
+        calibration_steps=20)
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert len(rows) == 8 and all(r["accuracy"] == 1.0 for r in rows.values())
+    saved = keras.saving.load_model(tmp_path / rows["keras_float32"]["path"])
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    assert {w.dtype for w in saved.weights} == {"float32"}
+
+
+def test_a_failed_table_leaves_nothing_that_blocks_the_rerun(trained, tmp_path, monkeypatch):
+    model, (x_train, _), (x_test, y_test), _, _ = trained
+
+    def fail(saved_model_dir, mode, *args, **kwargs):
+        raise ValueError(f"TFLite {mode} conversion of {saved_model_dir} failed: no kernel")
+
+    monkeypatch.setattr(quantize, "convert_to_tflite", fail)
+    with pytest.raises(ValueError, match="no kernel"):
+        precision_report.build_precision_table(model, x_train[:20], x_test, y_test, str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def _fake_run(root, model: keras.Model, run_json: dict | None = None) -> str:
+    os.makedirs(root / "checkpoints")
+    model.save(root / "checkpoints" / "last.keras")
+    if run_json is not None:
+        with open(root / "run.json", "w") as f:
+            json.dump(run_json, f)
+    return str(root)
+
+
+def test_precision_report_app_refuses_a_model_that_is_not_for_mnist(tmp_path):
+    """A 32x32x3 classifier run: one line and exit 2, nothing created, no TensorFlow start-up
+    notes; in process, the same check for a 3-class 28x28x1 model."""
+    from apps.precision_report import report
+
+    image = keras.Input(shape=(32, 32, 3), name="image")
+    cifar = keras.Model(image, layers.Dense(10, activation="softmax")(layers.Flatten()(image)))
+    model_dir = _fake_run(tmp_path / "cifar", cifar, {"app": "apps.train_classifier"})
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.precision_report", f"--model_dir={model_dir}",
+         f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"error: {model_dir}/checkpoints/last.keras (made by apps.train_classifier) is not an "
+        "MNIST classifier: its inputs are 32x32x3 and its outputs 10, where the report needs "
+        "28x28x1 images in and 10 class probabilities out. Point --model_dir at a python -m "
+        "apps.train_mnist run.\n")
+    assert sorted(os.listdir(model_dir)) == ["checkpoints", "run.json"]
+
+    model_dir = _fake_run(tmp_path / "three", trained_classifier(side=28)[0])
+    with pytest.raises(ValueError, match="its inputs are 28x28x1 and its outputs 3, where"):
+        report(model_dir, FIXTURE_MNIST, verify_checksums=False)
+    assert sorted(os.listdir(model_dir)) == ["checkpoints"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
+import uuid
 from typing import Callable
 
 import keras
@@ -56,19 +58,10 @@ def _sized_batch(images: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([images] * reps)[:size].astype(np.float32)
 
 
-def build_precision_table(model: keras.Model, train_images: np.ndarray, test_images: np.ndarray,
-                          test_labels: np.ndarray, out_dir: str, *, name: str = "model",
-                          repeats_b1: int = 50, repeats_b256: int = 10, eval_batch: int = 256,
-                          num_threads: int | None = None, calibration_steps: int = 500) -> dict:
-    """Writes every variant under `<out_dir>/variants/` and returns {"rows": [...], "bars": {...}}.
-
-    Images are raw pixels [N, H, W, C] (uint8 or float); `train_images` only calibrate int8.
-    """
-    variants_dir = os.path.join(out_dir, "variants")
-    if os.path.exists(variants_dir):
-        raise FileExistsError(f"{variants_dir} exists from an earlier run; pass a new output "
-                              "folder or delete it.")
-    os.makedirs(variants_dir)
+def _variant_rows(model, train_images, test_images, test_labels, folder, name, repeats_b1,
+                  repeats_b256, eval_batch, num_threads, calibration_steps) -> list[dict]:
+    """Writes every variant into `folder`; one row each, its path relative to the output folder
+    (variants/...)."""
     x_test = test_images.astype(np.float32)
     y_test = np.asarray(test_labels).reshape(-1)
     b1, b256 = x_test[:1], _sized_batch(x_test, 256)
@@ -77,23 +70,26 @@ def build_precision_table(model: keras.Model, train_images: np.ndarray, test_ima
     def add(variant, fmt, path, predict, run_b1, run_b256):
         probabilities = _batches(predict, x_test, eval_batch)
         rows.append({
-            "variant": variant, "format": fmt, "path": os.path.relpath(path, out_dir),
+            "variant": variant, "format": fmt,
+            "path": os.path.join("variants", os.path.relpath(path, folder)),
             "size_bytes": path_size(path),
             "accuracy": float(np.mean(np.argmax(probabilities, axis=-1) == y_test)),
             "latency_b1_ms": median_latency_ms(run_b1, b1, repeats_b1),
             "latency_b256_ms": median_latency_ms(run_b256, b256, repeats_b256),
         })
 
-    # ---- Keras, under a dtype policy.
+    # ---- Keras, under a dtype policy. The float32 clone is also what is exported: a
+    # mixed-precision model's bfloat16/float16 ops have no TFLite kernels.
+    float32 = quantize.clone_with_dtype(model, "float32")
     for dtype in quantize.KERAS_DTYPES:
-        clone = quantize.clone_with_dtype(model, dtype)
-        path = os.path.join(variants_dir, f"keras_{dtype}.keras")
+        clone = float32 if dtype == "float32" else quantize.clone_with_dtype(model, dtype)
+        path = os.path.join(folder, f"keras_{dtype}.keras")
         clone.save(path)
         fn = quantize.keras_predict_fn(clone)
         add(f"keras_{dtype}", "keras", path, fn, fn, fn)
 
     # ---- SavedModel (what TF Serving runs) and the TFLite conversions of its serving_default.
-    version_dir = export_classifier(model, os.path.join(variants_dir, "saved_model"), name, 1)
+    version_dir = export_classifier(float32, os.path.join(folder, "saved_model"), name, 1)
     serve = tf.saved_model.load(version_dir).signatures["serving_default"]
     serve_fn = lambda images: serve(image=tf.constant(images, tf.float32))["probabilities"].numpy()
     add("saved_model_float32", "saved_model", version_dir, serve_fn, serve_fn, serve_fn)
@@ -101,13 +97,38 @@ def build_precision_table(model: keras.Model, train_images: np.ndarray, test_ima
     for mode in quantize.TFLITE_MODES:
         content = quantize.convert_to_tflite(version_dir, mode, train_images,
                                              calibration_steps=calibration_steps)
-        path = os.path.join(variants_dir, f"tflite_{mode}.tflite")
+        path = os.path.join(folder, f"tflite_{mode}.tflite")
         with open(path, "wb") as f:
             f.write(content)
         runner = quantize.TFLiteClassifier(content, num_threads=num_threads)
         ready_b1, ready_b256 = runner.quantize_input(b1), runner.quantize_input(b256)
         add(f"tflite_{mode}", "tflite", path, lambda x: runner.predict(x, eval_batch),
             lambda _: runner.run(ready_b1), lambda _: runner.run(ready_b256))
+    return rows
+
+
+def build_precision_table(model: keras.Model, train_images: np.ndarray, test_images: np.ndarray,
+                          test_labels: np.ndarray, out_dir: str, *, name: str = "model",
+                          repeats_b1: int = 50, repeats_b256: int = 10, eval_batch: int = 256,
+                          num_threads: int | None = None, calibration_steps: int = 500) -> dict:
+    """Writes every variant under `<out_dir>/variants/` and returns {"rows": [...], "bars": {...}}.
+
+    Images are raw pixels [N, H, W, C] (uint8 or float); `train_images` only calibrate int8.
+    The variants are built in a temporary folder renamed to variants/ at the end, so a failed
+    run leaves none.
+    """
+    variants_dir = os.path.join(out_dir, "variants")
+    if os.path.exists(variants_dir):
+        raise FileExistsError(f"{variants_dir} exists from an earlier run; pass a new output "
+                              "folder or delete it.")
+    building = f"{variants_dir}.partial-{uuid.uuid4().hex[:8]}"
+    os.makedirs(building)
+    try:
+        rows = _variant_rows(model, train_images, test_images, test_labels, building, name,
+                             repeats_b1, repeats_b256, eval_batch, num_threads, calibration_steps)
+        os.rename(building, variants_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
     by_name = {r["variant"]: r for r in rows}
     base_acc = by_name["keras_float32"]["accuracy"]
@@ -123,7 +144,7 @@ def build_precision_table(model: keras.Model, train_images: np.ndarray, test_ima
         "int8_accuracy_bar_points": INT8_ACCURACY_BAR,
         "int8_accuracy_ok": int8["accuracy_drop_points"] <= INT8_ACCURACY_BAR,
         "int8_io": "int8 input and output (pixel p -> p - 128)",
-        "test_images": int(len(x_test)), "tflite_num_threads": num_threads,
+        "test_images": int(len(test_images)), "tflite_num_threads": num_threads,
     }
     return {"rows": rows, "bars": bars}
 

@@ -16,12 +16,17 @@ same graph TF Serving runs; its run-time input checks are dropped by the convert
 """
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
 import warnings
 from typing import Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python.convert_phase import ConverterError  # not in the public tf.lite API
 
 KERAS_DTYPES = ("float32", "float16", "bfloat16")
 TFLITE_MODES = ("float32", "float16", "dynamic_range", "int8")
@@ -89,7 +94,37 @@ def convert_to_tflite(saved_model_dir: str, mode: str,
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return converter.convert()
+    return _convert(converter, f"TFLite {mode} conversion of {saved_model_dir}")
+
+
+def _first_error(message: str) -> str:
+    """The first MLIR diagnostic of a converter error, without its location."""
+    for line in message.splitlines():
+        found = re.search(r"error: (?:loc\(.*\)\): )?(.*)", line)
+        if found:
+            return found.group(1)
+    return message.strip().split("\n")[0] or "unknown error"
+
+
+def _convert(converter: tf.lite.TFLiteConverter, what: str) -> bytes:
+    """converter.convert(); a failure is one ValueError line instead of the converter's dump
+    of the MLIR module on stderr (file descriptor 2, written by C++) and its traceback."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            return converter.convert()
+        except ConverterError as e:
+            capture.truncate(0)  # the dump: dropped
+            raise ValueError(f"{what} failed: {_first_error(str(e))}") from None
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode("utf-8", errors="replace"))
+            sys.stderr.flush()
 
 
 class TFLiteClassifier:

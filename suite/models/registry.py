@@ -6,7 +6,9 @@ weight_decay, ...), which `build_model` passes through.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import zipfile
 from typing import Callable
 
 import keras
@@ -78,5 +80,11 @@ def load_keras_file(path: str, compile: bool = False, custom_objects=None) -> ke
 
     Importing this module has registered every custom layer (BookDropout, LRN, the option-A
     shortcut, ...), so checkpoints load in any process, not only in the one that built them.
+    A file that is not a whole .keras zip (a copy or a write cut short) is a ValueError naming
+    it, instead of Keras's "File not found".
     """
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        other = {"last.keras": " or load best.keras", "best.keras": " or load last.keras"}
+        raise ValueError(f"{path}: truncated or corrupt checkpoint (not a .keras zip); rerun the "
+                         f"training that wrote it{other.get(os.path.basename(path), '')}.")
     return keras.saving.load_model(path, compile=compile, custom_objects=custom_objects)

@@ -40,6 +40,22 @@ def _check_dataset(value):
     return True
 
 
+def _check_classes(names):
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"names {', '.join(duplicates)} more than once; name each class once")
+    if len(names) == 1:
+        raise ValueError(f"needs at least 2 classes to tell apart, got only {names[0]!r}; name "
+                         "2 or more, or leave it empty for all of the dataset's classes")
+
+
+def _check_export_name(name):
+    from suite.export.saved_model import check_model_name
+
+    if name is not None:
+        check_model_name(name)  # an ExportError, i.e. a ValueError
+
+
 def _parse_augmentations(names):
     from suite.data.augment import parse_augmentations
 
@@ -92,6 +108,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.register_validator("model", _check_model, flag_values=fv)
     flags.register_validator("dataset", _check_dataset, flag_values=fv)
     suite_flags.register_parse_validator(fv, "augmentations", _parse_augmentations)
+    suite_flags.register_parse_validator(fv, "classes", _check_classes)
+    suite_flags.register_parse_validator(fv, "export_name", _check_export_name)
     flags.register_validator("image_size", lambda v: v >= 0, "--image_size must be >= 0",
                              flag_values=fv)
     flags.register_validator("train_examples_per_class", lambda v: v >= 0,
@@ -138,6 +156,7 @@ class ClassifierTask(ImageClassificationTask):
         self.classes, self.per_class = list(classes), train_examples_per_class
         self.augmentations = parse_augmentations(augmentations)
         self.model_weight_decay, self.init_from = model_weight_decay, init_from
+        self.initial_weights = init_from
         self.freeze_backbone, self.in_memory = freeze_backbone, in_memory
         self.name = export_name or self.model_name
         # (x_train, y_train), (x_test, y_test) arrays or a ClassificationData, for tests
@@ -151,6 +170,8 @@ class ClassifierTask(ImageClassificationTask):
         from suite.data.augment import EVAL_CROP_FRACTION
         from suite.data.pipeline import steps_per_epoch
 
+        # The eval centre crop; serve_image_bytes crops alike (export_metadata's crop_fraction).
+        self.crop_fraction = EVAL_CROP_FRACTION if "scale_crop" in self.augmentations else 1.0
         override = self.data_override
         if isinstance(override, tuple):
             override = cls_data.ClassificationData.from_arrays(*override)
@@ -159,17 +180,16 @@ class ClassifierTask(ImageClassificationTask):
         else:
             data = cls_data.load_classification(self.dataset, self.data_dir, self.image_size_flag,
                                                 self.classes, self.per_class, self.seed,
-                                                self.in_memory)
+                                                self.in_memory, self.crop_fraction)
         self.data, self.class_names = data, data.class_names
         self.image_shape = (data.image_size, data.image_size, data.channels)
         batch = self.schedule.batch_size
         self.steps_per_epoch = self.schedule.steps_per_epoch or steps_per_epoch(data.train.count,
                                                                                 batch)
         self.train_data = cls_data.train_dataset(data, batch, self.seed, self.augmentations)
-        crop = EVAL_CROP_FRACTION if "scale_crop" in self.augmentations else 1.0
-        self.validation_data = cls_data.eval_dataset(data, batch, crop)
+        self.validation_data = cls_data.eval_dataset(data, batch, self.crop_fraction)
         self.training_subset = cls_data.eval_dataset(
-            cls_data.first_training_examples(data, TRAINING_SUBSET), batch, crop)
+            cls_data.first_training_examples(data, TRAINING_SUBSET), batch, self.crop_fraction)
         print(f"{data.name}: {data.train.count} training / {data.test.count} test images, "
               f"{len(data.class_names)} classes, {data.image_size}x{data.image_size}, "
               f"{'in memory' if data.in_memory else 'streamed'}", flush=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -72,13 +73,16 @@ def test_signature_specs_are_named_and_typed(exported):
 
 
 def test_image_bytes_are_resized_and_channel_converted(exported):
-    _, _, pixels, expected, sigs = exported
-    # A 2x nearest-neighbour upscale averages back to the original exactly.
+    from suite.data.augment import prepare_for_eval
+
+    model, _, pixels, expected, sigs = exported
+    # Another size is resized exactly as evaluation resizes a test image.
     big = np.repeat(np.repeat(pixels[0], 2, axis=0), 2, axis=1)
     rgb = np.repeat(pixels[1], 3, axis=-1)  # grey as RGB: the signature converts it to 1 channel
     out = sigs["serve_image_bytes"](image_bytes=tf.stack([tf.io.encode_png(big),
                                                           tf.io.encode_png(rgb)]))
-    np.testing.assert_allclose(out["probabilities"][0], expected[0], atol=1e-5)
+    evaluated = model(prepare_for_eval(tf.constant(big), (H, W))[None], training=False)
+    np.testing.assert_allclose(out["probabilities"][0], evaluated[0], atol=1e-5)
     np.testing.assert_allclose(out["probabilities"][1], expected[1], atol=2e-2)  # +-1 rounding
     jpeg = sigs["serve_image_bytes"](image_bytes=tf.stack([tf.io.encode_jpeg(pixels[2])]))
     assert jpeg["probabilities"].shape == (1, K)
@@ -231,21 +235,47 @@ def test_export_app_reads_class_names_of_a_run_made_before_run_json(tmp_path):
     assert read_metadata(version_dir)["class_names"] == ["p", "q", "r"]
 
 
+CLASSIFICATION = {"app": "suite.tasks.classification", "task": "ImageClassificationTask"}
+
+
 @pytest.mark.parametrize("run_json, message", [
-    ({"app": "os", "task": "path"}, "os.path is not a suite Task"),
-    ({"app": "no_such_module_here", "task": "T"}, "cannot be imported"),
+    ({"app": "apps.export", "task": "CHECKPOINTS"}, "apps.export.CHECKPOINTS is not a suite Task"),
+    ({"app": "suite.no_such_module_here", "task": "T"}, "cannot be imported"),
+    ({"app": "os", "task": "path"}, "task module 'os' is not one of the suite's"),
+    ({"app": "this", "task": "Task"}, "task module 'this' is not one of the suite's"),
     ({"app": "os; rm -rf /", "task": "T"}, "invalid task"),
     ({"app": None, "task": "T"}, "run from a script file"),
-    ({"app": "suite.tasks.classification", "task": "ImageClassificationTask",
-      "export_metadata": {"class_names": ["a", "b"]}}, "2 class names given for a model with 3"),
+    ({**CLASSIFICATION, "export_metadata": {"class_names": ["a", "b"]}},
+     "2 class names given for a model with 3"),
+    ({**CLASSIFICATION, "export_metadata": ["a"]},
+     "run.json: 'export_metadata' must be a JSON object, got ['a']"),
+    ({**CLASSIFICATION, "name": 5}, "run.json: 'name' must be a JSON string, got 5"),
 ])
-def test_export_app_refuses_a_run_json_it_cannot_use(tmp_path, run_json, message):
+def test_export_app_refuses_a_run_json_it_cannot_use(tmp_path, capsys, run_json, message):
     from apps.export import export
 
     model_dir, _ = _checkpointed_run(tmp_path / "run", run_json=run_json)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         export(model_dir)
-    assert not os.path.exists(tmp_path / "run" / "export" / "tiny")
+    assert not os.path.exists(tmp_path / "run" / "export")
+    assert "Zen of Python" not in capsys.readouterr().out  # module 'this' was not imported
+
+
+def test_a_truncated_checkpoint_is_named_as_such(tmp_path):
+    from apps.export import export
+
+    model_dir, _ = _checkpointed_run(tmp_path / "run", run_json=CLASSIFICATION)
+    last = os.path.join(model_dir, "checkpoints", "last.keras")
+    with open(last, "rb") as f:
+        data = f.read()
+    with open(last, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=re.escape(
+            f"{last}: truncated or corrupt checkpoint (not a .keras zip); rerun the training "
+            "that wrote it or load best.keras.")):
+        export(model_dir)
+    assert not os.path.exists(os.path.join(model_dir, "export"))
+    assert os.path.getsize(last) == len(data) // 2  # left as it was
 
 
 def test_export_app_without_checkpoint_says_how_to_train(tmp_path):

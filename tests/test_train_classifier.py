@@ -128,6 +128,38 @@ def test_apps_export_re_exports_the_run_with_its_own_name_and_class_names(traine
     assert metadata["class_names"] == list(CLASSES) and metadata["num_classes"] == 2
 
 
+def test_served_image_bytes_are_the_evaluated_pixels_for_an_image_of_another_shape(tmp_path):
+    """A 32x96 image, vertical stripes in its centre square and horizontal ones on the sides:
+    serve_image_bytes centre-crops it as evaluation does (0.875 after scale_crop, recorded in
+    the export's metadata, which apps/export.py re-exports from), instead of squashing it."""
+    from PIL import Image
+
+    from suite.export.saved_model import read_metadata, write_saved_model
+    from suite.tasks.classification import ImageClassificationTask
+
+    images, labels = stripes(2)
+    wide = np.concatenate([images[labels == 0][0], images[labels == 1][0],
+                           images[labels == 0][0]], axis=1)
+    path = str(tmp_path / "wide.png")
+    Image.fromarray(wide).save(path)
+    model = _tiny_resnet(2, seed=0)
+    task = ImageClassificationTask()
+    task.class_names, task.image_shape = list(CLASSES), (16, 16, 3)
+    task.crop_fraction = aug.EVAL_CROP_FRACTION
+    metadata = task.export_metadata()  # what the runner exports with and run.json keeps
+    version_dir = write_saved_model(str(tmp_path), "m", task.serving_signatures(model, metadata),
+                                    metadata)
+    assert read_metadata(version_dir)["crop_fraction"] == aug.EVAL_CROP_FRACTION
+    serve = tf.saved_model.load(version_dir).signatures["serve_image_bytes"]
+    served = serve(image_bytes=tf.constant([open(path, "rb").read()]))["probabilities"].numpy()
+    one = cls_data.Split(1, np.array([1]), paths=np.array([path]))  # streamed from the file
+    data = cls_data.ClassificationData("wide", list(CLASSES), 16, one, one)
+    pixels, _ = next(iter(cls_data.eval_dataset(data, 1, aug.EVAL_CROP_FRACTION)))
+    np.testing.assert_allclose(served, model(pixels, training=False).numpy(), atol=1e-6)
+    squashed = tf.image.resize(wide[None].astype(np.float32), (16, 16), method="area")
+    assert not np.allclose(served, model(squashed, training=False).numpy(), atol=1e-3)
+
+
 def test_transfer_through_the_app_loads_the_backbone_and_skips_a_head_for_other_classes(
         trained, tmp_path):
     source_dir, _ = trained
@@ -218,6 +250,13 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
      "image-classification name (cifar10, cifar100, mnist, svhn_cropped, oxford_flowers102, "
      "imagenette, imagenet2012, ...), a folder laid out as <root>/train/<class>/<image>"),
     (["--dataset=Not A Name"], "neither a known dataset nor an existing folder or zip"),
+    (["--classes=horizontal,vertical,horizontal"],
+     "--classes: names horizontal more than once; name each class once"),
+    (["--export_name=my/model"], "--export_name: Model name 'my/model' must be a plain folder "
+                                 "name such as 'mnist'."),
+    (["--export_name=.hidden"], "must be a plain folder name"),
+    (["--classes=horizontal"], "--classes: needs at least 2 classes to tell apart, got only "
+                               "'horizontal'"),
 ])
 def test_bad_flag_values_are_refused_when_parsed(args, message):
     """Refused while parsing, before the runner creates anything (the MNIST app's tests check
@@ -278,12 +317,17 @@ def test_image_folder_layout_errors_name_the_problem(tmp_path, make, message):
     assert message in str(error.value)
 
 
-def test_unreadable_image_is_named(tmp_path):
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_unreadable_image_is_named(tmp_path, in_memory):
+    """Streamed too: when the folder is scanned, not by the decoder in the middle of training."""
     write_stripes_folder(tmp_path, 1, 1)
-    bad = tmp_path / "train" / "vertical" / "broken.png"
-    bad.write_bytes(b"not an image")
-    with pytest.raises(DataError, match="broken.png: not a readable image"):
-        cls_data.load_classification(str(tmp_path))
+    (tmp_path / "train" / "vertical" / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "test" / "vertical" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="broken.png: not a readable image .*replace or delete it"):
+        cls_data.load_classification(str(tmp_path), in_memory=in_memory)
+    os.remove(tmp_path / "train" / "vertical" / "broken.png")
+    with pytest.raises(DataError, match="empty.jpg: not a readable image"):
+        cls_data.load_classification(str(tmp_path), in_memory=in_memory)
 
 
 def test_streamed_and_in_memory_folders_give_the_same_batches(tmp_path):
@@ -301,6 +345,24 @@ def test_streamed_and_in_memory_folders_give_the_same_batches(tmp_path):
     # A larger model size resizes on the fly from the files.
     big = cls_data.load_classification(str(tmp_path), image_size=40, in_memory=False)
     assert next(iter(cls_data.eval_dataset(big, 2)))[0].shape == (2, 40, 40, 3)
+
+
+@pytest.mark.parametrize("crop", [1.0, aug.EVAL_CROP_FRACTION])  # plain training, scale_crop
+def test_in_memory_and_streamed_folders_evaluate_images_of_another_size_alike(tmp_path, crop):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in CLASSES:
+            os.makedirs(tmp_path / split / name)
+            for i in range(2):
+                noise = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+                Image.fromarray(noise).save(tmp_path / split / name / f"{i}.png")
+    memory, stream = (cls_data.load_classification(str(tmp_path), image_size=32, in_memory=m,
+                                                   crop_fraction=crop) for m in (True, False))
+    a, b = (next(iter(cls_data.eval_dataset(d, 4, crop)))[0].numpy() for d in (memory, stream))
+    assert a.shape == (4, 32, 32, 3)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_classes_and_examples_per_class_select_and_relabel():
@@ -376,6 +438,27 @@ def test_any_tfds_image_classification_set_is_read_from_its_info(tmp_path, monke
         x, y = next(iter(cls_data.eval_dataset(data, 4)))
         assert x.shape[1:] == (expected["size"], expected["size"], expected["channels"])
         assert x.dtype == tf.float32 and y.dtype == tf.int64
+
+
+def test_a_tfds_set_of_varying_image_sizes_loads_in_memory_as_it_evaluates_streamed(
+        tmp_path, monkeypatch):
+    """--in_memory=yes on oxford_flowers102 (mocked: random sizes): stored at the model's size,
+    the test images cropped as the streamed evaluation crops them."""
+    import tensorflow_datasets as tfds
+
+    import suite.data.mnist as mnist
+
+    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(cls_data, "available_splits", lambda builder: {"train", "validation"})
+    with tfds.testing.mock_data(num_examples=6):
+        memory, stream = (cls_data.load_classification(
+            "oxford_flowers102", data_dir=str(tmp_path), image_size=24, in_memory=m,
+            crop_fraction=aug.EVAL_CROP_FRACTION) for m in (True, False))
+        assert memory.in_memory and memory.train.images.shape == (6, 24, 24, 3)
+        a, b = (next(iter(cls_data.eval_dataset(d, 6, aug.EVAL_CROP_FRACTION)))
+                for d in (memory, stream))
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
 
 
 def test_a_tfds_set_that_is_not_image_classification_is_refused_with_the_reason(tmp_path):

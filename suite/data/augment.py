@@ -96,19 +96,21 @@ def random_scale_crop(image, seed, size: int, scale=SCALE_RANGE, ratio=RATIO_RAN
     return tf.image.resize(crop, [size, size], method="bilinear", antialias=True)
 
 
-def center_crop(image, size: int, crop_fraction: float = 1.0):
-    """Resizes the shorter side to size / crop_fraction and cuts out the central size x size.
+def center_crop(image, size, crop_fraction: float = 1.0):
+    """Resizes the image to cover size / crop_fraction and cuts out the central size x size.
 
-    A no-op (no resampling) when the image already is size x size and crop_fraction is 1.
+    `size` is a side or (height, width). A no-op (no resampling) when the image already is that
+    size and crop_fraction is 1.
     """
-    if image.shape[0] == size and image.shape[1] == size and crop_fraction == 1.0:
+    height, width = (size, size) if isinstance(size, int) else size
+    if image.shape[0] == height and image.shape[1] == width and crop_fraction == 1.0:
         return image
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = (size / crop_fraction) / tf.reduce_min(shape)
+    scale = tf.reduce_max(tf.constant([height / crop_fraction, width / crop_fraction]) / shape)
     new = tf.cast(tf.math.ceil(shape * scale), tf.int32)
     image = tf.image.resize(image, new, method="bilinear", antialias=True)
-    top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    return tf.ensure_shape(image[top:top + size, left:left + size], [size, size, None])
+    top, left = (new[0] - height) // 2, (new[1] - width) // 2
+    return tf.ensure_shape(image[top:top + height, left:left + width], [height, width, None])
 
 
 def augment(image, seed, names: tuple[str, ...], size: int):
@@ -138,13 +140,24 @@ def augment(image, seed, names: tuple[str, ...], size: int):
     return tf.ensure_shape(image, [size, size, None])
 
 
-def prepare_for_eval(image, size: int, crop_fraction: float = 1.0):
-    """One evaluation image: images of the model's size pass unchanged, others are centre-cropped.
+def prepare_for_eval(image, size, crop_fraction: float = 1.0):
+    """One evaluation image: images of the model's size pass unchanged, others are centre-cropped
+    and rounded to whole pixel values (so that uint8 arrays can hold them exactly).
 
-    Use EVAL_CROP_FRACTION after scale_crop training (the objects then look as large as the
-    crops trained on); 1.0 otherwise, matching the training images' plain centre crop.
+    `size` is a side or (height, width). The one definition of what evaluation sees: streamed and
+    in-memory datasets and the export's serve_image_bytes all call it. Use EVAL_CROP_FRACTION
+    after scale_crop training (the objects then look as large as the crops trained on); 1.0
+    otherwise, matching the training images' plain centre crop.
     """
+    height, width = (size, size) if isinstance(size, int) else size
     image = tf.cast(image, tf.float32)
-    if image.shape[0] == size and image.shape[1] == size:
+    if image.shape[0] == height and image.shape[1] == width:
         return image
-    return center_crop(image, size, crop_fraction)
+
+    def crop():
+        return tf.round(center_crop(image, (height, width), crop_fraction))
+
+    if image.shape[0] is not None and image.shape[1] is not None:
+        return crop()
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+    return tf.ensure_shape(tf.cond(same, lambda: image, crop), [height, width, None])

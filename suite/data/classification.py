@@ -126,7 +126,7 @@ def _subset(split: Split, class_names, classes, per_class, seed) -> tuple[Split,
                  paths=None if split.paths is None else split.paths[idx]), names
 
 
-def _load_local(path: str, image_size: int, in_memory: bool | None):
+def _load_local(path: str, image_size: int, in_memory: bool | None, crop_fraction: float):
     from suite.data import image_folder
 
     if os.path.isfile(path):  # a zip: the CIFAR-10 layout of ../shared/data/cifar10-subset
@@ -144,9 +144,9 @@ def _load_local(path: str, image_size: int, in_memory: bool | None):
     if in_memory is None:
         in_memory = total <= IN_MEMORY_BYTES
     splits = []
-    for s in (index.train, index.test):
+    for s, crop in ((index.train, 1.0), (index.test, crop_fraction)):
         if in_memory:
-            images = image_folder.load_images(s.paths, size)
+            images = image_folder.load_images(s.paths, size, crop)
             splits.append(Split(len(s.paths), s.labels, images=images))
         else:
             splits.append(Split(len(s.paths), s.labels, paths=s.paths))
@@ -222,8 +222,12 @@ def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
         download_config=tfds.download.DownloadConfig(manual_dir=manual))
 
 
-def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool | None):
+def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool | None,
+               crop_fraction: float):
+    import tensorflow as tf
     import tensorflow_datasets as tfds
+
+    from suite.data.augment import prepare_for_eval
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -249,7 +253,11 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool
 
     def split_of(split):
         if in_memory:  # one batch of the whole split (batch_size=-1 aborts under tfds mocks)
-            x, y = next(iter(tfds.as_numpy(pairs(split).batch(max(count[split], 1)))))
+            ds = pairs(split)
+            if not (height and width):  # images of varying size: stacked at the model's size
+                crop = crop_fraction if split == meta.test_split else 1.0
+                ds = ds.map(lambda x, y: (tf.cast(prepare_for_eval(x, size, crop), tf.uint8), y))
+            x, y = next(iter(tfds.as_numpy(ds.batch(max(count[split], 1)))))
             return Split(len(y), y.astype(np.int64), images=x.astype(np.uint8))
         return Split(count[split], stream=lambda: pairs(split, shuffle=split == "train"))
 
@@ -260,17 +268,22 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool
 
 def load_classification(dataset: str, data_dir: str | None = None, image_size: int = 0,
                         classes=(), train_examples_per_class: int = 0, seed: int = 0,
-                        in_memory: bool | None = None) -> ClassificationData:
+                        in_memory: bool | None = None,
+                        crop_fraction: float = 1.0) -> ClassificationData:
     """The dataset `--dataset` names, with --classes / --train_examples_per_class applied.
 
     `data_dir` is the tensorflow-datasets folder for tfds names; `in_memory=None` decides by size.
+    In-memory images of a folder, or of a tfds set of varying size, are stored at the model's size
+    as augment.prepare_for_eval prepares them: the test split with `crop_fraction` (pass
+    eval_dataset the same), the training split with the training crop (1.0), so that in-memory
+    and streamed test sets evaluate on the same pixels.
     """
     error = dataset_form_error(dataset)
     if error:
         raise DataError(error)
     is_path = os.path.isdir(dataset) or os.path.isfile(dataset)
-    data = (_load_local(dataset, image_size, in_memory) if is_path
-            else _load_tfds(dataset, data_dir, image_size, in_memory))
+    data = (_load_local(dataset, image_size, in_memory, crop_fraction) if is_path
+            else _load_tfds(dataset, data_dir, image_size, in_memory, crop_fraction))
     return subset(data, classes, train_examples_per_class, seed)
 
 

@@ -7,7 +7,8 @@ sorted (their index is the label). Files other than .jpg/.jpeg/.png are ignored.
 Two ways to read the images, chosen by the caller: `load_images` decodes everything into one
 uint8 array (small datasets: CIFAR-sized, decoded once, fastest to train from), `decode_file`
 is the tf op of a streaming pipeline that reads and decodes per step (ImageNet-sized folders
-that do not fit in memory). Everything comes out RGB.
+that do not fit in memory). Everything comes out RGB. The scan checks each file's first bytes,
+so a file that is no image fails at once, named, in both ways.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import numpy as np
 from suite.data.idx import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# The first bytes of the formats tf.io.decode_image reads (PNG, JPEG, BMP, GIF).
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
 SPLITS = ("train", "test")
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (.jpg, .jpeg or .png)"
 
@@ -44,6 +47,21 @@ def images_under(folder: str) -> list[str]:
         found += [os.path.join(parent, f) for f in sorted(files)
                   if f.lower().endswith(IMAGE_EXTENSIONS)]
     return found
+
+
+def _check_headers(paths: list[str]) -> None:
+    """DataError naming the files that are no image at all (by their first bytes), so that a
+    streamed dataset fails at the start, not with a decoder error mid-training."""
+    bad = []
+    for path in paths:
+        with open(path, "rb") as f:
+            if not f.read(8).startswith(IMAGE_MAGIC):
+                bad.append(path)
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(f"{', '.join(bad[:5])}{more}: not a readable image (no PNG, JPEG, BMP or "
+                        "GIF data, whatever the file name says); replace or delete "
+                        f"{'it' if len(bad) == 1 else 'them'}")
 
 
 def _scan_split(root: str, split: str, class_names: list[str] | None):
@@ -75,6 +93,7 @@ def _scan_split(root: str, split: str, class_names: list[str] | None):
                             "images: add images or remove the folder")
         paths += images
         labels += [names.index(cls)] * len(images)
+    _check_headers(paths)
     return names, FolderSplit(np.asarray(paths), np.asarray(labels, np.int64))
 
 
@@ -95,25 +114,25 @@ def first_image_side(paths) -> int:
         return min(image.size)
 
 
-def load_images(paths, size: int) -> np.ndarray:
-    """uint8 (N, size, size, 3): each image centre-cropped to a square and resized if needed."""
+def load_images(paths, size: int, crop_fraction: float = 1.0) -> np.ndarray:
+    """uint8 (N, size, size, 3): each image of another size centre-cropped as evaluation crops it
+    (suite.data.augment.prepare_for_eval, with `crop_fraction`), so that in-memory and streamed
+    folders evaluate on the same pixels."""
     from PIL import Image
 
+    from suite.data.augment import prepare_for_eval
     from suite.data.image_files import eight_bit
 
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                image = eight_bit(image, path).convert("RGB")
-                w, h = image.size
-                if (w, h) != (size, size):
-                    side = min(w, h)
-                    box = ((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
-                    image = image.resize((size, size), Image.BILINEAR, box=box)
-                out[i] = np.asarray(image, np.uint8)
+                pixels = np.asarray(eight_bit(image, path).convert("RGB"), np.uint8)
         except OSError as e:  # PIL's error for truncated or non-image files
             raise DataError(f"{path}: not a readable image ({e})") from e
+        if pixels.shape[:2] != (size, size):
+            pixels = prepare_for_eval(pixels, size, crop_fraction).numpy()
+        out[i] = pixels
     return out
 
 

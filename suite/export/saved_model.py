@@ -55,6 +55,12 @@ def build_archive(signatures: dict) -> keras.export.ExportArchive:
     return archive
 
 
+def check_model_name(name: str) -> None:
+    """ExportError unless `name` is a plain folder name: the `<export_base>/<name>/` folder."""
+    if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
+        raise ExportError(f"Model name {name!r} must be a plain folder name such as 'mnist'.")
+
+
 def write_saved_model(export_base: str, name: str, signatures: dict, metadata: dict,
                       version: int | None = None) -> str:
     """Writes `<export_base>/<name>/<version>/` atomically and returns that folder.
@@ -62,8 +68,7 @@ def write_saved_model(export_base: str, name: str, signatures: dict, metadata: d
     `version=None` takes the next free integer (1 for a new model). `metadata` (JSON) goes to
     assets.extra/metadata.json, with the signature names added.
     """
-    if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
-        raise ExportError(f"Model name {name!r} must be a plain folder name such as 'mnist'.")
+    check_model_name(name)
     model_base = os.path.join(export_base, name)
     if version is None:
         version = next_version(model_base)

@@ -16,18 +16,19 @@ class ImageClassificationTask(Task):
     validation_label = "test"  # both apps validate on the test set, as the book does
     class_names: list[str] = []  # set by load_data
     image_shape: tuple[int, int, int] | None = None  # set by load_data
+    crop_fraction: float = 1.0  # evaluation's centre crop of an image of another size
 
     def export_metadata(self) -> dict:
         return {"class_names": list(self.class_names),
                 "image_shape": list(self.image_shape) if self.image_shape else None,
-                "num_classes": len(self.class_names)}
+                "num_classes": len(self.class_names), "crop_fraction": self.crop_fraction}
 
     @classmethod
     def serving_signatures(cls, model, metadata: dict):
         from suite.tasks.classification_serving import classifier_metadata, classifier_signatures
 
         classifier_metadata(model, metadata.get("class_names"))  # names fit the model's outputs
-        return classifier_signatures(model)
+        return classifier_signatures(model, metadata.get("crop_fraction", 1.0))
 
     def report(self, run, probabilities: np.ndarray, labels: np.ndarray, images=None,
                title: str = "") -> dict:

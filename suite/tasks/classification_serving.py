@@ -2,7 +2,8 @@
 
 The three image signatures of suite.export.image_signatures, each returning `probabilities`
 float32 [batch, K] and `class_ids` int64 [batch]. `serve_image_bytes` takes PNG or JPEG images
-of any size: decoded, converted to C channels and resized to HxW inside the graph.
+of any size: decoded, converted to C channels and centre-cropped to HxW inside the graph, exactly
+as evaluation prepares a test image (suite.data.augment.prepare_for_eval).
 """
 from __future__ import annotations
 
@@ -36,17 +37,13 @@ def _num_classes(model: keras.Model) -> int:
     return shape[1]
 
 
-def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
-    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, resized only if the size differs."""
-    image = decode_image_bytes(encoded, channels)
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-    image = tf.cond(
-        same_size,
-        lambda: tf.cast(image, tf.float32),
-        # Area (box) averaging: the usual shrink of a large drawing or photo, exact for integer
-        # factors and always within 0..255.
-        lambda: tf.image.resize(tf.cast(image, tf.float32), [height, width], method="area"))
-    return tf.ensure_shape(image, [height, width, channels])
+def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int,
+                crop_fraction: float) -> tf.Tensor:
+    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, prepared exactly as evaluation
+    prepares a test image (suite.data.augment.prepare_for_eval: the same centre crop)."""
+    from suite.data.augment import prepare_for_eval
+
+    return prepare_for_eval(decode_image_bytes(encoded, channels), (height, width), crop_fraction)
 
 
 def classifier_metadata(model: keras.Model, class_names: list[str] | None) -> dict:
@@ -61,8 +58,9 @@ def classifier_metadata(model: keras.Model, class_names: list[str] | None) -> di
             "class_names": list(class_names) if class_names is not None else None}
 
 
-def classifier_signatures(model: keras.Model) -> dict[str, Signature]:
-    """The three serving signatures around `model` (inference mode)."""
+def classifier_signatures(model: keras.Model, crop_fraction: float = 1.0) -> dict[str, Signature]:
+    """The three serving signatures around `model` (inference mode); serve_image_bytes crops an
+    image of another size as evaluation did (`crop_fraction`, 0.875 after scale_crop training)."""
     height, width, channels = _image_shape(model)
     _num_classes(model)
 
@@ -72,7 +70,8 @@ def classifier_signatures(model: keras.Model) -> dict[str, Signature]:
                 "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
 
     def decode_batch(image_bytes):
-        return tf.map_fn(lambda b: _decode_one(b, height, width, channels), image_bytes,
+        return tf.map_fn(lambda b: _decode_one(b, height, width, channels, crop_fraction),
+                         image_bytes,
                          fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
 
     return image_signatures(outputs, (height, width, channels), decode_batch)

@@ -77,6 +77,7 @@ class MnistTask(ImageClassificationTask):
         self.augment, self.rotation_degrees, self.shift_pixels = augment, rotation_degrees, \
             shift_pixels
         self.dropout, self.ensemble_size, self.init_weights = dropout, ensemble_size, init_weights
+        self.initial_weights = init_weights
         self.data_override = data_override  # ((x_train, y_train), (x_test, y_test)) for tests
         self.global_batch_size = schedule.batch_size
         self.epochs = schedule.epochs

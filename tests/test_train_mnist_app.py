@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from suite.runtime.flags import RuntimeConfig
 
@@ -134,6 +135,11 @@ def test_kill_9_then_sigterm_then_a_rerun_lose_no_epoch_and_no_step(tmp_path, ca
     assert (f"Resuming from the backup in {model_dir}/backup: epoch {done + 1}, "
             f"step {killed_at[1]}") in output
     assert "SIGTERM received" in output and "run the same command again" in output
+    # flags.txt replays with --flagfile: the app's flags, none of TensorFlow's or absl's
+    replay = flags.FlagValues()
+    train_mnist.define_flags(replay)
+    replay(["app", f"--flagfile={model_dir}/flags.txt"])
+    assert replay["backup_every_steps"].value == 5 and replay["steps_per_epoch"].value == 40
     epoch, step = _epoch_step(model_dir)
     assert killed_at < (epoch, step) and step < 40 and epoch < 3
 
@@ -246,9 +252,75 @@ def test_the_app_runs_under_mirrored_strategy(two_cpu_strategy, tmp_path, mnist_
 ])
 def test_bad_flags_fail_before_any_work_with_a_message_naming_the_flag(tmp_path, args, message):
     out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", *args, timeout=60)
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr  # bad input, as launch/README's table says; 1: a crash
     assert message in out.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_unknown_flags_missing_flagfiles_and_stray_words_exit_2_in_one_line(tmp_path):
+    for args, message in [(["--epochz=3"], "Unknown command line flag 'epochz'"),
+                          ([f"--flagfile={tmp_path}/none.flags"], "none.flags"),
+                          (["--epochs=1", "extra"], "error: unexpected arguments: extra")]:
+        out = run_app("apps.train_mnist", f"--model_dir={tmp_path}/run", *args, timeout=60)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) <= 3, out.stderr  # no --help dump
+    assert not os.path.exists(tmp_path / "run")
+
+
+def _export_versions(model_dir):
+    return sorted(os.listdir(os.path.join(model_dir, "export", "mnist")), key=int)
+
+
+def test_an_export_cut_short_is_written_by_the_rerun_and_an_identical_one_is_not(tmp_path,
+                                                                             mnist_small):
+    model_dir = str(tmp_path / "run")
+    first = run_mnist(tmp_path, mnist_small, epochs=1, export=True)
+    assert _export_versions(model_dir) == ["1"]
+    # Training goes on to epoch 2, but the run ends before its export (here --noexport; a
+    # signal during the final evaluation or a kill leaves the same folder).
+    run_mnist(tmp_path, mnist_small, epochs=2)
+    # The rerun has nothing to train, yet the export named in results.json holds epoch 1.
+    again = run_mnist(tmp_path, mnist_small, epochs=2, export=True)
+    assert again["export"] != first["export"] and _export_versions(model_dir) == ["1", "2"]
+    served = tf.saved_model.load(again["export"]).signatures["serving_default"]
+    last = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
+    (_, _), (x_test, _) = mnist_small
+    images = x_test[:8].astype("float32")
+    np.testing.assert_allclose(served(image=tf.constant(images))["probabilities"].numpy(),
+                               last.predict(images, verbose=0), atol=1e-5)
+    run_mnist(tmp_path, mnist_small, epochs=2, export=True)  # the same again: nothing new
+    assert _export_versions(model_dir) == ["1", "2"]
+
+
+def test_a_rerun_that_would_give_the_weights_another_meaning_is_refused(tmp_path, mnist_small):
+    import hashlib
+
+    model_dir = tmp_path / "run"
+    run_mnist(tmp_path, mnist_small, epochs=1)
+
+    def saved():
+        return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in model_dir.rglob("*")
+                if p.is_file() and p.name != ".run.lock"}
+
+    before = saved()
+    with pytest.raises(ValueError, match=r"holds a run whose models differ from this command's "
+                                         r"\(models: \[\"deep_convnet\"\] there"):
+        run_mnist(tmp_path, mnist_small, epochs=2, ensemble_size=2)
+    assert json.loads((model_dir / "run.json").read_text())["initial_weights"] is None
+    run_json = json.loads((model_dir / "run.json").read_text())
+    (model_dir / "run.json").write_text(json.dumps({**run_json, "initial_weights": "/a.pkl"}))
+    before = saved()
+    write_book_params(tmp_path / "book.pkl")
+    with pytest.raises(ValueError, match=r"initial_weights differ from this command's "
+                                         r"\(initial_weights: \"/a\.pkl\" there, \".*book\.pkl\" "
+                                         "now"):
+        run_mnist(tmp_path, mnist_small, epochs=2, init_weights=str(tmp_path / "book.pkl"))
+    (model_dir / "results.json").write_text("[]")
+    before[model_dir / "results.json"] = hashlib.sha256(b"[]").hexdigest()
+    with pytest.raises(ValueError, match=r"results\.json is damaged \(not a JSON object\); "
+                                         "move it aside"):
+        run_mnist(tmp_path, mnist_small, epochs=2)
+    assert saved() == before  # nothing trained, nothing rewritten
 
 
 def test_bad_data_dir_is_one_clear_line_and_exit_code_2(tmp_path):
@@ -275,11 +347,9 @@ def test_ensemble_trains_each_member_and_serves_their_average(tmp_path, mnist_sm
     np.testing.assert_allclose(out["probabilities"].numpy(), mean[:16], atol=1e-5)
 
 
-def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small):
+def write_book_params(path) -> dict:
+    """Random parameters in the book's pickle format (W1..W8, b1..b8), He-scaled."""
     import pickle
-
-    from suite.interop.book import import_book_params
-    from suite.models.deep_convnet import build_deep_convnet
 
     rng = np.random.default_rng(0)
     shapes = {"W1": (16, 1, 3, 3), "W2": (16, 16, 3, 3), "W3": (32, 16, 3, 3),
@@ -290,9 +360,17 @@ def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small)
         fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
         params[name] = rng.normal(0, np.sqrt(2 / fan_in), shape)
         params[f"b{i}"] = rng.normal(0, 0.1, shape[0] if len(shape) == 4 else shape[1])
-    path = tmp_path / "params.pkl"
     with open(path, "wb") as f:
         pickle.dump(params, f)
+    return params
+
+
+def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small):
+    from suite.interop.book import import_book_params
+    from suite.models.deep_convnet import build_deep_convnet
+
+    path = tmp_path / "params.pkl"
+    params = write_book_params(path)
     results = run_mnist(tmp_path, mnist_small, epochs=0, init_weights=str(path), export=True)
     reference = build_deep_convnet()
     import_book_params(reference, params)

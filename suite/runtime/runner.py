@@ -27,7 +27,6 @@ class Run:
         self.task, self.config, self.runtime, self.paths = task, config, runtime, paths
         self.models: dict = {}
         self.served = None  # what is exported, once training is done
-        self.trained_now = False
 
     @property
     def model(self):
@@ -83,9 +82,7 @@ class Run:
         return TrainingLoop(self, total_steps, steps_per_epoch, optimizers)
 
     def finished_training(self, outcome, paths, title: str) -> None:
-        """Called by each fit and loop: notes whether anything was trained (export freshness)
-        and draws the learning curves of a completed training."""
-        self.trained_now = self.trained_now or outcome.trained_now
+        """Called by each fit and loop: draws the learning curves of a completed training."""
         if outcome.status != "completed" or not self.is_chief or not os.path.exists(
                 paths.history_csv):
             return
@@ -113,7 +110,7 @@ def _write_run_file(run: Run, flags_text: str | None) -> None:
     atomic_write_json(os.path.join(run.model_dir, RUN_FILE), {
         "app": _app_module(task), "task": type(task).__qualname__, "name": task.name,
         "models": list(run.models), "export_metadata": task.export_metadata(),
-        "export_checkpoint": task.export_checkpoint,
+        "export_checkpoint": task.export_checkpoint, "initial_weights": _initial_weights(task),
         "command": command_line(),
     })
     if flags_text is not None:
@@ -123,12 +120,73 @@ def _write_run_file(run: Run, flags_text: str | None) -> None:
                    os.path.join(run.model_dir, "flags.txt"))
 
 
+# What gives a folder's trained weights their meaning: a rerun that resumes them must agree.
+MEANING = ("task", "models", "initial_weights", "class_names", "num_classes", "vocabulary",
+           "start_id", "end_id", "env", "observation_shape", "num_actions", "latent_dim",
+           "channels")
+
+
+def _initial_weights(task: Task) -> str | None:
+    source = task.initial_weights
+    return os.path.abspath(source) if source and os.path.exists(source) else source
+
+
+def _meaning(run_file: dict) -> dict:
+    return {k: v for k, v in {**run_file.get("export_metadata", {}), **run_file}.items()
+            if k in MEANING}
+
+
+def _refuse_another_run(run: Run) -> None:
+    """A rerun resumes the weights already in --model_dir: refuse one whose data or flags would
+    give them another meaning (other classes or words, other models, other starting weights),
+    before anything is trained or rewritten."""
+    import json
+
+    path = os.path.join(run.model_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            before = json.load(f)
+        if not isinstance(before, dict) or not isinstance(before.get("export_metadata", {}),
+                                                          dict):
+            raise ValueError("not a JSON object of the suite's run.json")
+    except ValueError as e:
+        raise ValueError(f"{path} is damaged ({e}); move it aside to resume this folder as "
+                         "this command describes it, or use a new --model_dir") from None
+    task = run.task
+    now = _meaning({"task": type(task).__qualname__, "models": list(run.models),
+                    "initial_weights": _initial_weights(task),
+                    "export_metadata": task.export_metadata()})
+    before = _meaning(before)
+    differ = [k for k in now if now[k] is not None and before.get(k) is not None
+              and json.loads(json.dumps(now[k])) != before[k]]  # None: not known, or not asked
+    if differ:
+        def short(value):
+            text = json.dumps(value)
+            return text if len(text) <= 80 else text[:77] + "..."
+
+        details = "; ".join(f"{k}: {short(before[k])} there, {short(now[k])} now" for k in differ)
+        raise ValueError(f"--model_dir={run.model_dir} holds a run whose {', '.join(differ)} "
+                         f"differ from this command's ({details}). Resuming would give its "
+                         "weights another meaning: use a new --model_dir, or rerun with the "
+                         "data and flags it was trained with (its flags.txt).")
+
+
+def _check_folder_flags(config: RuntimeConfig) -> None:
+    for flag, path in (("model_dir", config.model_dir), ("export_dir", config.export_dir)):
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--{flag}={path} is a file; give a folder (it is created if "
+                             "missing)")
+
+
 def run_task(task: Task, config: RuntimeConfig, strategy_override=None,
              flags_text: str | None = None) -> dict:
     """Runs `task` start to end; returns the results dict (also results.json), whose
     "exit_code" is the process's: 0, 1 (diverged), 130/143 (stopped by a signal, state saved).
     Bad input raises ValueError or RuntimeError before anything saved is touched."""
     started = time.monotonic()
+    _check_folder_flags(config)
     # -- runtime: precision, strategy, seeds (before any other TensorFlow op) ----------------
     from suite.runtime.devices import setup_runtime
 
@@ -162,6 +220,11 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
     run.models = dict(built) if isinstance(built, dict) else {"model": built}
     if not run.models:
         raise ValueError(f"{type(task).__name__}.build returned no model")
+    from suite.runtime import evaluation
+
+    results_path = os.path.join(config.model_dir, "results.json")
+    earlier_results = evaluation.read_results(results_path) if run.is_chief else {}
+    _refuse_another_run(run)
 
     # -- training ---------------------------------------------------------------------------------
     outcome = task.train(run)
@@ -174,30 +237,32 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
         _leave_checkpoint(run, served, outcome.epochs_done)
 
     # -- evaluation -------------------------------------------------------------------------------
-    from suite.runtime import evaluation
     from suite.runtime.startup import onednn_enabled
 
-    results_path = os.path.join(config.model_dir, "results.json")
-    results = evaluation.read_results(results_path) if run.is_chief else {}
+    results = earlier_results
     results.update({
         "status": "completed", "exit_code": 0, "task": type(task).__name__, "name": task.name,
         "seed": config.seed, "precision": runtime.precision, "replicas": runtime.num_replicas,
         "strategy": type(runtime.strategy).__name__, "onednn": onednn_enabled(),
     })
     results.update(task.evaluate(run) or {})
+    if "epochs" in results:  # what the evaluated model trained, not the flag of this rerun
+        results["epochs"] = outcome.epochs_done
     if not run.is_chief:
         return results
 
     # -- export -----------------------------------------------------------------------------------
     signatures = type(task).serving_signatures(served, task.export_metadata())
-    if config.export and signatures and not evaluation.export_is_current(results,
-                                                                         run.trained_now):
+    weights = evaluation.weights_fingerprint(served)
+    if config.export and signatures and not evaluation.export_is_current(
+            results, weights, os.path.join(config.resolved_export_dir, task.name)):
         from suite.export.saved_model import write_saved_model
 
         metadata = {"model": served.name, "task": type(task).__name__,
                     **task.export_metadata()}
         results["export"] = os.path.abspath(write_saved_model(
             config.resolved_export_dir, task.name, signatures, metadata))
+        results["export_weights"] = weights
         print(f"SavedModel: {results['export']}", flush=True)
     results["seconds"] = round(time.monotonic() - started, 1)
     evaluation.write_results(results_path, results)
@@ -277,11 +342,22 @@ def main(define_flags, make_task, argv=None) -> None:
     fv = flags.FLAGS
     before = set(fv)
     define_flags(fv)
-    _adopt_as_key_flags(fv, sorted(set(fv) - before))
+    app_flags = sorted(set(fv) - before)
+    _adopt_as_key_flags(fv, app_flags)
+
+    def usage_error(message: str):
+        print(f"error: {message}\nPass --help to see the flags.", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def parse(args):
+        try:
+            return fv(args)
+        except flags.Error as e:  # absl's own parser exits 1, the code of a crash
+            usage_error(str(e))
 
     def _main(args):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
+            usage_error(f"unexpected arguments: {' '.join(args[1:])}")
         _exit_cleanly_on_signals()
         verbose = fv["verbosity"].present
         if not verbose:  # TensorFlow's INFO lines drown the app's own
@@ -292,7 +368,11 @@ def main(define_flags, make_task, argv=None) -> None:
         load_tensorflow(quiet=not verbose)
         try:
             task = make_task(fv)
-            results = run_task(task, runtime_config(fv), flags_text=fv.flags_into_string())
+            # flags.txt replays with --flagfile: the app's flags only, not TensorFlow's or
+            # absl's, which exist only when TensorFlow loaded before parsing.
+            flags_text = "".join(f"{fv[n].serialize()}\n" for n in app_flags
+                                 if fv[n].serialize())
+            results = run_task(task, runtime_config(fv), flags_text=flags_text)
         except (ValueError, RuntimeError, OSError) as e:  # DataError and the like
             # Bad input gets a clear message, not a traceback; nothing saved was touched.
             logging.debug("details", exc_info=True)
@@ -306,4 +386,4 @@ def main(define_flags, make_task, argv=None) -> None:
         from suite.runtime.startup import load_tensorflow
 
         load_tensorflow(quiet=True)
-    app.run(_main, argv=argv)
+    app.run(_main, argv=argv, flags_parser=parse)

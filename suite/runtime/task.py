@@ -41,6 +41,7 @@ class Task:
     global_batch_size: int | None = None  # checked against the replicas when set
     validation_label: str = "validation"  # what the val_* curves are called in figures
     export_checkpoint: str = "last"  # "best": export checkpoints/best.keras (run.served)
+    initial_weights: str | None = None  # where build() took weights from (--init_from, ...)
 
     # Set by load_data for the default train():
     train_data = None

@@ -76,6 +76,7 @@ class DetectionTask(Task):
     def __init__(self, config: DetectorConfig, schedule, optimizer, seed: int = 0,
                  data_override=None):
         self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+        self.initial_weights = config.init_from
         self.data_override = data_override  # a DetectionData, for tests
         self.name = config.export_name or f"faster_rcnn_resnet{config.depth}"
         self.global_batch_size = schedule.batch_size

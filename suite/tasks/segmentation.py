@@ -68,6 +68,7 @@ class SegmentationTask(Task):
         if config.model not in MODELS:
             raise ValueError(f"--model={config.model!r}: choose from {', '.join(MODELS)}")
         self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+        self.initial_weights = config.init_from
         self.data_override = data_override  # a SegmentationData, for tests
         self.name = config.export_name or config.model
         self.global_batch_size = schedule.batch_size

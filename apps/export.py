@@ -39,6 +39,8 @@ import sys
 
 from absl import app, flags
 
+from suite.runtime.flags import parse_flags, usage_error
+
 CHECKPOINTS = ("best", "last")
 _JSON = {dict: "object", str: "string"}
 # Modules a run.json may name: the suite's apps and tasks, and the tests' toy apps (run as
@@ -161,7 +163,7 @@ def export(model_dir: str, export_dir: str | None = None, name: str | None = Non
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
     from suite.runtime.startup import load_tensorflow
@@ -188,7 +190,7 @@ def main(argv):
 def run():
     """console_scripts entry point."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

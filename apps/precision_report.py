@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags, logging
 
+from suite.runtime.flags import parse_flags, usage_error
+
 
 def define_flags() -> None:
     """Defines this app's flags; called from run(), so importing the module defines none."""
@@ -104,7 +106,7 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     from apps.export import checkpoint_path
     from suite.data.idx import DataError
     from suite.runtime.startup import load_tensorflow
@@ -130,7 +132,7 @@ def main(argv):
 def run():
     """console_scripts entry point."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

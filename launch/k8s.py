@@ -28,6 +28,8 @@ import sys
 
 from absl import app, flags
 
+from suite.runtime.flags import parse_flags, usage_error
+
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: the operator's webhook
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # DNS-1123 label
 CONTAINER = "tensorflow"  # the name the operator looks for to set TF_CONFIG and the port
@@ -200,7 +202,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     command = argv[1:]
     if not command:
-        raise app.UsageError(
+        usage_error(
             "no worker command: put it after `--`, e.g. python -m launch.k8s --name=mnist "
             "--image=registry.example.com/suite:0.1 -- python -m apps.train_mnist "
             "--flagfile=apps/flags/mnist.flags")
@@ -209,24 +211,24 @@ def main(argv: list[str]) -> None:
                                   FLAGS.mount_path, FLAGS.namespace, FLAGS.gpus_per_worker,
                                   FLAGS.grace_period_s)
     except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        usage_error(str(error))
     from launch.schemas import validate_tfjob
 
     try:  # the Kubeflow TFJob schema, before kubectl sees it
         validate_tfjob(manifest)
     except ValueError as error:
-        raise app.UsageError(f"the generated TFJob does not validate: {error}") from error
+        usage_error(f"the generated TFJob does not validate: {error}")
     try:
         text = render(["python", "-m", "launch.k8s", *sys.argv[1:]], manifest)
     except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        usage_error(str(error))
     sys.stdout.write(text)
 
 
 def run() -> None:
     """Console-script entry point."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import time
 
 from absl import app, flags
 
+from suite.runtime.flags import parse_flags, usage_error
+
 HOST = "127.0.0.1"
 _POLL_S = 0.05
 
@@ -168,19 +170,19 @@ def launch(command: list[str], num_workers: int, port_base: int | None = None,
 def main(argv: list[str]) -> int:
     command = argv[1:]
     if not command:
-        raise app.UsageError(
+        usage_error(
             "no worker command: put the command to run after `--`, e.g. "
             "python -m launch.local --num_workers=2 -- python -m apps.train_mnist "
             "--flagfile=apps/flags/mnist_smoke.flags")
     try:
         return launch(command, FLAGS.num_workers, FLAGS.port_base, FLAGS.grace_period_s)
     except (FileNotFoundError, PermissionError) as error:
-        raise app.UsageError(f"cannot start the worker command {command[0]!r}: {error}") from error
+        usage_error(f"cannot start the worker command {command[0]!r}: {error}")
 
 
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

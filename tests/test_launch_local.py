@@ -166,17 +166,17 @@ def test_a_closed_stdout_does_not_block_the_workers():
 @pytest.mark.parametrize("args", [["--num_workers=2"], ["--num_workers=2", "--"]])
 def test_missing_command_is_a_clear_error(args):
     result = _run(*args)
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "no worker command: put the command to run after `--`" in result.stderr
 
 
 def test_bad_port_base_is_rejected():
     result = _run("--num_workers=2", "--port_base=65535", "--", sys.executable, "-c", "pass")
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "--port_base + --num_workers - 1 must be a port number" in result.stderr
 
 
 def test_unknown_worker_program_is_a_clear_error():
     result = _run("--num_workers=2", "--", "no-such-program-for-launch-local")
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "cannot start the worker command 'no-such-program-for-launch-local'" in result.stderr

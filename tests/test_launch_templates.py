@@ -268,5 +268,6 @@ def test_worker_command_keeps_a_model_dir_on_the_volume_and_refuses_others():
 ])
 def test_bad_input_is_one_clear_error(args, message):
     result = _k8s(*args)
-    assert result.returncode != 0 and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr  # 2: bad input
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr  # no --help dump
     assert not result.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 from absl import flags
 
@@ -75,6 +76,20 @@ def register_parse_validator(fv: flags.FlagValues, name: str, parse) -> None:
         return True
 
     flags.register_validator(name, check, flag_values=fv)
+
+
+def usage_error(message: str):
+    """Bad command-line input: one `error:` line and exit code 2 (1 is a crash's), no --help."""
+    print(f"error: {message}\nPass --help to see the flags.", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def parse_flags(argv, fv: flags.FlagValues = flags.FLAGS):
+    """absl's parsing for `app.run(main, flags_parser=parse_flags)`: its own exits 1."""
+    try:
+        return fv(argv)
+    except flags.Error as e:
+        usage_error(str(e))
 
 
 def require_at_least(fv: flags.FlagValues, minimum, *names: str) -> None:

@@ -339,21 +339,13 @@ def main(define_flags, make_task, argv=None) -> None:
     """
     from absl import app, flags, logging
 
+    from suite.runtime.flags import parse_flags, usage_error
+
     fv = flags.FLAGS
     before = set(fv)
     define_flags(fv)
     app_flags = sorted(set(fv) - before)
     _adopt_as_key_flags(fv, app_flags)
-
-    def usage_error(message: str):
-        print(f"error: {message}\nPass --help to see the flags.", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-    def parse(args):
-        try:
-            return fv(args)
-        except flags.Error as e:  # absl's own parser exits 1, the code of a crash
-            usage_error(str(e))
 
     def _main(args):
         if len(args) > 1:
@@ -386,4 +378,4 @@ def main(define_flags, make_task, argv=None) -> None:
         from suite.runtime.startup import load_tensorflow
 
         load_tensorflow(quiet=True)
-    app.run(_main, argv=argv, flags_parser=parse)
+    app.run(_main, argv=argv, flags_parser=parse_flags)

@@ -66,6 +66,24 @@ def define_flags(fv: flags.FlagValues) -> None:
         "features_from", lambda v: v in ("imagenet", "random") or os.path.exists(v),
         "--features_from must be 'imagenet', 'random' or an existing model_dir or .keras file",
         flag_values=fv)
+    flags.register_validator("out", _valid_out, flag_values=fv)
+
+
+def _valid_out(path: str | None) -> bool:
+    """--out is written only after the whole optimisation: refuse at once a path that cannot
+    take a file, rather than fail (every rerun again) at the end."""
+    if not path:
+        return True
+    if os.path.isdir(path):
+        raise flags.ValidationError(f"--out={path} is a folder; give a file name, e.g. "
+                                    f"--out={os.path.join(path, 'result.png')}")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # created when the result is written
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise flags.ValidationError(f"--out={path}: {folder} is not a folder this process can "
+                                    "write in; give another path")
+    return True
 
 
 def make_task(fv: flags.FlagValues, data_override=None) -> StyleTransferTask:

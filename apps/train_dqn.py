@@ -71,7 +71,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "Glorot uniform, or PyTorch's nn.Linear default (what CleanRL and "
                       "Stable-Baselines3 start from).", flag_values=fv)
     flags.DEFINE_integer("eval_every", 10_000, "Environment steps between greedy evaluations "
-                         "(an epoch: history row, checkpoint, backup).", flag_values=fv)
+                         "(an epoch: history row, checkpoint, backup; the epochs the "
+                         "learning-rate schedule flags count).", flag_values=fv)
     flags.DEFINE_integer("eval_episodes", 10, "Greedy episodes per evaluation.", flag_values=fv)
     flags.DEFINE_integer("final_eval_episodes", 100, "Greedy episodes of the final evaluation.",
                          flag_values=fv)
@@ -99,6 +100,7 @@ def define_flags(fv: flags.FlagValues) -> None:
             ("eval_episodes", lambda v: v >= 1, "must be >= 1"),
             ("final_eval_episodes", lambda v: v >= 0, "must be >= 0"),
             ("eval_epsilon", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            ("sticky_actions", lambda v: v is None or 0 <= v <= 1, "must be in [0, 1]"),
             ("units", lambda v: all(u.strip().isdigit() and int(u) > 0 for u in v),
              "must be positive integers, e.g. 256,256")]:
         flags.register_validator(name, check, f"--{name} {message}", flag_values=fv)
@@ -131,6 +133,7 @@ class DqnTask(Task):
     best_checkpoint = ("val_return", "max")
     export_checkpoint = "best"  # the policy the run keeps: training can collapse it later
     watched_losses = ("loss",)
+    epoch_flag = "--eval_every"  # named when a rerun's epoch length differs from the backup's
 
     def __init__(self, optimizer: suite_flags.OptimizerConfig, seed: int = 0, **options):
         self.optimizer_config, self.seed = optimizer, seed
@@ -176,8 +179,12 @@ class DqnTask(Task):
         keras.utils.set_random_seed(self.seed)
         online, target = network("q_network"), network("target_network")
         target.set_weights(online.get_weights())
-        updates = max(1, self.o.env_steps // self.o.train_freq * self.o.gradient_steps)
-        self.optimizer = for_custom_loop(make_optimizer(self.optimizer_config, updates, 1))
+        # The schedule flags count epochs (--eval_every environment steps), the optimizer its
+        # gradient updates: --gradient_steps every --train_freq steps (from --learning_starts).
+        o = self.o
+        per_epoch = max(1, round(o.eval_every / o.train_freq * o.gradient_steps))
+        epochs = -(-o.env_steps // o.eval_every)
+        self.optimizer = for_custom_loop(make_optimizer(self.optimizer_config, per_epoch, epochs))
         self.optimizer.build(online.trainable_variables)
         return {"q_network": online, "target_network": target}
 
@@ -215,7 +222,6 @@ class DqnTask(Task):
         per_step = o.num_envs
         loop = run.loop(max(1, o.env_steps // per_step), max(1, o.eval_every // per_step),
                         optimizers={"q_optimizer": self.optimizer})
-        autoreset = np.zeros(o.num_envs, np.bool_)
         started, first_step = time.monotonic(), None
         self.eval_seconds = 0.0  # greedy evaluations, not counted in the steps per second
         for step in loop:
@@ -224,6 +230,9 @@ class DqnTask(Task):
             self.epsilon = epsilon_at(env_step, o.env_steps, o.epsilon_start, o.epsilon_final,
                                       o.exploration_fraction)
             actions = self._act(q_values, self.observations, self.epsilon)
+            # Envs whose last step ended an episode reset on this one; the vector env's own
+            # flags, restored with it on a resume (a local copy would restart all False).
+            autoreset = np.array(self.envs._autoreset_envs, np.bool_)
             next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
             for env in range(o.num_envs):
                 if autoreset[env]:  # this step reset the env; the action was ignored
@@ -238,7 +247,6 @@ class DqnTask(Task):
                                  episode_length=self.episode[env][1])
                     loop.log(**{"return": self.episode[env][0]})
                     self.episode[env] = 0
-            autoreset = np.logical_or(terminated, truncated)
             self.observations = next_obs
             done = env_step + per_step
             if done >= o.learning_starts and crossed(env_step, done, o.train_freq):
@@ -367,10 +375,11 @@ class DqnTask(Task):
             "final_network_return_mean": float(np.mean(final)) if final else None,
             "training_episodes": len(self.episode_returns),
             "gradient_steps_done": int(self.optimizer.iterations.numpy()),
-            "env_steps_per_second": round(getattr(self, "steps_per_second", 0.0), 1) or None,
             "replay_buffer_bytes": self.buffer.nbytes,
             "parameters": int(run.model.count_params()),
         }
+        if hasattr(self, "steps_per_second"):  # a rerun that trained nothing keeps the last
+            results["env_steps_per_second"] = round(self.steps_per_second, 1)
         if returns:
             print(f"Greedy return over {len(returns)} episodes: {np.mean(returns):.1f} "
                   f"± {np.std(returns):.1f} (the best checkpoint); the final network: "

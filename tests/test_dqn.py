@@ -131,7 +131,7 @@ def test_many_gradient_steps_in_one_call_equal_one_call_each():
         task = train_dqn.DqnTask(OptimizerConfig(learning_rate=1e-2, clipnorm=10.0), seed=0,
                                  env="CartPole-v1", units=["16"], init="glorot", double_dqn=True,
                                  gamma=0.9, env_steps=100, train_freq=1, gradient_steps=3,
-                                 batch_size=8)
+                                 batch_size=8, eval_every=100)
         task.frame_shape, task.stack, task.num_actions, task.atari = (4,), 1, 2, False
         run = types.SimpleNamespace(strategy=tf.distribute.get_strategy())
         run.models = task.build(run)
@@ -148,6 +148,32 @@ def test_many_gradient_steps_in_one_call_equal_one_call_each():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_learning_rate_schedules_count_epochs_of_eval_every_steps():
+    """--eval_every env steps are an epoch: at --train_freq=4 and --gradient_steps=2, 100 env
+    steps are 50 updates. (The whole run was one epoch: a step schedule never decayed.)"""
+    import types
+
+    import keras
+
+    from conftest import parse_app_flags
+
+    fv = parse_app_flags(train_dqn, "--env_steps=1000", "--eval_every=100", "--train_freq=4",
+                         "--gradient_steps=2", "--units=8", "--learning_rate=0.01",
+                         "--lr_schedule=step", "--lr_decay_epochs=2,4", "--warmup_epochs=1")
+    task = train_dqn.make_task(fv)
+    task.frame_shape, task.stack, task.num_actions, task.atari = (4,), 1, 2, False
+    task.build(types.SimpleNamespace())
+    rates = {}
+    for update in (0, 24, 50, 99, 100, 199, 200, 499):
+        task.optimizer.iterations.assign(update)
+        rates[update] = float(task.optimizer.learning_rate)
+    keras.backend.clear_session()
+    np.testing.assert_allclose(list(rates.values()), [
+        0.01 / 50, 0.01 * 25 / 50,  # warm-up over epoch 1's 50 updates
+        0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4],  # decays as epochs 2 and 4 begin
+        rtol=1e-5)
+
+
 # -- the app ---------------------------------------------------------------------------------------
 def test_bad_environments_say_what_to_use():
     from absl import flags
@@ -158,6 +184,17 @@ def test_bad_environments_say_what_to_use():
         parse_app_flags(train_dqn, "--env=CartPol-v1")
     with pytest.raises(flags.IllegalFlagValueError, match="ALE/Pong-v5"):
         parse_app_flags(train_dqn, "--env=NoSuchGame-v0")
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_sticky_actions_outside_0_to_1_are_refused(value):
+    from absl import flags
+
+    from conftest import parse_app_flags
+
+    with pytest.raises(flags.IllegalFlagValueError, match=r"--sticky_actions must be in \[0, 1\]"):
+        parse_app_flags(train_dqn, f"--sticky_actions={value}")
+    assert parse_app_flags(train_dqn, "--sticky_actions=0.25").sticky_actions == 0.25
 
 
 def test_an_atari_id_without_ale_py_says_what_to_install(monkeypatch):
@@ -175,6 +212,21 @@ def test_an_atari_id_without_ale_py_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", without_ale)
     with pytest.raises(ValueError, match="pip install ale-py==0.12.1"):
         environments.check_env_id("ALE/Pong-v5")
+
+
+def test_an_environment_with_a_missing_dependency_says_what_to_install(monkeypatch):
+    """LunarLander-v3 is listed as classic control but needs Box2D: a clear ValueError (exit
+    code 2) with gymnasium's install hint, not a traceback (exit code 1, "diverged")."""
+    import sys
+
+    from suite.rl import environments
+
+    monkeypatch.setitem(sys.modules, "Box2D", None)  # `import Box2D` fails, installed or not
+    for name in ("gymnasium.envs.box2d.lunar_lander", "gymnasium.envs.box2d"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ValueError, match=r'--env=LunarLander-v3 needs .*'
+                                         r'pip install "gymnasium\[box2d\]"'):
+        environments.make_vector_env("LunarLander-v3", 1)
 
 
 def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
@@ -201,34 +253,89 @@ def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
     np.testing.assert_array_equal(served["action"].numpy(), q.argmax(-1))
 
 
-@pytest.mark.slow
-def test_a_sigtermed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    """SIGTERM at an arbitrary step of a seeded CartPole run: the rerun restores networks,
-    optimizer, buffer, epsilon, RNG and the environments' states, and ends bitwise equal."""
+@pytest.fixture(scope="module")
+def cartpole_reference(tmp_path_factory):
+    """An uninterrupted seeded CartPole run, for the resumed runs to equal."""
+    folder = tmp_path_factory.mktemp("reference")
+    run_in_process(train_dqn, f"--model_dir={folder}", *CARTPOLE)
+    return folder
+
+
+def sigterm_at_and_resume(model_dir, monkeypatch, call: int):
+    """Runs CARTPOLE with SIGTERM while acting at the `call`-th step (as a scheduler would),
+    then reruns it; returns the stopped run's saved state and the resumed final weights."""
     from suite.models.registry import load_keras_file
 
-    run_in_process(train_dqn, f"--model_dir={tmp_path / 'reference'}", *CARTPOLE)
-    reference = load_keras_file(str(tmp_path / "reference" / "checkpoints" / "last.keras"))
-    stopped = tmp_path / "stopped"
     act, calls = train_dqn.DqnTask._act, []
 
-    def act_then_signal(self, *args):  # SIGTERM while acting at step 337, as a scheduler would
+    def act_then_signal(self, *args):
         calls.append(1)
-        if len(calls) == 337:
+        if len(calls) == call:
             os.kill(os.getpid(), signal.SIGTERM)
         return act(self, *args)
 
     monkeypatch.setattr(train_dqn.DqnTask, "_act", act_then_signal)
-    first = run_in_process(train_dqn, f"--model_dir={stopped}", *CARTPOLE)
+    first = run_in_process(train_dqn, f"--model_dir={model_dir}", *CARTPOLE)
     monkeypatch.setattr(train_dqn.DqnTask, "_act", act)
     assert first["status"] == "interrupted" and first["exit_code"] == 143, first
-    saved = json.load(open(stopped / "backup" / "state.json"))
-    assert (saved["epoch"], saved["step"]) == (1, 137)  # the exact step
-    again = run_in_process(train_dqn, f"--model_dir={stopped}", *CARTPOLE)
+    saved = json.load(open(model_dir / "backup" / "state.json"))
+    again = run_in_process(train_dqn, f"--model_dir={model_dir}", *CARTPOLE)
     assert again["status"] == "completed"
-    resumed = load_keras_file(str(stopped / "checkpoints" / "last.keras"))
-    for a, b in zip(resumed.get_weights(), reference.get_weights()):
+    return saved, load_keras_file(str(model_dir / "checkpoints" / "last.keras")).get_weights()
+
+
+def reference_weights(reference):
+    from suite.models.registry import load_keras_file
+
+    return load_keras_file(str(reference / "checkpoints" / "last.keras")).get_weights()
+
+
+def test_rerunning_a_finished_run_keeps_its_measured_speed(tmp_path, cartpole_reference):
+    """Nothing is trained on a rerun of the same command: results.json keeps the speed the
+    training measured rather than writing null over it."""
+    import shutil
+
+    shutil.copytree(cartpole_reference, tmp_path / "run")
+    measured = json.load(open(tmp_path / "run" / "results.json"))["env_steps_per_second"]
+    assert measured > 0
+    again = run_in_process(train_dqn, f"--model_dir={tmp_path / 'run'}", *CARTPOLE)
+    assert again["env_steps_per_second"] == measured
+    assert json.load(open(tmp_path / "run" / "results.json"))["env_steps_per_second"] == measured
+
+
+@pytest.mark.slow
+def test_a_sigtermed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch,
+                                                              cartpole_reference):
+    """SIGTERM at an arbitrary step of a seeded CartPole run: the rerun restores networks,
+    optimizer, buffer, epsilon, RNG and the environments' states, and ends bitwise equal."""
+    saved, resumed = sigterm_at_and_resume(tmp_path, monkeypatch, 337)
+    assert (saved["epoch"], saved["step"]) == (1, 137)  # the exact step
+    for a, b in zip(resumed, reference_weights(cartpole_reference)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_stopped_as_an_episode_ends_resumes_to_the_uninterrupted_weights(
+        tmp_path, monkeypatch, cartpole_reference):
+    """Stopped on the step that ends an episode, the rerun's first step is the environment's
+    reset: it starts a new episode in the buffer rather than a transition linking the two."""
+    ends = [int(r[0]) for r in json.load(open(cartpole_reference / "backup" / "state.json"))[
+        "extra"]["episode_returns"]]
+    end = next(e for e in ends if e > 100 and e % 200)  # after learning starts, mid-epoch
+    saved, resumed = sigterm_at_and_resume(tmp_path, monkeypatch, end)
+    assert saved["epoch"] * 200 + saved["step"] == end
+    assert saved["extra"]["environments"]["autoreset"] == [True]
+    for a, b in zip(resumed, reference_weights(cartpole_reference)):
+        np.testing.assert_array_equal(a, b)
+    # The cut epoch's row averages all of its steps (its sums are in the backup), not only
+    # those after the resume.
+    assert history_without_seconds(tmp_path) == history_without_seconds(cartpole_reference)
+
+
+def history_without_seconds(model_dir) -> list[dict]:
+    import csv
+
+    with open(model_dir / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 @pytest.mark.slow

@@ -109,6 +109,22 @@ def test_a_resumed_run_ends_with_the_uninterrupted_image(tmp_path, images):
                                   np.asarray(Image.open(tmp_path / "b" / "result.png")))
 
 
+def test_a_rerun_with_another_save_every_is_refused_not_shifted(tmp_path, images):
+    """The backup holds the absolute step and the epoch length: a rerun with another
+    --save_every once read "already trained for 8 steps" after only 4 had run."""
+    args = (f"--content={images / 'content.png'}", f"--style={images / 'style.jpg'}",
+            "--optimizer=adam", f"--model_dir={tmp_path}", *TINY)
+    run_in_process(style_app, *args, "--steps=4")
+    history = open(tmp_path / "history.csv").read()
+    with pytest.raises(ValueError, match="epochs of 1 steps; this command's are 2 steps "
+                                         r"\(--save_every changed\)"):
+        run_in_process(style_app, *args, "--steps=8", "--save_every=2")
+    assert open(tmp_path / "history.csv").read() == history
+    resumed = run_in_process(style_app, *args, "--steps=6")  # the same --save_every goes on
+    assert len(open(tmp_path / "history.csv").read().split()) == 1 + 6
+    assert resumed["status"] == "completed"
+
+
 @pytest.mark.parametrize("flag,name,message", [
     ("--content", "missing.png", "--content=.*missing.png: no such file"),
     ("--style", "broken.png", "--style=.*broken.png: not a readable image"),
@@ -119,6 +135,21 @@ def test_bad_image_paths_give_one_clear_error(tmp_path, images, flag, name, mess
     with pytest.raises(DataError, match=message):
         run_in_process(style_app, *(f"{k}={v}" for k, v in args.items()),
                        f"--model_dir={tmp_path}", *TINY)
+
+
+def test_an_out_path_that_cannot_take_a_file_is_refused_before_any_work(tmp_path, images):
+    from absl import flags
+
+    from conftest import parse_app_flags
+
+    required = (f"--content={images / 'content.png'}", f"--style={images / 'style.jpg'}")
+    (tmp_path / "a_file").write_text("")
+    for out, message in [(tmp_path, "is a folder; give a file name, e.g. --out=.*result.png"),
+                         (tmp_path / "a_file" / "x.png", "a_file is not a folder")]:
+        with pytest.raises(flags.IllegalFlagValueError, match=message):
+            parse_app_flags(style_app, *required, f"--out={out}")
+    new = tmp_path / "new" / "folder" / "out.png"  # created when the result is written
+    assert parse_app_flags(style_app, *required, f"--out={new}").out == str(new)
 
 
 def test_feature_layers_of_a_batch_norm_vgg_are_its_relus():

@@ -186,6 +186,50 @@ def test_a_signal_in_the_loops_last_epoch_end_exits_with_its_code_and_training_s
     assert "export" in again
 
 
+def files_under(root: str) -> dict[str, bytes]:
+    """Every file's bytes but the run lock's (it names the last process): what a refused run
+    must leave as it was."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in set(names) - {".run.lock"}:
+            with open(os.path.join(folder, name), "rb") as f:
+                found[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def finished_chain_dqn(tmp_path_factory):
+    from toy_apps import chain_dqn
+
+    folder = tmp_path_factory.mktemp("finished")
+    run_in_process(chain_dqn, f"--model_dir={folder}", "--env_steps=40", "--steps_per_epoch=20")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["extra.npz", "q_optimizer.optimizer.npz"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: open(path, "r+b").truncate(500), "is not a readable .npz file"),
+    (os.remove, "is missing")])
+def test_a_damaged_npz_in_the_backup_is_named_and_left_as_it_was(
+        tmp_path, finished_chain_dqn, name, damage, message):
+    """A truncated or missing optimizer or extra-state file is damage (exit code 2 naming it
+    and the ways forward), not a traceback (KeyError, BadZipFile: exit code 1, "diverged")."""
+    from suite.runtime.backup import DamagedStateError
+    from toy_apps import chain_dqn
+
+    model_dir = tmp_path / "run"
+    shutil.copytree(finished_chain_dqn, model_dir)
+    path = model_dir / "backup" / json.load(open(model_dir / "backup" / "state.json"))[
+        "saved"] / name
+    damage(path)
+    before = files_under(str(model_dir))
+    with pytest.raises(DamagedStateError, match=f"{re.escape(str(path))} {message}") as error:
+        run_in_process(chain_dqn, f"--model_dir={model_dir}", "--env_steps=60",
+                       "--steps_per_epoch=20")
+    assert "--model_dir=<new folder>" in str(error.value)
+    assert files_under(str(model_dir)) == before
+
+
 # -- interrupted and resumed, as separate processes ------------------------------------------------
 @pytest.mark.slow
 def test_the_loop_resumes_after_sigterm_and_kill_9_to_the_uninterrupted_weights(tmp_path,

@@ -55,7 +55,10 @@ def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float 
 
     check_env_id(env_id)
     if not is_atari(env_id):
-        return gym.make(env_id, render_mode=render_mode)
+        try:
+            return gym.make(env_id, render_mode=render_mode)
+        except gym.error.DependencyNotInstalled as e:  # LunarLander's Box2D: exit 2, not 1
+            raise ValueError(f"--env={env_id} needs a package that is not installed: {e}") from e
     options = {} if sticky_actions is None else {"repeat_action_probability": sticky_actions}
     env = gym.make(env_id, frameskip=1, render_mode=render_mode, **options)
     env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True,

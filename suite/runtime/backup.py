@@ -1,6 +1,7 @@
 """The resume state of a run: every model, every optimizer and a task's extra state, saved as one.
 
-    <backup_dir>/state.json        {"epoch": e, "step": s, "saved": "ckpt-<n>", "extra": {...}}
+    <backup_dir>/state.json        {"epoch": e, "step": s, "saved": "ckpt-<n>", "extra": {...},
+                                    "arrays": [names in extra.npz]}
     <backup_dir>/ckpt-<n>/<model>.weights.h5     a model's weights and its optimizers' slots
     <backup_dir>/ckpt-<n>/<name>.optimizer.npz   an optimizer no model tracks (custom loops)
     <backup_dir>/ckpt-<n>/extra.npz              a task's arrays (a replay buffer, ...)
@@ -11,7 +12,7 @@ complete checkpoint. Restoring needs every model and optimizer built first (Kera
 unbuilt optimizer's slots with only a warning; here that is an error). Backups of the earlier
 single-file layout (latest.weights.h5 beside state.json) still restore.
 
-A damaged backup (unreadable state.json, a missing or truncated weights file) raises
+A damaged backup (unreadable state.json, a missing or truncated weights or .npz file) raises
 DamagedStateError naming the file; nothing is deleted, and the error says how to go on.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from typing import Callable
 
 import keras
@@ -140,7 +142,10 @@ class ResumeState:
         for name, optimizer in self.optimizers.items():
             self._load_optimizer(optimizer, os.path.join(folder, f"{name}.optimizer.npz"))
         if self.set_extra is not None:
-            self.set_extra(self._load_extra(folder, state.get("extra") or {}))
+            try:
+                self.set_extra(self._load_extra(folder, state))
+            except KeyError as e:  # an older backup, written before "arrays" was recorded
+                raise self._damaged(f"{folder} lacks the task's saved {e}") from None
         return state["epoch"], state["step"]
 
     def _load_weights(self, model: keras.Model, path: str) -> None:
@@ -161,14 +166,27 @@ class ResumeState:
                 f"different configuration (another model, size or optimizer). Use another "
                 f"--model_dir, or go back to the flags that run used.") from e
 
-    def _load_optimizer(self, optimizer, path: str) -> None:
+    def _read_npz(self, path: str, names=None) -> dict[str, np.ndarray]:
+        """Every array of an .npz file (at least `names`); a missing, truncated or corrupt
+        file is a DamagedStateError, not a traceback."""
+        if not os.path.isfile(path):
+            raise self._damaged(f"{path} is missing")
         try:
-            with np.load(path) as saved:
-                values = [saved[f"v{i}"] for i in range(len(saved.files))]
-        except FileNotFoundError:
-            raise self._damaged(f"{path} is missing") from None
-        except (OSError, ValueError, KeyError) as e:
-            raise self._damaged(f"{path} is not readable ({e})") from e
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {k: saved[k] for k in saved.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise self._damaged(f"{path} is not a readable .npz file ({e})") from e
+        lacking = sorted(set(names or ()) - set(arrays))
+        if lacking:
+            raise self._damaged(f"{path} lacks the arrays {lacking}")
+        return arrays
+
+    def _load_optimizer(self, optimizer, path: str) -> None:
+        saved = self._read_npz(path)
+        try:
+            values = [saved[f"v{i}"] for i in range(len(saved))]
+        except KeyError as e:
+            raise self._damaged(f"{path} is not an optimizer's state (no {e})") from None
         variables = optimizer.variables
         if [tuple(v.shape) for v in variables] != [tuple(a.shape) for a in values]:
             raise StateMismatchError(f"the optimizer state in {path} does not fit this "
@@ -176,15 +194,12 @@ class ResumeState:
         for variable, value in zip(variables, values):
             variable.assign(value)
 
-    def _load_extra(self, folder: str, json_part: dict) -> dict:
-        extra = dict(json_part)
+    def _load_extra(self, folder: str, state: dict) -> dict:
+        extra = dict(state.get("extra") or {})
         path = os.path.join(folder, "extra.npz")
-        if os.path.exists(path):
-            try:
-                with np.load(path, allow_pickle=False) as arrays:
-                    extra.update({k: arrays[k] for k in arrays.files})
-            except (OSError, ValueError) as e:
-                raise self._damaged(f"{path} is not readable ({e})") from e
+        names = state.get("arrays")  # absent in backups written before it was recorded
+        if names or (names is None and os.path.exists(path)):
+            extra.update(self._read_npz(path, names))
         return extra
 
     # -- writing ------------------------------------------------------------------------------
@@ -201,7 +216,7 @@ class ResumeState:
         for opt_name, optimizer in self.optimizers.items():
             np.savez(os.path.join(folder, f"{opt_name}.optimizer.npz"),
                      **{f"v{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
-        json_part = {}
+        json_part, arrays = {}, {}
         if self.get_extra is not None:
             extra = self.get_extra() or {}
             arrays = {k: v for k, v in extra.items() if isinstance(v, np.ndarray)}
@@ -209,7 +224,8 @@ class ResumeState:
             if arrays:
                 np.savez(os.path.join(folder, "extra.npz"), **arrays)
         atomic_write_json(self.state_path,
-                          {"epoch": epoch, "step": step, "saved": name, "extra": json_part})
+                          {"epoch": epoch, "step": step, "saved": name, "extra": json_part,
+                           "arrays": sorted(arrays)})
         self._remove_all_but(name)
 
     def _numbers(self) -> list[int]:

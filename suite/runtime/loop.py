@@ -16,6 +16,9 @@ and the task's extra state (`Task.extra_state`), as for fit. After each step it 
 requests (a collective with several workers, so every worker must run the same steps) and, on
 a signal, saves that exact step and ends with exit code 143/130; the rerun continues from it. A
 signal after the last step also ends with its code (training saved, nothing left to resume).
+The backup holds the loop's absolute step, its epoch length and a cut epoch's running sums: a
+rerun whose epoch length differs is refused (its epochs, history rows and checkpoints would
+shift), naming the task's `epoch_flag`.
 A non-finite value of a watched loss ends the loop without saving that epoch.
 """
 from __future__ import annotations
@@ -71,9 +74,11 @@ class TrainingLoop:
     def __iter__(self):
         run, task = self.run, self.run.task
         paths = run.paths
+        self._saved = {}
         resumption = resume(run.config, run.runtime, paths, run.models, self.optimizers,
-                            task.extra_state, task.load_extra_state)
-        self.step = resumption.epoch * self.steps_per_epoch + resumption.step
+                            self._extra_state, self._load_extra_state)
+        saved = self._saved  # absent from backups written before the loop saved its own
+        self.step = saved.get("step", resumption.epoch * self.steps_per_epoch + resumption.step)
         if self.step >= self.total_steps:
             self.outcome = TrainOutcome("completed", self.epoch, trained_now=False,
                                         message=f"already trained for {self.step} steps; not "
@@ -81,6 +86,15 @@ class TrainingLoop:
             print(self.outcome.message, flush=True)
             run.finished_training(self.outcome, paths, "")
             return
+        earlier = saved.get("steps_per_epoch", self.steps_per_epoch)
+        if earlier != self.steps_per_epoch:
+            flag = getattr(task, "epoch_flag", "the epoch length's flag")
+            raise ValueError(
+                f"{paths.backup_source} was saved by a run with epochs of {earlier} steps; this "
+                f"command's are {self.steps_per_epoch} steps ({flag} changed). Resuming would "
+                f"shift its epochs, history rows and checkpoints: rerun with the {flag} value "
+                "it was started with (its flags.txt), or use a new --model_dir.")
+        self._sums, self._counts = dict(saved.get("sums", {})), dict(saved.get("counts", {}))
         history = HistoryLog(paths.history_csv)
         checkpoints = EpochCheckpoints(paths.checkpoints, *task.best_checkpoint)
         stop = stop_requests_for(run.runtime)
@@ -116,6 +130,18 @@ class TrainingLoop:
             print(self.outcome.message, flush=True)
         run.finished_training(self.outcome, paths, getattr(task, "title", None)
                               or f"{run.model.name} ({task.name})")
+
+    def _extra_state(self) -> dict:
+        """The task's extra state and the loop's own: the absolute step and epoch length (so a
+        rerun with another epoch length is caught) and a cut epoch's sums (so its history row
+        averages every step of it, before and after the resume)."""
+        return {**(self.run.task.extra_state() or {}), "training_loop": {
+            "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+            "sums": self._sums, "counts": self._counts}}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self._saved = state.pop("training_loop", None) or {}
+        self.run.task.load_extra_state(state)
 
     def _end_epoch(self, history, checkpoints, scalars, writer) -> None:
         finished = (self.step - 1) // self.steps_per_epoch  # the epoch that just ended

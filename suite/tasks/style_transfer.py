@@ -66,6 +66,7 @@ class StyleTransferTask(Task):
     best_checkpoint = ("loss", "min")
     watched_losses = ("loss",)
     title = "style transfer"
+    epoch_flag = "--save_every"  # named when a rerun's epoch length differs from the backup's
 
     def __init__(self, config: StyleConfig, seed: int = 0):
         self.config, self.seed = config, seed

@@ -11,7 +11,8 @@ progress.gif, samples.png, interpolation.png, losses.csv and losses.png (every
 --log_every_steps steps). With --classifier_from (a suite classifier of the same images, e.g.
 an apps.train_mnist run) results.json has the classifier score, the Frechet distance on that
 classifier's features with its real-vs-real floor, and the class histogram of generated
-images. Running the same command again resumes both networks and both optimizers.
+images. Running the same command again resumes both networks, both optimizers, the data
+stream and the noise (drawn from --seed and the step): it goes on as if never stopped.
 """
 from __future__ import annotations
 

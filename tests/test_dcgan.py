@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import keras
 import numpy as np
@@ -114,6 +115,37 @@ def test_reused_fakes_run_the_generator_forward_once_a_step(reuse_fakes, forward
     gan.fit(real, batch_size=8, epochs=1, verbose=0)  # two steps of one traced train_step
     assert len(calls) == forward_passes and int(gan.g_optimizer.iterations) == 2
     assert DCGAN.from_config(gan.get_config()).reuse_fakes is reuse_fakes
+
+
+def test_the_noise_follows_the_seed_and_the_step():
+    def latents(seed):  # what the generator is fed in two steps: (D's batch, G's batch) each
+        gan = compiled_gan(seed=seed)
+        gan.run_eagerly = True
+        fed, call = [], gan.generator.call
+        gan.generator.call = lambda z, *args, **kwargs: fed.append(z.numpy()) or call(
+            z, *args, **kwargs)
+        gan.fit(np.zeros((8, 28, 28, 1), "float32"), batch_size=4, epochs=1, verbose=0)
+        return fed
+
+    zero, again, one = latents(0), latents(0), latents(1)
+    assert len(zero) == 4 and zero[0].shape == (4, 8)
+    for a, b in zip(zero, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(zero[0], one[0])  # another seed, other noise from the first step
+    assert len({a.tobytes() for a in zero}) == 4  # fresh noise for every batch of every step
+    assert DCGAN.from_config(compiled_gan(seed=5).get_config()).seed == 5
+
+
+def test_each_replica_draws_its_own_noise(two_cpu_strategy):
+    with two_cpu_strategy.scope():
+        gan = compiled_gan()
+    gan.run_eagerly = True
+    fed, call = [], gan.generator.call
+    gan.generator.call = lambda z, *args, **kwargs: fed.append(z.numpy()) or call(
+        z, *args, **kwargs)
+    gan.fit(np.zeros((4, 28, 28, 1), "float32"), batch_size=4, epochs=1, verbose=0)
+    assert len(fed) == 4 and fed[0].shape == (2, 8)  # 2 replicas x (D's batch, G's batch)
+    assert len({z.tobytes() for z in fed}) == 4  # one seed for all gave the replicas one noise
 
 
 def test_the_averaged_generator_follows_the_trained_one_by_its_decay():
@@ -286,6 +318,51 @@ def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
     assert not np.array_equal(latent[0], latent[2]) and latent.shape == (3, 8)
     again = loaded.signatures["serving_default"](latent=by_seed["latent"])["images"].numpy()
     np.testing.assert_array_equal(again, images)
+
+
+def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(tmp_path, mnist_small,
+                                                            monkeypatch):
+    """SIGTERM at step 2 of 3: the rerun finishes epoch 1 and trains epoch 2 on the batches and
+    the noise an uninterrupted run has (the same weights), and losses.csv has every step once,
+    with the uninterrupted run's losses."""
+    from suite.models.registry import load_keras_file
+    from suite.tasks.dcgan import DcganTask
+
+    args = ("--epochs=2", "--steps_per_epoch=3", "--noexport", *TINY)
+    straight = run_in_process(train_dcgan, f"--model_dir={tmp_path / 'straight'}", *args,
+                              data_override=digits(mnist_small))
+    record = DcganTask.record_step_losses
+
+    def record_then_stop(self, run, step, losses):
+        record(self, run, step, losses)
+        if step == 2:  # as a scheduler's SIGTERM, mid-epoch
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(DcganTask, "record_step_losses", record_then_stop)
+    model_dir = tmp_path / "resumed"
+    first = run_in_process(train_dcgan, f"--model_dir={model_dir}", *args,
+                           data_override=digits(mnist_small))
+    monkeypatch.undo()
+    assert first["status"] == "interrupted", first
+    saved = json.load(open(model_dir / "backup" / "state.json"))
+    assert (saved["epoch"], saved["step"]) == (0, 2)
+    resumed = run_in_process(train_dcgan, f"--model_dir={model_dir}", *args,
+                             data_override=digits(mnist_small))
+    assert resumed["d_iterations"] == straight["d_iterations"] == 6
+
+    def trained(run):
+        gan = load_keras_file(str(tmp_path / run / "checkpoints" / "last.keras"),
+                              custom_objects=DcganTask.custom_objects())
+        return gan.generator.get_weights() + gan.discriminator.get_weights()
+
+    for a, b in zip(trained("straight"), trained("resumed")):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-7)
+
+    def losses(run):
+        return open(tmp_path / run / "losses.csv").read().split()[1:]
+
+    assert [int(row.split(",")[0]) for row in losses("resumed")] == [1, 2, 3, 4, 5, 6]
+    assert losses("resumed") == losses("straight")
 
 
 def test_bad_flags_and_classifiers_are_refused_clearly(tmp_path, mnist_small):

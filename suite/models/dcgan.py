@@ -135,19 +135,21 @@ def from_uint8(images):
 
 @keras.saving.register_keras_serializable(package="suite")
 class DCGAN(keras.Model):
-    """Both networks and both optimizers; `fit` on batches of real images in [-1, 1]."""
+    """Both networks and both optimizers; `fit` on batches of real images in [-1, 1]. The
+    noise is drawn from `seed` and the step count: a resumed run draws what an uninterrupted
+    one would."""
 
     def __init__(self, generator=None, discriminator=None, image_shape=(28, 28, 1),
                  latent_dim: int = LATENT_DIM, base_filters: int = 64,
                  sync_batch_norm: bool = False, ema_decay: float = 0.0,
-                 refine_layers: int = 0, reuse_fakes: bool = False, **kwargs):
+                 refine_layers: int = 0, reuse_fakes: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         self.base_filters, self.sync_batch_norm = base_filters, sync_batch_norm
         self.ema_decay, self.refine_layers = float(ema_decay), int(refine_layers)
-        self.reuse_fakes = bool(reuse_fakes)
+        self.reuse_fakes, self.seed = bool(reuse_fakes), int(seed)
         self.generator = generator or build_generator(image_shape, latent_dim, base_filters,
                                                       sync_batch_norm, refine_layers)
         # The averaged generator: same layers, its own weights, never trained directly.
@@ -156,7 +158,6 @@ class DCGAN(keras.Model):
             name="generator_ema") if ema_decay else None
         self.discriminator = discriminator or build_discriminator(image_shape, base_filters,
                                                                   sync_batch_norm)
-        self.noise = keras.random.SeedGenerator(0, name="noise")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.real_score = keras.metrics.Mean(name="d_real")  # mean D(x): the paper's diagnostics
@@ -218,19 +219,25 @@ class DCGAN(keras.Model):
     def train_step(self, real):
         bce = keras.losses.BinaryCrossentropy(from_logits=True)
         batch = tf.shape(real)[0]
+        # The step count is the optimizer's, saved and restored with it; each replica draws
+        # its own noise (one seed for all would give every replica the same fakes).
+        step = tf.cast(self.d_optimizer.iterations, tf.int64)
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                          tf.int64)
 
-        def noise():
-            return keras.random.normal((batch, self.latent_dim), seed=self.noise)
+        def noise(draw):
+            seed = tf.stack([self.seed * 65536 + replica, 2 * step + draw])
+            return tf.random.stateless_normal((batch, self.latent_dim), seed)
 
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
             # The discriminator's batch is on the generator's tape only when its step reuses it.
             with contextlib.nullcontext() if self.reuse_fakes else tape.stop_recording():
-                fake = self.generator(noise(), training=True)
+                fake = self.generator(noise(0), training=True)
             with tape.stop_recording():  # the discriminator's update is not the generator's
                 d_loss, real_logits, fake_logits = self._discriminator_step(real, fake)
             if not self.reuse_fakes:  # Algorithm 1: a fresh minibatch of noise
-                fake = self.generator(noise(), training=True)
+                fake = self.generator(noise(1), training=True)
             logits = self.discriminator(fake, training=True)
             # The non-saturating loss: maximise log D(G(z)).
             g_loss = bce(tf.ones_like(logits), logits)
@@ -249,6 +256,7 @@ class DCGAN(keras.Model):
                 "latent_dim": self.latent_dim, "base_filters": self.base_filters,
                 "sync_batch_norm": self.sync_batch_norm, "ema_decay": self.ema_decay,
                 "refine_layers": self.refine_layers, "reuse_fakes": self.reuse_fakes,
+                "seed": self.seed,
                 "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
 

@@ -67,7 +67,12 @@ def _sample_callback(task: "DcganTask", run):
         """Each epoch's grid from the same latent vectors, and the losses of every step."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch, self.previous = epoch, {}
+            # The steps done before this epoch's first batch here (a resumed epoch's fit is
+            # given only its remaining steps): the steps' numbers, and where the data stream
+            # starts (fit() makes its iterator after this).
+            self.previous = {}
+            self.done = (epoch + 1) * task.steps_per_epoch - self.params["steps"]
+            task.position.assign(self.done)
 
         def on_train_batch_end(self, batch, logs=None):
             # Keras logs the running means of this epoch; the step's own loss is the difference
@@ -76,7 +81,7 @@ def _sample_callback(task: "DcganTask", run):
             step = {k: (batch + 1) * v - batch * self.previous.get(k, 0.0)
                     for k, v in losses.items()}
             self.previous = losses
-            global_step = self.epoch * task.steps_per_epoch + batch + 1
+            global_step = self.done + batch + 1
             if global_step % task.config.log_every_steps == 0:
                 task.record_step_losses(run, global_step, step)
 
@@ -128,9 +133,26 @@ class DcganTask(Task):
         self.steps_per_epoch = self.schedule.steps_per_epoch or count // batch
         from suite.models.dcgan import from_uint8
 
-        ds = tf.data.Dataset.from_tensor_slices(self.images)
-        ds = ds.shuffle(count, seed=self.seed).repeat().batch(batch, drop_remainder=True)
-        ds = ds.map(from_uint8, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        # Pass after pass over the images, each pass in its own seeded order: batch n is a
+        # function of n alone. The stream starts at batch `position` (the steps done, set
+        # before fit() iterates it), so a resumed run reads on where the stopped one was.
+        with tf.device("/cpu:0"):
+            self.position = tf.Variable(0, dtype=tf.int64, trainable=False)
+        images = tf.constant(self.images)
+
+        def images_at(element):  # the stream's element -> its pass's shuffled image
+            seeds = tf.stack([tf.fill(tf.shape(element), tf.constant(self.seed, tf.int64)),
+                              element // count, tf.zeros_like(element)], axis=-1)
+            # The raw op: tf.random.experimental.index_shuffle pads a batch of seeds
+            # ([n, 2]) along the wrong axis.
+            order = tf.raw_ops.RandomIndexShuffle(index=element % count, seed=seeds,
+                                                  max_index=tf.constant(count - 1, tf.int64))
+            return from_uint8(tf.gather(images, order))
+
+        ds = tf.data.Dataset.from_tensors(0).flat_map(
+            lambda _: tf.data.Dataset.range(self.position.value() * batch, tf.int64.max))
+        ds = ds.batch(batch, drop_remainder=True)
+        ds = ds.map(images_at, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA)
@@ -145,7 +167,7 @@ class DcganTask(Task):
         c = self.config
         gan = DCGAN(image_shape=self.images.shape[1:], latent_dim=c.latent_dim,
                     base_filters=c.base_filters, ema_decay=c.ema_decay,
-                    refine_layers=c.refine_layers, reuse_fakes=c.reuse_fakes,
+                    refine_layers=c.refine_layers, reuse_fakes=c.reuse_fakes, seed=self.seed,
                     sync_batch_norm=run.strategy.num_replicas_in_sync > 1, name="dcgan")
         gan(np.zeros((1, c.latent_dim), np.float32))  # built, so it can be saved and restored
         gan.start_average()

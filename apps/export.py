@@ -42,7 +42,6 @@ from absl import app, flags
 from suite.runtime.flags import parse_flags, usage_error
 
 CHECKPOINTS = ("best", "last")
-_JSON = {dict: "object", str: "string"}
 # Modules a run.json may name: the suite's apps and tasks, and the tests' toy apps (run as
 # toy_apps.* with tests/ on the path).
 TASK_MODULES = ("apps.", "suite.", "toy_apps.", "tests.toy_apps.")
@@ -87,22 +86,12 @@ def checkpoint_path(model_dir: str, checkpoint: str = "last") -> str:
 def read_run(model_dir: str) -> dict:
     """run.json of `model_dir`; for finished runs made before run.json existed, an image
     classifier with the class names results.json recorded."""
-    path = os.path.join(model_dir, "run.json")
-    if os.path.isfile(path):
-        try:
-            with open(path) as f:
-                run = json.load(f)
-        except ValueError as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); it is rewritten by the next "
-                             "training run in that folder.") from e
-        if not isinstance(run, dict):
-            raise ValueError(f"{path} is not a JSON object")
-        for field, kind in (("export_metadata", dict), ("name", str)):
-            if run.get(field) is not None and not isinstance(run[field], kind):
-                raise ValueError(f"{path}: {field!r} must be a JSON {_JSON[kind]}, got "
-                                 f"{run[field]!r}; it is rewritten by the next training run in "
-                                 "that folder (or fix it by hand).")
+    from suite.runtime.runner import read_run_file
+
+    run = read_run_file(model_dir)
+    if run is not None:
         return run
+    path = os.path.join(model_dir, "run.json")
     checkpoint_path(model_dir, "last")  # no checkpoint at all: "Train first, ..."
     results_path = os.path.join(model_dir, "results.json")
     if not os.path.isfile(results_path):

@@ -10,7 +10,6 @@ threads for both TensorFlow and the TFLite interpreter, so the engines compare o
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -55,12 +54,13 @@ def check_mnist_model(model, path: str, model_dir: str) -> None:
     outputs = [tuple(t.shape[1:]) for t in model.outputs]
     if inputs == [MNIST_INPUT] and outputs == [(10,)]:
         return
-    made_by = ""
+    from suite.runtime.runner import read_run_file
+
     try:
-        with open(os.path.join(model_dir, "run.json")) as f:
-            made_by = f" (made by {json.load(f)['app']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        run = read_run_file(model_dir) or {}
+    except ValueError:  # a damaged run.json: only this message's detail is lost
+        run = {}
+    made_by = f" (made by {run['app']})" if run.get("app") else ""
     shown = lambda shapes: " and ".join("x".join(map(str, s)) for s in shapes) or "none"
     raise ValueError(f"{path}{made_by} is not an MNIST classifier: its inputs are {shown(inputs)} "
                      f"and its outputs {shown(outputs)}, where the report needs 28x28x1 images "

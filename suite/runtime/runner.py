@@ -132,8 +132,34 @@ def _initial_weights(task: Task) -> str | None:
 
 
 def _meaning(run_file: dict) -> dict:
-    return {k: v for k, v in {**run_file.get("export_metadata", {}), **run_file}.items()
+    return {k: v for k, v in {**(run_file.get("export_metadata") or {}), **run_file}.items()
             if k in MEANING}
+
+
+_JSON = {dict: "object", str: "string"}
+
+
+def read_run_file(model_dir: str) -> dict | None:
+    """run.json of `model_dir` (None where there is none), checked to be what the runner writes:
+    the one reader of the rerun's check, apps.export and the precision report."""
+    import json
+
+    path = os.path.join(model_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    fix = "move it aside (the next training run in that folder writes it anew)"
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {fix}.") from None
+    if not isinstance(run, dict):
+        raise ValueError(f"{path} is not a JSON object; {fix}.")
+    for field, kind in (("export_metadata", dict), ("name", str)):
+        if run.get(field) is not None and not isinstance(run[field], kind):
+            raise ValueError(f"{path}: {field!r} must be a JSON {_JSON[kind]}, got "
+                             f"{run[field]!r}; {fix}, or fix it by hand.")
+    return run
 
 
 def _refuse_another_run(run: Run) -> None:
@@ -142,18 +168,9 @@ def _refuse_another_run(run: Run) -> None:
     before anything is trained or rewritten."""
     import json
 
-    path = os.path.join(run.model_dir, RUN_FILE)
-    if not os.path.isfile(path):
+    before = read_run_file(run.model_dir)
+    if before is None:
         return
-    try:
-        with open(path) as f:
-            before = json.load(f)
-        if not isinstance(before, dict) or not isinstance(before.get("export_metadata", {}),
-                                                          dict):
-            raise ValueError("not a JSON object of the suite's run.json")
-    except ValueError as e:
-        raise ValueError(f"{path} is damaged ({e}); move it aside to resume this folder as "
-                         "this command describes it, or use a new --model_dir") from None
     task = run.task
     now = _meaning({"task": type(task).__qualname__, "models": list(run.models),
                     "initial_weights": _initial_weights(task),
@@ -253,8 +270,8 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
 
     # -- export -----------------------------------------------------------------------------------
     signatures = type(task).serving_signatures(served, task.export_metadata())
-    weights = evaluation.weights_fingerprint(served)
-    if config.export and signatures and not evaluation.export_is_current(
+    weights = evaluation.weights_fingerprint(served) if config.export and signatures else None
+    if weights and not evaluation.export_is_current(
             results, weights, os.path.join(config.resolved_export_dir, task.name)):
         from suite.export.saved_model import write_saved_model
 
@@ -362,8 +379,8 @@ def main(define_flags, make_task, argv=None) -> None:
             task = make_task(fv)
             # flags.txt replays with --flagfile: the app's flags only, not TensorFlow's or
             # absl's, which exist only when TensorFlow loaded before parsing.
-            flags_text = "".join(f"{fv[n].serialize()}\n" for n in app_flags
-                                 if fv[n].serialize())
+            flags_text = "".join(f"{line}\n" for line in (fv[n].serialize() for n in app_flags)
+                                 if line)
             results = run_task(task, runtime_config(fv), flags_text=flags_text)
         except (ValueError, RuntimeError, OSError) as e:  # DataError and the like
             # Bad input gets a clear message, not a traceback; nothing saved was touched.

@@ -195,7 +195,6 @@ def load_caption_folder(folder: str, image_size: int, captions_file: str | None 
 def load_caption_tfds(name: str, image_size: int, data_dir: str | None,
                       validation_images: int, test_images: int, limit: int) -> CaptionData:
     """tfds `coco_captions` (its train split, then the same fixed split by image id)."""
-    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     from suite.data.mnist import TFDS_HOST, _reachable

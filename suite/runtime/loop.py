@@ -88,7 +88,7 @@ class TrainingLoop:
             return
         earlier = saved.get("steps_per_epoch", self.steps_per_epoch)
         if earlier != self.steps_per_epoch:
-            flag = getattr(task, "epoch_flag", "the epoch length's flag")
+            flag = task.epoch_flag
             raise ValueError(
                 f"{paths.backup_source} was saved by a run with epochs of {earlier} steps; this "
                 f"command's are {self.steps_per_epoch} steps ({flag} changed). Resuming would "

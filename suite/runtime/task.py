@@ -42,6 +42,7 @@ class Task:
     validation_label: str = "validation"  # what the val_* curves are called in figures
     export_checkpoint: str = "last"  # "best": export checkpoints/best.keras (run.served)
     initial_weights: str | None = None  # where build() took weights from (--init_from, ...)
+    epoch_flag: str = "the epoch length's flag"  # a custom loop's, named if a rerun changes it
 
     # Set by load_data for the default train():
     train_data = None

@@ -4,8 +4,9 @@ r"""Exports a trained run's checkpoint as a SavedModel for TF Serving, for a run
         [--checkpoint=best|last]
 
 Reads <model_dir>/checkpoints/<checkpoint>.keras and <model_dir>/run.json, which the runner
-writes for every run: which app's task made it (so which serving signatures it has), the model
-name and the export metadata (class names, vocabulary, ...). Writes
+writes for every run: which Task made it (found in suite.tasks, so which serving signatures it
+has: suite.tasks.runs), the model name and the export metadata (class names, vocabulary, ...).
+Writes
 <export_dir>/<name>/<version>/ (next free version unless --version; existing versions are never
 overwritten). The image classifiers (apps.train_mnist, apps.train_classifier) serve
 serving_default (image float32 [batch, H, W, C], raw pixels 0..255), serve_uint8 and
@@ -31,25 +32,16 @@ Serve it with TF Serving (it loads the highest version and picks up new ones as 
 """
 from __future__ import annotations
 
-import importlib
-import json
-import os
-import re
 import sys
 
 from absl import app, flags
 
 from suite.runtime.flags import parse_flags, usage_error
-
-CHECKPOINTS = ("best", "last")
-# Modules a run.json may name: the suite's apps and tasks, and the tests' toy apps (run as
-# toy_apps.* with tests/ on the path).
-TASK_MODULES = ("apps.", "suite.", "toy_apps.", "tests.toy_apps.")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+from suite.runtime.run_file import CHECKPOINTS
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines this app's flags; called from main(), so importing the module defines none."""
+    """Defines this app's flags; called from run(), so importing the module defines none."""
     flags.DEFINE_string("model_dir", None, "A training run's folder (the --model_dir given to "
                         "any app): holds checkpoints/{best,last}.keras and run.json.",
                         flag_values=fv)
@@ -71,90 +63,12 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                              flag_values=fv)
 
 
-def checkpoint_path(model_dir: str, checkpoint: str = "last") -> str:
-    """<model_dir>/checkpoints/<checkpoint>.keras, or FileNotFoundError saying how to make it."""
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}; got {checkpoint!r}.")
-    path = os.path.join(model_dir, "checkpoints", f"{checkpoint}.keras")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"No checkpoint at {path}. Train first, e.g. python -m apps.train_mnist "
-            f"--model_dir={model_dir}, or point --model_dir at a finished training.")
-    return path
-
-
-def read_run(model_dir: str) -> dict:
-    """run.json of `model_dir`; for finished runs made before run.json existed, an image
-    classifier with the class names results.json recorded."""
-    from suite.runtime.runner import read_run_file
-
-    run = read_run_file(model_dir)
-    if run is not None:
-        return run
-    path = os.path.join(model_dir, "run.json")
-    checkpoint_path(model_dir, "last")  # no checkpoint at all: "Train first, ..."
-    results_path = os.path.join(model_dir, "results.json")
-    if not os.path.isfile(results_path):
-        raise FileNotFoundError(f"{path} is missing: the run in {model_dir} has not finished "
-                                "its first training yet. Run the same training command again "
-                                "(it resumes), then export.")
-    with open(results_path) as f:
-        results = json.load(f)
-    return {"app": "suite.tasks.classification", "task": "ImageClassificationTask",
-            "name": results.get("model"),
-            "export_metadata": {"class_names": results.get("class_names")}}
-
-
-def task_class(run: dict):
-    """The Task class run.json names: an importable module's attribute that is a Task."""
-    from suite.runtime.task import Task
-
-    module_name, class_name = run.get("app"), run.get("task")
-    if not module_name:
-        raise ValueError("run.json names no importable module for its task (it was run from a "
-                         "script file): export it from that script, or rerun with python -m")
-    if not (isinstance(module_name, str) and _MODULE.match(module_name)
-            and isinstance(class_name, str) and class_name.isidentifier()):
-        raise ValueError(f"run.json names an invalid task {module_name!r}:{class_name!r}")
-    if not module_name.startswith(TASK_MODULES):
-        raise ValueError(f"run.json's task module {module_name!r} is not one of the suite's "
-                         f"(under {', '.join(m + '*' for m in TASK_MODULES)}); not importing it")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"run.json's task {module_name}.{class_name} cannot be imported ({e}); "
-                         "is the app installed here?") from e
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ValueError(f"run.json's {module_name}.{class_name} is not a suite Task")
-    return cls
-
-
-def export(model_dir: str, export_dir: str | None = None, name: str | None = None,
-           version: int | None = None, checkpoint: str | None = None) -> str:
-    """Loads the run's checkpoint and exports it with its task's signatures; returns the
-    version folder."""
-    run = read_run(model_dir)
-    path = checkpoint_path(model_dir, checkpoint or run.get("export_checkpoint") or "last")
-    cls = task_class(run)
-    metadata = run.get("export_metadata") or {}
-
-    from suite.export.saved_model import write_saved_model
-    from suite.models.registry import load_keras_file
-
-    model = load_keras_file(path, custom_objects=cls.custom_objects())
-    signatures = cls.serving_signatures(model, metadata)
-    if not signatures:
-        raise ValueError(f"{cls.__name__} runs export no SavedModel")
-    name = name or run.get("name") or model.name
-    return write_saved_model(export_dir or os.path.join(model_dir, "export"), name, signatures,
-                             {"model": model.name, "task": cls.__name__, **metadata}, version)
-
-
 def main(argv):
     if len(argv) > 1:
         usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
+    from suite.runtime.run_file import checkpoint_path
     from suite.runtime.startup import load_tensorflow
 
     FLAGS = flags.FLAGS
@@ -162,13 +76,15 @@ def main(argv):
     if not verbose:
         logging.set_verbosity(logging.WARNING)
     try:
+        from suite.tasks.runs import export_run, read_run, task_class
+
         run_file = read_run(FLAGS.model_dir)  # fails fast, before TensorFlow loads
         checkpoint_path(FLAGS.model_dir,
                         FLAGS.checkpoint or run_file.get("export_checkpoint") or "last")
-        task_class(run_file)
         load_tensorflow(quiet=not verbose)
-        version_dir = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
-                             FLAGS.checkpoint)
+        task_class(run_file)
+        version_dir = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
+                                 FLAGS.checkpoint)
     except (OSError, ValueError) as e:  # ExportError is a ValueError
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -54,7 +54,7 @@ def check_mnist_model(model, path: str, model_dir: str) -> None:
     outputs = [tuple(t.shape[1:]) for t in model.outputs]
     if inputs == [MNIST_INPUT] and outputs == [(10,)]:
         return
-    from suite.runtime.runner import read_run_file
+    from suite.runtime.run_file import read_run_file
 
     try:
         run = read_run_file(model_dir) or {}
@@ -72,7 +72,7 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
            num_threads: int = 1, calibration_images: int = 500, test_images: int = 0,
            repeats_b1: int = 50, repeats_b256: int = 10, verify_checksums: bool = True) -> dict:
     """Builds and writes the precision table; returns the report dict."""
-    from apps.export import checkpoint_path
+    from suite.runtime.run_file import checkpoint_path
 
     path = checkpoint_path(model_dir, checkpoint)  # fails fast, before loading TensorFlow
     import tensorflow as tf
@@ -85,8 +85,8 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
     import numpy as np
 
     from suite.data.mnist import load_mnist_arrays
-    from suite.models.registry import load_keras_file
     from suite.export.precision_report import build_precision_table, write_report
+    from suite.models.registry import load_keras_file
 
     (x_train, _), (x_test, y_test) = load_mnist_arrays(data_dir, verify_checksums)
     if test_images:
@@ -107,8 +107,8 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
 def main(argv):
     if len(argv) > 1:
         usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
-    from apps.export import checkpoint_path
-    from suite.data.idx import DataError
+    from suite.errors import DataError
+    from suite.runtime.run_file import checkpoint_path
     from suite.runtime.startup import load_tensorflow
 
     verbose = FLAGS["verbosity"].present

@@ -70,29 +70,29 @@ def throughput(flagfile: str, steps: int) -> dict:
     import keras
     from absl import flags
 
-    import apps.train_detector as app
     from suite.data import detection_pipeline as pipeline
     from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
+    from suite.runtime.flags import config_from_flags, define_flags
+    from suite.tasks.detection import DetectorConfig
 
     fv = flags.FlagValues()
-    app.define_flags(fv)
+    define_flags(fv, DetectorConfig)
     fv(["app", f"--flagfile={flagfile}", "--init_from="])
-    task = app.make_task(fv)
-    c = task.config
+    c = config_from_flags(fv, DetectorConfig)
     from suite.data.detection import load_detection
 
     data = load_detection(c.dataset, None, c.test_files)
     arrays = pipeline.letterboxed_arrays(data.train, c.image_size,
                                          pipeline.max_boxes_of(data.train, data.test))
-    batches = pipeline.train_dataset(arrays, task.schedule.batch_size, seed=0)
+    batches = pipeline.train_dataset(arrays, c.schedule.batch_size, seed=0)
     model = build_faster_rcnn(data.num_classes, **c.network())
     compile_faster_rcnn(model, keras.optimizers.SGD(0.001, momentum=0.9))
     model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # traces
     started = time.perf_counter()
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
     elapsed = time.perf_counter() - started
-    return {"image_size": c.image_size, "batch_size": task.schedule.batch_size, "steps": steps,
-            "images_per_second": round(steps * task.schedule.batch_size / elapsed, 2),
+    return {"image_size": c.image_size, "batch_size": c.schedule.batch_size, "steps": steps,
+            "images_per_second": round(steps * c.schedule.batch_size / elapsed, 2),
             "seconds_per_step": round(elapsed / steps, 3),
             "peak_resident_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "parameters": int(model.count_params())}

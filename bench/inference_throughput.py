@@ -3,7 +3,7 @@ network in PyTorch (eager and torch.compile), at batch 1 (latency) and large bat
 
     python bench/inference_throughput.py [--batch_sizes=1,256,1000] [--calls=200] [--repeats=5]
 
-  saved_model         the suite's export (suite.tasks.classification_serving, as apps.train_mnist
+  saved_model         the suite's export (suite.export.classifier, as apps.train_mnist
                       writes it), loaded with tf.saved_model.load, its serving_default signature
   keras_call          the Keras model in a tf.function (suite.export.quantize.keras_predict_fn)
   keras_predict       keras.Model.predict(batch, batch_size=len(batch))
@@ -49,15 +49,15 @@ import suite  # noqa: E402,F401  (first: the suite's oneDNN default before Tenso
 from suite.runtime.startup import load_tensorflow  # noqa: E402
 
 tf = load_tensorflow()
-import keras  # noqa: E402
-import torch  # noqa: E402
-
 import interleaved  # noqa: E402
+import keras  # noqa: E402
 import roofline  # noqa: E402
+import torch  # noqa: E402
 from interleaved import machine  # noqa: E402
+from torch_deep_convnet import build_model as build_torch  # noqa: E402
+
 from suite.export.quantize import keras_predict_fn  # noqa: E402
 from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
-from torch_deep_convnet import build_model as build_torch  # noqa: E402
 
 PEERS = {
     "saved_model": "the suite's SavedModel export, serving_default",
@@ -155,8 +155,8 @@ def torch_int8(net: torch.nn.Module, images: np.ndarray) -> torch.nn.Module:
 
 def saved_model_path(export_dir: str, model: keras.Model) -> str:
     """The suite's export of `model` under `export_dir`, written once for every peer."""
+    from suite.export.classifier import classifier_signatures
     from suite.export.saved_model import write_saved_model
-    from suite.tasks.classification_serving import classifier_signatures
 
     path = os.path.join(export_dir, "mnist", "1")
     if not os.path.isdir(path):

@@ -84,17 +84,18 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     import keras
     from absl import flags
 
-    import apps.train_mnist
     from suite.data.mnist import load_mnist_arrays
     from suite.models.deep_convnet import build_augmentation, build_deep_convnet
-    from suite.runtime.flags import optimizer_config, schedule_config
+    from suite.runtime.flags import config_from_flags, define_flags
     from suite.runtime.optim import make_optimizer
+    from suite.tasks.mnist import MnistConfig
 
     f = flags.FlagValues()  # the app's own flags and defaults, parsed from its flagfile
-    apps.train_mnist.define_flags(f)
+    define_flags(f, MnistConfig)
     f([sys.argv[0], f"--flagfile={os.path.join(REPO, 'apps', 'flags', recipe + '.flags')}",
        f"--seed={seed}", *extra])
-    config = schedule_config(f)
+    app_config = config_from_flags(f, MnistConfig)
+    config = app_config.schedule
     (x_train, y_train), (x_test, y_test) = load_mnist_arrays(data_dir, verify)
     x_train, x_test = x_train.astype("float32"), x_test.astype("float32")
     keras.utils.set_random_seed(seed)
@@ -102,7 +103,7 @@ def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[s
     in_model = f.augment and not host_augment
     aug = build_augmentation(f.rotation_degrees, f.shift_pixels, seed) if in_model else None
     model = build_deep_convnet(augmentation=aug, dropout=f.dropout)
-    model.compile(optimizer=make_optimizer(optimizer_config(f), steps, config.epochs),
+    model.compile(optimizer=make_optimizer(app_config.optimizer, steps, config.epochs),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     start = time.time()

@@ -36,16 +36,17 @@ TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
 def train(model_dir, epochs, steps, batch_size, lr, seed, data, **options) -> dict:
     """The classifier app's task through the runner with the CIFAR ResNet recipe: SGD momentum
     0.9, lr / 10 at 50% and 75% of the epochs."""
-    import apps.train_classifier as app
-    from suite.runtime.flags import OptimizerConfig, RuntimeConfig, ScheduleConfig
+    from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
     from suite.runtime.runner import run_task
+    from suite.tasks.classifier import ClassifierConfig, ClassifierTask
 
     decays = tuple(sorted({max(1, int(epochs * f)) for f in (0.5, 0.75)} - {epochs})) or (epochs,)
     optimizer = OptimizerConfig(optimizer="momentum", momentum=0.9, learning_rate=lr,
                                 lr_schedule="step", lr_decay_epochs=decays)
-    task = app.ClassifierTask(ScheduleConfig(epochs, steps, batch_size), optimizer, seed=seed,
-                              data_override=data, **options)
-    return run_task(task, RuntimeConfig(model_dir, seed=seed, export=False))
+    config = ClassifierConfig(runtime=RuntimeConfig(model_dir, seed=seed, export=False),
+                              schedule=ScheduleConfig(epochs, steps, batch_size),
+                              optimizer=optimizer, **options)
+    return run_task(ClassifierTask(config, data_override=data), config.runtime)
 
 
 def main():

@@ -7,9 +7,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import suite  # noqa: E402,F401  (TensorFlow's CPU defaults, as the apps get them)
-
 import pytest  # noqa: E402
+
+import suite  # noqa: E402,F401  (TensorFlow's CPU defaults, as the apps get them)
 
 FIXTURE_MNIST = os.path.join(REPO, "tests", "fixtures", "mnist_small")
 
@@ -56,28 +56,48 @@ def run_app(module: str, *args: str, timeout: float = 300, env: dict | None = No
                           capture_output=True, text=True, timeout=timeout)
 
 
-def run_in_process(app, *args: str, data_override=None, strategy_override=None) -> dict:
-    """Runs an app's Task through the runner in this process, its flags parsed from `args` into
-    a fresh FlagValues (as its main would), with tiny data and a strategy injected."""
-    from absl import flags
-
-    from suite.runtime.flags import runtime_config
+def run_in_process(task_class, *args: str, data_override=None, strategy_override=None) -> dict:
+    """Runs a Task through the runner in this process as its app's command line would: flags
+    generated from its config and parsed from `args` into a fresh FlagValues, tiny data and a
+    strategy injected, and errors worded as the flags (suite.runtime.cli does the same)."""
+    from suite.config import field_names
+    from suite.runtime.flags import as_flags, config_from_flags
     from suite.runtime.runner import run_task
 
-    fv = flags.FlagValues()
-    app.define_flags(fv)
-    fv(["app", *args])
-    task = app.make_task(fv, data_override=data_override)
-    return run_task(task, runtime_config(fv), strategy_override=strategy_override,
-                    flags_text=fv.flags_into_string())
+    fv = parse_app_flags(task_class, *args)
+    try:
+        config = config_from_flags(fv, task_class.config_class)
+        task = task_class(config, data_override=data_override)
+        return run_task(task, config.runtime, strategy_override=strategy_override,
+                        flags_text=fv.flags_into_string())
+    except (ValueError, RuntimeError) as e:
+        worded = as_flags(str(e), field_names(task_class.config_class))
+        if worded == str(e):
+            raise
+        try:
+            again = type(e)(worded)
+        except TypeError:  # an exception class with another constructor keeps its words
+            raise e from None
+        raise again from e
 
 
-def parse_app_flags(app, *args: str):
-    """The app's flags parsed from `args` into a fresh FlagValues."""
+def app_task(task_class, *args: str):
+    """The Task its app's command line `args` describe (flags parsed, config built)."""
+    from suite.runtime.flags import config_from_flags
+
+    return task_class(config_from_flags(parse_app_flags(task_class, *args),
+                                        task_class.config_class))
+
+
+def parse_app_flags(task_class, *args: str):
+    """The app's flags (generated from the Task's config) parsed from `args` into a fresh
+    FlagValues."""
     from absl import flags
 
+    from suite.runtime.flags import define_flags
+
     fv = flags.FlagValues()
-    app.define_flags(fv)
+    define_flags(fv, task_class.config_class)
     fv(["app", *args])
     return fv
 

@@ -11,15 +11,10 @@ import keras
 import numpy as np
 import pytest
 
+from suite.errors import BookParamsError, UnsafePickleError
 from suite.interop import book
-from suite.interop.book import (
-    EXPECTED_SHAPES,
-    BookParamsError,
-    UnsafePickleError,
-    book_to_keras_weights,
-    import_book_params,
-    load_book_params,
-)
+from suite.interop.book import (EXPECTED_SHAPES, book_to_keras_weights, import_book_params,
+                                load_book_params)
 from suite.models.deep_convnet import build_deep_convnet
 
 CONV_PADS = (1, 1, 1, 2, 1, 1)

@@ -14,17 +14,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from conftest import (assert_workers_identical, launch_two_workers, parse_app_flags, run_in_process,
                       saved_model_cli_run)
 from suite.data import captions
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.metrics.captioning import bleu_scores, consensus_caption, nearest_neighbours
 from suite.models.nic import DecoderSteps, build_decoder
+from suite.tasks.captioning import CaptioningTask
 from suite.text import vocabulary as text
 from suite.text.decoding import beam_search, greedy_decode
-
-import apps.train_captioner as train_captioner
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220)}
 SHAPES = ("square", "circle")
@@ -126,16 +126,16 @@ def test_training_evaluation_and_the_export_resize_a_captioned_image_alike(tmp_p
 def test_coco_captions_from_tensorflow_datasets(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
-    from suite.data import mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=12):  # tfds's offline random data
         data = captions.load_captions("coco_captions", 16, data_dir=str(tmp_path),
                                       validation_images=2, test_images=2)
     assert (data.train.count, data.validation.count, data.test.count) == (8, 2, 2)
     assert data.train.images.shape == (8, 16, 16, 3) and data.train.images.dtype == np.uint8
     assert all(caps and all(isinstance(c, str) for c in caps) for caps in data.train.captions)
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     with pytest.raises(DataError, match="unreachable.*flickr8k-subset"):
         captions.load_captions("coco_captions", 16, data_dir=str(tmp_path / "empty"))
 
@@ -153,7 +153,7 @@ def test_bad_caption_files_are_named_in_the_error(tmp_path):
         captions.load_caption_folder(str(root), 16)
     for name in ("captions_a.csv", "captions_b.csv"):
         (root / name).write_text("image,caption\n000.png,a red square\n")
-    with pytest.raises(DataError, match="several captions files.*--captions_file"):
+    with pytest.raises(DataError, match="several captions files.*`captions_file`"):
         captions.load_caption_folder(str(root), 16)
     with pytest.raises(DataError, match="cannot give 1 validation and 1 test"):
         captions.load_caption_folder(str(root), 16, captions_file="captions_a.csv",
@@ -167,7 +167,7 @@ def test_no_validation_or_test_images_is_refused_before_training(tmp_path, flag)
     from absl import flags
 
     with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag} must be >= 1"):
-        parse_app_flags(train_captioner, f"--dataset={tmp_path}", *TINY, f"--{flag}=0")
+        parse_app_flags(CaptioningTask, f"--dataset={tmp_path}", *TINY, f"--{flag}=0")
 
 
 def test_teacher_forcing_shapes_and_alignment():
@@ -287,9 +287,9 @@ def test_app_trains_resumes_scores_draws_and_exports_a_caption(tmp_path):
     root = shapes_folder(tmp_path / "data", count=18)
     model_dir = tmp_path / "run"
     args = (f"--dataset={root}", f"--model_dir={model_dir}", "--steps_per_epoch=3", *TINY)
-    first = run_in_process(train_captioner, *args, "--epochs=1")
+    first = run_in_process(CaptioningTask, *args, "--epochs=1")
     assert first["train_images"] == 10 and first["test_images"] == 4
-    results = run_in_process(train_captioner, *args, "--epochs=2")
+    results = run_in_process(CaptioningTask, *args, "--epochs=2")
     history = open(model_dir / "history.csv").read().splitlines()
     assert len(history) == 3 and "val_token_accuracy" in history[0]  # resumed: epoch 2 added
     assert set(results["bleu"]) == {"greedy", "beam2", "nearest_training_image",
@@ -325,23 +325,24 @@ def test_frozen_encoder_from_a_classifier_with_precomputed_features(tmp_path):
     classifier = build_model("resnet20")
     classifier.save(classifier_dir / "checkpoints" / "last.keras")
     root = shapes_folder(tmp_path / "data", count=14)
-    results = run_in_process(train_captioner, f"--dataset={root}",
+    results = run_in_process(CaptioningTask, f"--dataset={root}",
                              f"--model_dir={tmp_path / 'run'}", "--epochs=1",
                              "--steps_per_epoch=2", f"--encoder_from={classifier_dir}",
                              "--freeze_encoder", "--precompute_features",
                              *[a for a in TINY if not a.startswith(("--encoder=", "--image_"))])
     assert "resnet20" in results["encoder"] and "last.keras" in results["encoder"]
-    from suite.runtime.transfer import _savedmodel_weights
+    from suite.models.transfer import _savedmodel_weights
 
     exported = _savedmodel_weights(results["export"])  # the decoder trained alone, and the
     kernel = classifier.get_layer("conv1_conv").kernel  # export holds the classifier's encoder
     np.testing.assert_array_equal(exported[kernel.path], kernel.numpy())
     assert any(path.startswith("lstm1/") for path in exported)
     with pytest.raises(ValueError, match="--image_size=64, but"):
-        run_in_process(train_captioner, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
+        run_in_process(CaptioningTask, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
                        f"--encoder_from={classifier_dir}", "--image_size=64")
-    with pytest.raises(ValueError, match="--precompute_features needs a fixed encoder"):
-        run_in_process(train_captioner, f"--dataset={root}", f"--model_dir={tmp_path / 'y'}",
+    with pytest.raises(flags.IllegalFlagValueError,  # a config rule: refused when parsed
+                       match="--precompute_features needs a fixed encoder"):
+        run_in_process(CaptioningTask, f"--dataset={root}", f"--model_dir={tmp_path / 'y'}",
                        "--precompute_features")
 
 
@@ -349,7 +350,7 @@ def test_app_trains_end_to_end_under_mirrored_strategy(tmp_path, two_cpu_strateg
     """Two replicas in this process: the captions are tokenised in tf.data, never inside the
     replicated model, and the encoder's batch norm takes the global batch's statistics."""
     root = shapes_folder(tmp_path / "data", count=14)
-    results = run_in_process(train_captioner, f"--dataset={root}",
+    results = run_in_process(CaptioningTask, f"--dataset={root}",
                              f"--model_dir={tmp_path / 'run'}", "--epochs=1",
                              "--steps_per_epoch=2", *TINY, strategy_override=two_cpu_strategy)
     assert results["replicas"] == 2 and results["status"] == "completed"
@@ -357,21 +358,21 @@ def test_app_trains_end_to_end_under_mirrored_strategy(tmp_path, two_cpu_strateg
 
 
 def test_imagenet_encoder_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
-    from suite.data import mnist
+    from suite.data import hosts
     from suite.tasks.captioning import CaptionerConfig, build_encoder
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(DataError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
-        build_encoder(CaptionerConfig(encoder="resnet50", encoder_from="imagenet"))
-    with pytest.raises(DataError, match="googlenet has none"):
-        build_encoder(CaptionerConfig(encoder="googlenet", encoder_from="imagenet"))
+        build_encoder(CaptionerConfig(dataset="x", encoder="resnet50", encoder_from="imagenet"))
+    with pytest.raises(DataError, match="`model=googlenet` has none"):
+        build_encoder(CaptionerConfig(dataset="x", encoder="googlenet", encoder_from="imagenet"))
 
 
 @pytest.mark.slow
 def test_exported_captioner_runs_under_saved_model_cli(tmp_path):
     root = shapes_folder(tmp_path / "data", count=14)
-    results = run_in_process(train_captioner, f"--dataset={root}",
+    results = run_in_process(CaptioningTask, f"--dataset={root}",
                              f"--model_dir={tmp_path / 'run'}", "--epochs=1",
                              "--steps_per_epoch=2", *TINY)
     png = tf.io.encode_png(draw("green", "square")).numpy()

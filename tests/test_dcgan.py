@@ -15,12 +15,11 @@ import tensorflow as tf
 from conftest import (REPO, assert_workers_identical, launch_two_workers, parse_app_flags,
                       run_in_process, saved_model_cli_outputs)
 from suite.data.generation import load_generation_images
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.metrics import generative
 from suite.models.dcgan import (DCGAN, build_discriminator, build_generator, check_image_shape,
                                 upsampling_stages)
-
-import apps.train_dcgan as train_dcgan
+from suite.tasks.dcgan import DcganTask
 
 TINY = ("--base_filters=4", "--latent_dim=8", "--grid_size=8", "--batch_size=16",
         "--quality_samples=40", "--log_every_steps=1")
@@ -79,7 +78,7 @@ def test_refine_layers_add_stride_one_layers_on_the_smallest_map():
 def test_image_sizes_must_halve_to_a_map_of_four_or_more():
     assert [upsampling_stages(s) for s in (28, 32, 64, 48, 8)] == [2, 3, 4, 3, 1]
     for bad in [(6, 6, 1), (32, 28, 1), (8, 8, 2), (5, 5, 3)]:
-        with pytest.raises(ValueError, match="--image_size"):
+        with pytest.raises(ValueError, match="`image_size`"):
             check_image_shape(bad)
 
 
@@ -258,7 +257,7 @@ def test_generation_images_from_a_cifar_zip_and_from_tensorflow_datasets(tmp_pat
     import tensorflow_datasets as tfds
     from PIL import Image
 
-    from suite.data import mnist
+    from suite.data import hosts
 
     archive = tmp_path / "cifar.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -269,7 +268,7 @@ def test_generation_images_from_a_cifar_zip_and_from_tensorflow_datasets(tmp_pat
                 z.write(path, f"cifar/{split}/cat/{i}.jpg")
     images, test, _ = load_generation_images(str(archive), grayscale=True)
     assert images.shape == (3, 32, 32, 1) and test.shape == (2, 32, 32, 1)
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=4):  # tfds's offline random data
         images, test, name = load_generation_images("cifar10", image_size=16,
                                                     data_dir=str(tmp_path))
@@ -285,9 +284,9 @@ def test_app_trains_draws_measures_resumes_and_exports(tmp_path, mnist_small):
     model_dir = tmp_path / "run"
     args = (f"--model_dir={model_dir}", f"--classifier_from={classifier_dir}",
             "--steps_per_epoch=3", "--ema_decay=0.9", *TINY)
-    first = run_in_process(train_dcgan, *args, "--epochs=1", data_override=digits(mnist_small))
+    first = run_in_process(DcganTask, *args, "--epochs=1", data_override=digits(mnist_small))
     assert first["d_iterations"] == first["g_iterations"] == 3
-    results = run_in_process(train_dcgan, *args, "--epochs=2",
+    results = run_in_process(DcganTask, *args, "--epochs=2",
                              data_override=digits(mnist_small))
     assert results["d_iterations"] == results["g_iterations"] == 6  # resumed, not restarted
     for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png",
@@ -329,7 +328,7 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(tmp_path, mnist_sma
     from suite.tasks.dcgan import DcganTask
 
     args = ("--epochs=2", "--steps_per_epoch=3", "--noexport", *TINY)
-    straight = run_in_process(train_dcgan, f"--model_dir={tmp_path / 'straight'}", *args,
+    straight = run_in_process(DcganTask, f"--model_dir={tmp_path / 'straight'}", *args,
                               data_override=digits(mnist_small))
     record = DcganTask.record_step_losses
 
@@ -340,13 +339,13 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(tmp_path, mnist_sma
 
     monkeypatch.setattr(DcganTask, "record_step_losses", record_then_stop)
     model_dir = tmp_path / "resumed"
-    first = run_in_process(train_dcgan, f"--model_dir={model_dir}", *args,
+    first = run_in_process(DcganTask, f"--model_dir={model_dir}", *args,
                            data_override=digits(mnist_small))
     monkeypatch.undo()
     assert first["status"] == "interrupted", first
     saved = json.load(open(model_dir / "backup" / "state.json"))
     assert (saved["epoch"], saved["step"]) == (0, 2)
-    resumed = run_in_process(train_dcgan, f"--model_dir={model_dir}", *args,
+    resumed = run_in_process(DcganTask, f"--model_dir={model_dir}", *args,
                              data_override=digits(mnist_small))
     assert resumed["d_iterations"] == straight["d_iterations"] == 6
 
@@ -368,13 +367,13 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(tmp_path, mnist_sma
 def test_bad_flags_and_classifiers_are_refused_clearly(tmp_path, mnist_small):
     from suite.models.deep_convnet import build_deep_convnet
 
-    bad = run_in_process_error(train_dcgan, tmp_path, "--image_size=6",
+    bad = run_in_process_error(DcganTask, tmp_path, "--image_size=6",
                                data=(np.zeros((32, 6, 6, 1), np.uint8), None, "tiny"))
     assert "--image_size" in bad
     cifar_sized = build_deep_convnet()
     path = tmp_path / "mnist.keras"
     cifar_sized.save(path)
-    wrong = run_in_process_error(train_dcgan, tmp_path, f"--classifier_from={path}",
+    wrong = run_in_process_error(DcganTask, tmp_path, f"--classifier_from={path}",
                                  "--epochs=0", data=(np.zeros((32, 32, 32, 3), np.uint8), None,
                                                      "colour"))
     assert "(28, 28, 1)" in wrong and "(32, 32, 3)" in wrong
@@ -388,7 +387,7 @@ def run_in_process_error(app, tmp_path, *args, data):
 
 @pytest.mark.slow
 def test_exported_generator_runs_under_saved_model_cli(tmp_path, mnist_small):
-    results = run_in_process(train_dcgan, f"--model_dir={tmp_path / 'run'}", "--epochs=1",
+    results = run_in_process(DcganTask, f"--model_dir={tmp_path / 'run'}", "--epochs=1",
                              "--steps_per_epoch=2", *TINY, data_override=digits(mnist_small))
     images = saved_model_cli_outputs(results["export"], "from_seed", "seed",
                                      np.array([1, 2], np.int64), tmp_path)["images"]
@@ -429,7 +428,7 @@ def test_the_mnist_preset_parses_and_its_first_line_is_the_command(tmp_path, mon
         assert f.readline().startswith(f"# python -m apps.train_dcgan --flagfile={path}")
     monkeypatch.chdir(REPO)
     # The preset's data and judge live outside a fresh clone: point both at existing folders.
-    f = parse_app_flags(train_dcgan, f"--flagfile={path}", f"--mnist_dir={tmp_path}",
+    f = parse_app_flags(DcganTask, f"--flagfile={path}", f"--mnist_dir={tmp_path}",
                         f"--classifier_from={tmp_path}")
     assert (f.dataset, f.batch_size, f.epochs, f.refine_layers, f.base_filters) == (
         "mnist", 64, 11, 1, 64)

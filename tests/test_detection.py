@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (assert_workers_identical, launch_two_workers, parse_app_flags, run_in_process,
-                      saved_model_cli_run)
+from conftest import (app_task, assert_workers_identical, launch_two_workers, parse_app_flags,
+                      run_in_process, saved_model_cli_run)
 from suite.data import detection
 from suite.data import detection_pipeline as pipeline
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.metrics.detection import coco_scores
-
-import apps.train_detector as train_detector
+from suite.tasks.detection import DetectionTask
 
 COLOURS = {"square": (220, 30, 30), "disc": (30, 60, 220)}
 TINY = ("--image_size=64", "--depth=18", "--width_multiplier=0.125", "--head_units=16,16",
@@ -126,7 +125,7 @@ def test_bad_annotation_files_are_each_named_in_one_error(tmp_path):
     assert "lost.xml: its image missing.png is not in" in message
     for name in ("broken", "nobox", "text", "lost", "swapped", "nan"):
         os.remove(root / "annotations" / f"{name}.xml")
-    with pytest.raises(DataError, match=r"good.png: class square is not in --class_names \(cat"):
+    with pytest.raises(DataError, match=r"good.png: class square is not in `class_names` \(cat"):
         detection.load_voc_folder(str(root), class_names=["cat"])
     with pytest.raises(DataError, match="no annotations folder"):
         detection.load_voc_folder(str(root / "images"))
@@ -138,9 +137,9 @@ def test_bad_annotation_files_are_each_named_in_one_error(tmp_path):
 def test_voc_from_tensorflow_datasets(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
-    from suite.data import mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     for name, classes_count in (("voc/2007", 20), ("coco/2017", 80)):
         with tfds.testing.mock_data(num_examples=3):  # tfds's offline random data
             data = detection.load_detection(name, data_dir=str(tmp_path))
@@ -151,7 +150,7 @@ def test_voc_from_tensorflow_datasets(tmp_path, monkeypatch):
             assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
             assert ((classes >= 1) & (classes <= classes_count)).all()
             assert len(classes) == len(boxes)
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     with pytest.raises(DataError, match="unreachable.*raccoon-detection"):
         detection.load_detection("voc/2007", data_dir=str(tmp_path / "empty"))
     with pytest.raises(DataError, match="not a tensorflow-datasets detection set"):
@@ -289,8 +288,7 @@ def test_backbone_from_a_classification_run_with_frozen_batch_norm(tmp_path):
     root = scenes_folder(tmp_path / "data", count=6)
 
     def build(*args):
-        fv = parse_app_flags(train_detector, f"--dataset={root}", *TINY, *args)
-        task = train_detector.make_task(fv)
+        task = app_task(DetectionTask, f"--dataset={root}", *TINY, *args)
         task.data = detection.load_detection(str(root))
         task.steps_per_epoch = 1
         return task, task.build(None)
@@ -315,13 +313,13 @@ def test_backbone_from_a_classification_run_with_frozen_batch_norm(tmp_path):
 
 
 def test_imagenet_backbone_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
-    from suite.data import mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     root = scenes_folder(tmp_path / "data", count=6)
     with pytest.raises(DataError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
-        run_in_process(train_detector, f"--dataset={root}", "--epochs=0", "--depth=50",
+        run_in_process(DetectionTask, f"--dataset={root}", "--epochs=0", "--depth=50",
                        "--init_from=imagenet", f"--model_dir={tmp_path / 'run'}",
                        *[a for a in TINY if not a.startswith(("--depth", "--width"))])
 
@@ -335,7 +333,7 @@ def test_bad_flags_are_refused_with_the_reason():
                         (["--batch_size=1"], "--batch_size must be >= 2"),
                         (["--init_from=/no/such/run"], "existing model_dir")):
         with pytest.raises(flags.IllegalFlagValueError, match=reason):
-            parse_app_flags(train_detector, "--dataset=x", *bad)
+            parse_app_flags(DetectionTask, "--dataset=x", *bad)
 
 
 def test_app_trains_scores_draws_and_exports_under_mirrored_strategy(tmp_path,
@@ -344,10 +342,10 @@ def test_app_trains_scores_draws_and_exports_under_mirrored_strategy(tmp_path,
     in the slow SIGTERM test): training with held-out losses, COCO scores and the gallery."""
     root = scenes_folder(tmp_path / "data", count=12)
     with pytest.raises(DataError, match="gives 1 image.*per replica.*--batch_size=4"):
-        run_in_process(train_detector, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
+        run_in_process(DetectionTask, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
                        *TINY, strategy_override=two_cpu_strategy)
     model_dir = tmp_path / "run"
-    results = run_in_process(train_detector, f"--dataset={root}", f"--model_dir={model_dir}",
+    results = run_in_process(DetectionTask, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=1", "--steps_per_epoch=2", *TINY, "--batch_size=4",
                              "--held_out_every=3", "--noexport",
                              strategy_override=two_cpu_strategy)
@@ -388,12 +386,12 @@ def test_a_sigtermed_run_resumes_and_its_export_runs_under_saved_model_cli(tmp_p
                        steps_per_epoch=self.steps_per_epoch, callbacks=[SignalAtStep()])
 
     monkeypatch.setattr(DetectionTask, "train", train_with_signal)
-    first = run_in_process(train_detector, *args)
+    first = run_in_process(DetectionTask, *args)
     monkeypatch.setattr(DetectionTask, "train", train)
     assert first["status"] == "interrupted" and first["exit_code"] == 143, first
     saved = json.load(open(model_dir / "backup" / "state.json"))
     assert saved["epoch"] == 1 and saved["step"] >= 1
-    again = run_in_process(train_detector, *args)
+    again = run_in_process(DetectionTask, *args)
     assert again["status"] == "completed" and "map_50" in again
     assert len(open(model_dir / "history.csv").read().splitlines()) == 3
     loaded = tf.saved_model.load(again["export"])
@@ -435,12 +433,11 @@ def test_presets_parse_and_differ_only_in_the_backbone_start(preset, tmp_path, m
         assert f.readline().startswith(f"# python -m apps.train_detector --flagfile={path}")
     monkeypatch.chdir(REPO)
     extra = [f"--init_from={tmp_path}"] if preset == "raccoon_faster_rcnn" else []
-    fv = parse_app_flags(train_detector, f"--flagfile={path}", *extra)
-    task = train_detector.make_task(fv)
+    task = app_task(DetectionTask, f"--flagfile={path}", *extra)
     config = task.config
-    assert (config.depth, config.image_size, task.schedule.batch_size) == (18, 256, 2)
+    assert (config.depth, config.image_size, config.schedule.batch_size) == (18, 256, 2)
     assert config.test_files.endswith("raccoon-detection/test_labels.csv")
-    assert task.schedule.epochs == 6 and task.optimizer.lr_schedule == "cosine"
+    assert config.schedule.epochs == 6 and config.optimizer.lr_schedule == "cosine"
     assert config.init_from == (str(tmp_path) if extra else None)
 
 

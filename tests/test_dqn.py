@@ -14,8 +14,7 @@ import pytest
 
 from conftest import REPO, run_in_process
 from suite.rl.replay import ReplayBuffer
-
-import apps.train_dqn as train_dqn
+from suite.tasks.dqn import DqnTask, crossed, epsilon_at
 
 CARTPOLE = ["--env=CartPole-v1", "--env_steps=600", "--eval_every=200", "--learning_starts=100",
             "--train_freq=4", "--gradient_steps=2", "--target_update=50", "--batch_size=16",
@@ -84,17 +83,17 @@ def test_the_buffer_round_trips_through_its_state_and_refuses_another_shape():
     rng = np.random.default_rng(3)
     a, b = buffer.sample(4, np.random.default_rng(3)), copy.sample(4, rng)
     np.testing.assert_array_equal(a.next_states, b.next_states)
-    with pytest.raises(ValueError, match="another --buffer_size, --num_envs or environment"):
+    with pytest.raises(ValueError, match="another `buffer_size`, `num_envs` or environment"):
         ReplayBuffer(30, (3,), np.float32, num_envs=2).load_state(buffer.state())
 
 
 # -- schedules and networks ------------------------------------------------------------------
 def test_epsilon_decays_linearly_then_stays_and_periods_fire_once_per_multiple():
-    eps = [train_dqn.epsilon_at(s, 1000, 1.0, 0.1, 0.5) for s in (0, 250, 500, 900)]
+    eps = [epsilon_at(s, 1000, 1.0, 0.1, 0.5) for s in (0, 250, 500, 900)]
     np.testing.assert_allclose(eps, [1.0, 0.55, 0.1, 0.1])
     # a vector step of 4 environment steps: the target update every 10 fires at 10, 20, 30
     fired = [done for before, done in zip(range(0, 40, 4), range(4, 44, 4))
-             if train_dqn.crossed(before, done, 10)]
+             if crossed(before, done, 10)]
     assert fired == [12, 20, 32, 40]
 
 
@@ -117,7 +116,8 @@ def test_many_gradient_steps_in_one_call_equal_one_call_each():
     import keras
     import tensorflow as tf
 
-    from suite.runtime.flags import OptimizerConfig
+    from suite.runtime.config import OptimizerConfig
+    from suite.tasks.dqn import DqnConfig
 
     batches = ReplayBuffer(100, (4,), np.float32)
     batches.add_start(0, np.zeros(4))
@@ -128,10 +128,10 @@ def test_many_gradient_steps_in_one_call_equal_one_call_each():
     fields = ("states", "actions", "rewards", "next_states", "terminated")
     weights = []
     for fused in (True, False):
-        task = train_dqn.DqnTask(OptimizerConfig(learning_rate=1e-2, clipnorm=10.0), seed=0,
-                                 env="CartPole-v1", units=["16"], init="glorot", double_dqn=True,
+        task = DqnTask(DqnConfig(optimizer=OptimizerConfig(learning_rate=1e-2, clipnorm=10.0),
+                                 env="CartPole-v1", units=(16,), init="glorot", double_dqn=True,
                                  gamma=0.9, env_steps=100, train_freq=1, gradient_steps=3,
-                                 batch_size=8, eval_every=100)
+                                 batch_size=8, eval_every=100))
         task.frame_shape, task.stack, task.num_actions, task.atari = (4,), 1, 2, False
         run = types.SimpleNamespace(strategy=tf.distribute.get_strategy())
         run.models = task.build(run)
@@ -155,12 +155,11 @@ def test_learning_rate_schedules_count_epochs_of_eval_every_steps():
 
     import keras
 
-    from conftest import parse_app_flags
+    from conftest import app_task
 
-    fv = parse_app_flags(train_dqn, "--env_steps=1000", "--eval_every=100", "--train_freq=4",
-                         "--gradient_steps=2", "--units=8", "--learning_rate=0.01",
-                         "--lr_schedule=step", "--lr_decay_epochs=2,4", "--warmup_epochs=1")
-    task = train_dqn.make_task(fv)
+    task = app_task(DqnTask, "--env_steps=1000", "--eval_every=100", "--train_freq=4",
+                    "--gradient_steps=2", "--units=8", "--learning_rate=0.01",
+                    "--lr_schedule=step", "--lr_decay_epochs=2,4", "--warmup_epochs=1")
     task.frame_shape, task.stack, task.num_actions, task.atari = (4,), 1, 2, False
     task.build(types.SimpleNamespace())
     rates = {}
@@ -181,9 +180,9 @@ def test_bad_environments_say_what_to_use():
     from conftest import parse_app_flags
 
     with pytest.raises(flags.IllegalFlagValueError, match="Did you mean CartPole-v1"):
-        parse_app_flags(train_dqn, "--env=CartPol-v1")
+        parse_app_flags(DqnTask, "--env=CartPol-v1")
     with pytest.raises(flags.IllegalFlagValueError, match="ALE/Pong-v5"):
-        parse_app_flags(train_dqn, "--env=NoSuchGame-v0")
+        parse_app_flags(DqnTask, "--env=NoSuchGame-v0")
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
@@ -193,8 +192,8 @@ def test_sticky_actions_outside_0_to_1_are_refused(value):
     from conftest import parse_app_flags
 
     with pytest.raises(flags.IllegalFlagValueError, match=r"--sticky_actions must be in \[0, 1\]"):
-        parse_app_flags(train_dqn, f"--sticky_actions={value}")
-    assert parse_app_flags(train_dqn, "--sticky_actions=0.25").sticky_actions == 0.25
+        parse_app_flags(DqnTask, f"--sticky_actions={value}")
+    assert parse_app_flags(DqnTask, "--sticky_actions=0.25").sticky_actions == 0.25
 
 
 def test_an_atari_id_without_ale_py_says_what_to_install(monkeypatch):
@@ -224,7 +223,7 @@ def test_an_environment_with_a_missing_dependency_says_what_to_install(monkeypat
     monkeypatch.setitem(sys.modules, "Box2D", None)  # `import Box2D` fails, installed or not
     for name in ("gymnasium.envs.box2d.lunar_lander", "gymnasium.envs.box2d"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    with pytest.raises(ValueError, match=r'--env=LunarLander-v3 needs .*'
+    with pytest.raises(ValueError, match=r'`env=LunarLander-v3` needs .*'
                                          r'pip install "gymnasium\[box2d\]"'):
         environments.make_vector_env("LunarLander-v3", 1)
 
@@ -232,7 +231,7 @@ def test_an_environment_with_a_missing_dependency_says_what_to_install(monkeypat
 def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
     import tensorflow as tf
 
-    results = run_in_process(train_dqn, f"--model_dir={tmp_path}", *CARTPOLE)
+    results = run_in_process(DqnTask, f"--model_dir={tmp_path}", *CARTPOLE)
     assert results["status"] == "completed" and results["final_eval_episodes"] == 3
     assert results["gradient_steps_done"] == (600 - 100) // 4 * 2 + 2  # phases at 100..600
     with open(tmp_path / "history.csv") as f:
@@ -257,7 +256,7 @@ def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
 def cartpole_reference(tmp_path_factory):
     """An uninterrupted seeded CartPole run, for the resumed runs to equal."""
     folder = tmp_path_factory.mktemp("reference")
-    run_in_process(train_dqn, f"--model_dir={folder}", *CARTPOLE)
+    run_in_process(DqnTask, f"--model_dir={folder}", *CARTPOLE)
     return folder
 
 
@@ -266,7 +265,7 @@ def sigterm_at_and_resume(model_dir, monkeypatch, call: int):
     then reruns it; returns the stopped run's saved state and the resumed final weights."""
     from suite.models.registry import load_keras_file
 
-    act, calls = train_dqn.DqnTask._act, []
+    act, calls = DqnTask._act, []
 
     def act_then_signal(self, *args):
         calls.append(1)
@@ -274,12 +273,12 @@ def sigterm_at_and_resume(model_dir, monkeypatch, call: int):
             os.kill(os.getpid(), signal.SIGTERM)
         return act(self, *args)
 
-    monkeypatch.setattr(train_dqn.DqnTask, "_act", act_then_signal)
-    first = run_in_process(train_dqn, f"--model_dir={model_dir}", *CARTPOLE)
-    monkeypatch.setattr(train_dqn.DqnTask, "_act", act)
+    monkeypatch.setattr(DqnTask, "_act", act_then_signal)
+    first = run_in_process(DqnTask, f"--model_dir={model_dir}", *CARTPOLE)
+    monkeypatch.setattr(DqnTask, "_act", act)
     assert first["status"] == "interrupted" and first["exit_code"] == 143, first
     saved = json.load(open(model_dir / "backup" / "state.json"))
-    again = run_in_process(train_dqn, f"--model_dir={model_dir}", *CARTPOLE)
+    again = run_in_process(DqnTask, f"--model_dir={model_dir}", *CARTPOLE)
     assert again["status"] == "completed"
     return saved, load_keras_file(str(model_dir / "checkpoints" / "last.keras")).get_weights()
 
@@ -298,7 +297,7 @@ def test_rerunning_a_finished_run_keeps_its_measured_speed(tmp_path, cartpole_re
     shutil.copytree(cartpole_reference, tmp_path / "run")
     measured = json.load(open(tmp_path / "run" / "results.json"))["env_steps_per_second"]
     assert measured > 0
-    again = run_in_process(train_dqn, f"--model_dir={tmp_path / 'run'}", *CARTPOLE)
+    again = run_in_process(DqnTask, f"--model_dir={tmp_path / 'run'}", *CARTPOLE)
     assert again["env_steps_per_second"] == measured
     assert json.load(open(tmp_path / "run" / "results.json"))["env_steps_per_second"] == measured
 

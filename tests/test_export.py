@@ -6,16 +6,16 @@ import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 from keras import layers
 
+from suite.errors import ExportError
 from suite.export import saved_model
-from suite.export.saved_model import ExportError, read_metadata
-from suite.tasks.classification_serving import SIGNATURES, export_classifier
+from suite.export.classifier import SIGNATURES, export_classifier
+from suite.export.saved_model import read_metadata
 
 H, W, C, K = 10, 8, 1, 3  # not square, so a swapped height and width would show
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -208,7 +208,7 @@ def _checkpointed_run(root, run_json=None, results_json=None) -> tuple[str, kera
 
 
 def test_export_app_exports_a_run_with_its_tasks_signatures_name_and_metadata(tmp_path):
-    from apps.export import export
+    from suite.tasks.runs import export_run as export
 
     model_dir, model = _checkpointed_run(tmp_path / "run", run_json={
         "app": "suite.tasks.classification", "task": "ImageClassificationTask", "name": "tiny",
@@ -226,7 +226,7 @@ def test_export_app_exports_a_run_with_its_tasks_signatures_name_and_metadata(tm
 
 
 def test_export_app_reads_class_names_of_a_run_made_before_run_json(tmp_path):
-    from apps.export import export
+    from suite.tasks.runs import export_run as export
 
     model_dir, _ = _checkpointed_run(tmp_path / "run", results_json={
         "model": "old", "class_names": ["p", "q", "r"]})
@@ -239,12 +239,15 @@ CLASSIFICATION = {"app": "suite.tasks.classification", "task": "ImageClassificat
 
 
 @pytest.mark.parametrize("run_json, message", [
-    ({"app": "apps.export", "task": "CHECKPOINTS"}, "apps.export.CHECKPOINTS is not a suite Task"),
-    ({"app": "suite.no_such_module_here", "task": "T"}, "cannot be imported"),
-    ({"app": "os", "task": "path"}, "task module 'os' is not one of the suite's"),
-    ({"app": "this", "task": "Task"}, "task module 'this' is not one of the suite's"),
-    ({"app": "os; rm -rf /", "task": "T"}, "invalid task"),
-    ({"app": None, "task": "T"}, "run from a script file"),
+    # Tasks are found by name among suite.tasks' modules; nothing else is ever imported.
+    ({"app": "apps.export", "task": "CHECKPOINTS"},
+     "task 'CHECKPOINTS' (made by apps.export) is none of suite.tasks' Tasks"),
+    ({"app": "suite.no_such_module_here", "task": "T"}, "'T' (made by suite.no_such_module_here) "
+     "is none of suite.tasks' Tasks"),
+    ({"app": "os", "task": "path"}, "'path' (made by os) is none of suite.tasks' Tasks"),
+    ({"app": "this", "task": "Task"}, "'Task' (made by this) is none of suite.tasks' Tasks"),
+    ({"app": "os", "task": "os; rm -rf /"}, "invalid task"),
+    ({"app": None, "task": "T"}, "'T' (made by None) is none of suite.tasks' Tasks"),
     ({**CLASSIFICATION, "export_metadata": {"class_names": ["a", "b"]}},
      "2 class names given for a model with 3"),
     ({**CLASSIFICATION, "export_metadata": ["a"]},
@@ -252,7 +255,7 @@ CLASSIFICATION = {"app": "suite.tasks.classification", "task": "ImageClassificat
     ({**CLASSIFICATION, "name": 5}, "run.json: 'name' must be a JSON string, got 5"),
 ])
 def test_export_app_refuses_a_run_json_it_cannot_use(tmp_path, capsys, run_json, message):
-    from apps.export import export
+    from suite.tasks.runs import export_run as export
 
     model_dir, _ = _checkpointed_run(tmp_path / "run", run_json=run_json)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -262,7 +265,7 @@ def test_export_app_refuses_a_run_json_it_cannot_use(tmp_path, capsys, run_json,
 
 
 def test_a_truncated_checkpoint_is_named_as_such(tmp_path):
-    from apps.export import export
+    from suite.tasks.runs import export_run as export
 
     model_dir, _ = _checkpointed_run(tmp_path / "run", run_json=CLASSIFICATION)
     last = os.path.join(model_dir, "checkpoints", "last.keras")

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 from suite.data import image_files, image_folder
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 
 def sixteen_bit_gray(path):

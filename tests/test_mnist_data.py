@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_MNIST
-from suite.data import mnist
-from suite.data.idx import DataError, read_idx, write_idx
+from suite.data import hosts, mnist
+from suite.data.idx import read_idx, write_idx
+from suite.errors import DataError
 
 
 def test_idx_round_trip_gz_and_raw(tmp_path):
@@ -44,12 +45,14 @@ def test_not_an_idx_file(tmp_path):
 
 
 def test_checksums_are_verified_and_the_message_says_what_to_do(tmp_path):
-    with pytest.raises(DataError, match=r"does not match the official MNIST file.*noverify_checksums"):
+    with pytest.raises(DataError, match=r"does not match the official MNIST file.*"
+                                        r"`verify_checksums=false`"):
         mnist.load_mnist_arrays(FIXTURE_MNIST, verify_checksums=True)
 
 
 def test_missing_files_explain_how_to_get_the_data(tmp_path):
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is missing.*--data_dir"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is missing.*"
+                                        r"`data_dir=<that folder>`"):
         mnist.load_mnist_arrays(str(tmp_path))
     with pytest.raises(DataError, match="is not a folder"):
         mnist.load_mnist_arrays(str(tmp_path / "nope"))
@@ -61,10 +64,10 @@ def test_offline_without_data_fails_fast_instead_of_retrying(tmp_path, monkeypat
     with socket.socket() as s:  # a port nobody listens on stands in for the unreachable host
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()
-    monkeypatch.setattr(mnist, "TFDS_HOST", closed)
+    monkeypatch.setattr(hosts, "TFDS_HOST", closed)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     start = time.monotonic()
-    with pytest.raises(DataError, match=r"unreachable.*--data_dir"):
+    with pytest.raises(DataError, match=r"unreachable.*`data_dir=<that folder>`"):
         mnist.load_mnist(None)
     assert time.monotonic() - start < 10
     assert not os.path.exists(tmp_path / "downloads")  # no half-downloaded leftovers

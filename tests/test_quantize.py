@@ -9,15 +9,14 @@ import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import layers
 
 from conftest import FIXTURE_MNIST, REPO
 from suite.export import precision_report, quantize
-from suite.tasks.classification_serving import export_classifier
+from suite.export.classifier import export_classifier
 
 SIDE = 12
 
@@ -149,8 +148,8 @@ def test_precision_table_has_every_variant_and_column(trained, tmp_path):
 
 
 def test_precision_report_app_reads_idx_files_and_writes_tables(tmp_path):
-    from suite.data.idx import write_idx
     from apps.precision_report import report
+    from suite.data.idx import write_idx
 
     model, (x_train, y_train), (x_test, y_test) = trained_classifier(side=28, classes=10)
     data = tmp_path / "mnist"

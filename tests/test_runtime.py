@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import FIXTURE_MNIST, REPO, run_app
-from suite.runtime.backup import DamagedStateError, ResumeState, StateMismatchError
+from suite.errors import DamagedStateError, StateMismatchError
+from suite.runtime.backup import ResumeState
 from suite.runtime.callbacks import EpochGate, EpochRecords, EpochValidation, ResumableTraining
 from suite.runtime.records import EpochCheckpoints, HistoryLog
 from suite.runtime.stopping import StopRequests, WorkerSum
@@ -233,8 +234,8 @@ def test_a_stop_on_an_epochs_last_step_ends_that_epoch_and_saves_the_next(tmp_pa
 
 
 def test_every_worker_restores_the_chiefs_backup(two_cpu_strategy, tmp_path):
+    from suite.runtime.config import RuntimeConfig
     from suite.runtime.devices import WorkerRole
-    from suite.runtime.flags import RuntimeConfig
     from suite.runtime.training import RunPaths, resume
 
     trained = tiny_model(two_cpu_strategy)
@@ -242,8 +243,9 @@ def test_every_worker_restores_the_chiefs_backup(two_cpu_strategy, tmp_path):
     ResumeState(str(tmp_path / "backup"), {"model": trained}).save(1, 0)
     runtime = types.SimpleNamespace(role=WorkerRole("worker", 1, 1, False),
                                     strategy=two_cpu_strategy)
-    paths = RunPaths(str(tmp_path / "scratch"), "", str(tmp_path / "backup" / "worker-1"),
-                     str(tmp_path / "backup"), "", "")
+    paths = RunPaths(run_dir=str(tmp_path), write_dir=str(tmp_path / "scratch"), checkpoints="",
+                     backup=str(tmp_path / "backup" / "worker-1"),
+                     backup_source=str(tmp_path / "backup"), logs="", history_csv="")
     fresh = tiny_model(two_cpu_strategy)  # optimizer not built yet: restore builds it in scope
     resumed = resume(RuntimeConfig(str(tmp_path)), runtime, paths, {"model": fresh})
     assert (resumed.epoch, resumed.step) == (1, 0)
@@ -268,7 +270,8 @@ def test_history_has_one_row_per_epoch_and_grows_columns(tmp_path):
 
 # -- one run per model folder ------------------------------------------------------------------
 def test_a_second_run_on_a_folder_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
-    from suite.runtime.run_lock import RunLock, RunLockedError
+    from suite.errors import RunLockedError
+    from suite.runtime.run_lock import RunLock
 
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from suite.runtime.run_lock import RunLock; "
@@ -317,12 +320,12 @@ def test_the_app_refuses_a_folder_another_run_is_using(tmp_path):
 @pytest.mark.slow
 def test_a_damaged_backup_stops_the_app_with_the_ways_forward_and_checkpoint_resume_works(
         tmp_path, capsys):
-    import apps.train_mnist as train_mnist
     from conftest import run_in_process
+    from suite.tasks.mnist import MnistTask
 
     model_dir = str(tmp_path / "run")
     args = [f"--model_dir={model_dir}", "--steps_per_epoch=5", *MNIST_ARGS]
-    assert run_in_process(train_mnist, "--epochs=2", *args)["status"] == "completed"
+    assert run_in_process(MnistTask, "--epochs=2", *args)["status"] == "completed"
     with open(os.path.join(model_dir, "backup", "state.json"), "w") as f:
         f.write('{"epoch": 2,\n')  # truncated, as a full disk leaves it
     before = tree(model_dir)
@@ -336,7 +339,7 @@ def test_a_damaged_backup_stops_the_app_with_the_ways_forward_and_checkpoint_res
     assert tree(model_dir) == before
 
     capsys.readouterr()
-    resumed = run_in_process(train_mnist, "--epochs=3", "--resume_from=checkpoint", *args)
+    resumed = run_in_process(MnistTask, "--epochs=3", "--resume_from=checkpoint", *args)
     assert resumed["status"] == "completed"
     assert (f"Resuming from {model_dir}/checkpoints/last.keras: epoch 3, step 0."
             in capsys.readouterr().out)
@@ -370,15 +373,15 @@ def test_cluster_size_comes_from_tf_config_or_the_slurm_step():
 
 def test_a_single_machine_strategy_inside_a_cluster_is_refused_before_any_work(
         tmp_path, monkeypatch, mnist_small):
-    import apps.train_mnist as train_mnist
     from conftest import run_in_process
+    from suite.tasks.mnist import MnistTask
 
     tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                             "task": {"type": "worker", "index": 0}})
     monkeypatch.setenv("TF_CONFIG", tf_config)
     for strategy in ("mirrored", "one_device"):
         with pytest.raises(ValueError) as error:
-            run_in_process(train_mnist, f"--model_dir={tmp_path}/run", f"--strategy={strategy}",
+            run_in_process(MnistTask, f"--model_dir={tmp_path}/run", f"--strategy={strategy}",
                            data_override=mnist_small)
         assert (f"--strategy={strategy} trains on one machine, but this process is one task of "
                 "a cluster (TF_CONFIG names 2 training tasks)") in str(error.value)
@@ -409,10 +412,11 @@ def test_peer_timeout_reaches_the_coordination_service_the_strategy_starts():
 def test_a_negative_peer_timeout_is_refused_naming_the_flag():
     from absl import flags
 
-    from suite.runtime.flags import define_runtime_flags
+    from suite.runtime.config import RuntimeConfig
+    from suite.runtime.flags import define_flags
 
     fv = flags.FlagValues()
-    define_runtime_flags(fv)
+    define_flags(fv, RuntimeConfig)
     with pytest.raises(flags.IllegalFlagValueError, match="--peer_timeout_s must be >= 0"):
         fv(["app", "--peer_timeout_s=-1"])
 
@@ -531,7 +535,8 @@ def test_a_onednn_isa_cap_below_bfloat16_makes_fastest_float32(tmp_path, monkeyp
 def test_step_decay_starts_on_the_first_update_of_its_epoch_warm_up_included():
     from absl import flags
 
-    from suite.runtime.flags import OptimizerConfig, define_optimizer_flags
+    from suite.runtime.config import OptimizerConfig
+    from suite.runtime.flags import define_flags
     from suite.runtime.optim import learning_rate_schedule
 
     def rates(**config):
@@ -543,6 +548,6 @@ def test_step_decay_starts_on_the_first_update_of_its_epoch_warm_up_included():
     # 2 warm-up epochs ramp to 0.1; the decay still comes at epoch 3, not 2 + 3
     assert rates(warmup_epochs=2) == pytest.approx([0.005, 0.055, 0.1, 0.1, 0.01, 0.01])
     fv = flags.FlagValues()
-    define_optimizer_flags(fv)
+    define_flags(fv, OptimizerConfig)
     with pytest.raises(flags.IllegalFlagValueError, match="must all come after --warmup_epochs"):
         fv(["app", "--lr_schedule=step", "--lr_decay_epochs=2,5", "--warmup_epochs=2"])

@@ -14,14 +14,13 @@ import tensorflow as tf
 from conftest import run_in_process, saved_model_cli_outputs
 from suite.data import segmentation as seg_data
 from suite.data import segmentation_pipeline as pipeline
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.metrics import segmentation as metrics
 from suite.models.dense_prediction import bilinear_upsample
 from suite.models.fcn import build_fcn, recast_classifier_weights
 from suite.models.unet import build_unet
 from suite.models.vgg import build_vgg
-
-import apps.train_segmenter as train_segmenter
+from suite.tasks.segmentation import SegmentationTask
 
 
 def shapes(count: int, size: int = 48, seed: int = 0, channels: int = 1):
@@ -184,12 +183,12 @@ def test_bad_mask_folders_are_refused_naming_the_file(tmp_path):
     bad[0, 0] = 128
     Image.fromarray(bad).save(root / "label" / "3.png")
     with pytest.raises(DataError, match=r"label/3\.png: mask value\(s\) \[128\] are not in "
-                                        r"--class_values=0,255"):
+                                        r"`class_values=0,255`"):
         seg_data.load_mask_folder(str(root), class_values=[0, 255], held_out=1)
     with pytest.raises(DataError, match=r"label/0\.png: mask values span 0\.\.255 but there are "
                                         r"2 classes"):
         seg_data.load_mask_folder(str(root), class_names=["a", "b"], held_out=1)
-    with pytest.raises(DataError, match="--held_out=4 must leave at least one for training"):
+    with pytest.raises(DataError, match="`held_out=4` must leave at least one for training"):
         seg_data.load_mask_folder(str(write_folder(tmp_path / "few", images, masks)),
                                   class_values=[0, 255], held_out=4)
 
@@ -247,7 +246,7 @@ def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_pa
     images[-1], masks[-1] = shapes(1, size=61, seed=2)[0][0], shapes(1, size=61, seed=2)[1][0]
     root = write_folder(tmp_path / "data", images, masks)
     model_dir = tmp_path / "run"
-    results = run_in_process(train_segmenter, f"--dataset={root}", f"--model_dir={model_dir}",
+    results = run_in_process(SegmentationTask, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=2", *SMALL_RUN)
     assert results["status"] == "completed", results
     assert results["held_out_images"] == 2 and results["train_images"] == 6
@@ -283,7 +282,7 @@ def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_pa
         loaded.signatures["serve_image_bytes"](image_bytes=tf.constant([b"not an image"]))
 
     # The same command again resumes: nothing left to train, no new export version.
-    again = run_in_process(train_segmenter, f"--dataset={root}", f"--model_dir={model_dir}",
+    again = run_in_process(SegmentationTask, f"--dataset={root}", f"--model_dir={model_dir}",
                            "--epochs=2", *SMALL_RUN)
     assert again["export"] == results["export"]
     assert again["mean_iou"] == pytest.approx(results["mean_iou"])
@@ -297,10 +296,10 @@ def test_a_boundary_class_outside_the_classes_is_refused_before_training(tmp_pat
     args = (f"--dataset={root}", f"--model_dir={tmp_path / 'run'}", "--epochs=1", *SMALL_RUN)
     with pytest.raises(DataError, match=r"--boundary_class=2, but data has 2 classes "
                                         r"\['background', 'shape'\]"):
-        run_in_process(train_segmenter, *args, "--boundary_class=2")
+        run_in_process(SegmentationTask, *args, "--boundary_class=2")
     assert not (tmp_path / "run" / "checkpoints").exists()
     with pytest.raises(flags.IllegalFlagValueError, match="--boundary_class must be"):
-        run_in_process(train_segmenter, *args, "--boundary_class=-2")
+        run_in_process(SegmentationTask, *args, "--boundary_class=-2")
 
 
 @pytest.mark.slow
@@ -309,7 +308,7 @@ def test_exported_segmenter_runs_under_saved_model_cli(tmp_path):
     images, masks = shapes(6, size=40, seed=4)
     root = write_folder(tmp_path / "data", images, masks)
     model_dir = tmp_path / "run"
-    results = run_in_process(train_segmenter, f"--dataset={root}", f"--model_dir={model_dir}",
+    results = run_in_process(SegmentationTask, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=1", "--model=unet", "--base_filters=4", *SMALL_RUN)
     served = saved_model_cli_outputs(results["export"], "serve_uint8", "image",
                                      np.full((1, 45, 39, 1), 200, np.uint8), tmp_path)
@@ -341,12 +340,12 @@ def test_oxford_pets_from_tensorflow_datasets_gives_three_classes_from_zero(tmp_
                                                                             monkeypatch):
     import tensorflow_datasets as tfds
 
-    from suite.data import mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     with pytest.raises(DataError, match="www.robots.ox.ac.uk is unreachable.*image\\(s\\)/"):
         seg_data.load_segmentation("oxford_iiit_pet", data_dir=str(tmp_path))  # in seconds
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=3):  # tfds's offline random data, real features
         data = seg_data.load_segmentation("oxford_iiit_pet", data_dir=str(tmp_path))
     assert data.class_names == ["pet", "background", "border"] and data.channels == 3
@@ -364,7 +363,7 @@ def test_init_from_a_vgg16_classifier_loads_the_encoder_and_recasts_fc6_fc7(tmp_
         seg_data.SegmentationSplit(images[:4], masks[:4], [f"{i}" for i in range(4)]),
         seg_data.SegmentationSplit(images[4:], masks[4:], ["4"]))
     model_dir = tmp_path / "run"
-    results = run_in_process(train_segmenter, "--dataset=unused", f"--model_dir={model_dir}",
+    results = run_in_process(SegmentationTask, "--dataset=unused", f"--model_dir={model_dir}",
                              "--epochs=0", f"--init_from={tmp_path / 'vgg.keras'}",
                              "--width_multiplier=0.0625", data_override=data)
     loaded = results["transfer"]["loaded"]

@@ -102,9 +102,9 @@ def test_global_batch_splits_evenly_or_names_the_fix():
     with pytest.raises(ValueError) as error:
         check_global_batch(100, 3)
     message = str(error.value)
-    assert "--batch_size=100 is the global batch" in message and "3 replicas" in message
-    assert "--batch_size=99 (33 per replica) or --batch_size=102 (34 per replica)" in message
-    with pytest.raises(ValueError, match=r"use --batch_size=8 \(1 per replica\)$"):
+    assert "`batch_size=100` is the global batch" in message and "3 replicas" in message
+    assert "`batch_size=99` (33 per replica) or `batch_size=102` (34 per replica)" in message
+    with pytest.raises(ValueError, match=r"use `batch_size=8` \(1 per replica\)$"):
         check_global_batch(5, 8)
     with pytest.raises(ValueError, match="at least one replica"):
         check_global_batch(100, 0)

@@ -10,13 +10,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_in_process
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.models import style_transfer as st
-from suite.models.style_features import (FeatureSource, build_feature_extractor,
-                                         feature_source)
+from suite.models.style_features import FeatureSource, build_feature_extractor, feature_source
 from suite.models.vgg import build_vgg
-
-import apps.style_transfer as style_app
+from suite.tasks.style_transfer import StyleTransferTask
 
 TINY = ("--size=32", "--features_from=random", "--network=vgg16", "--save_every=1")
 
@@ -71,9 +69,9 @@ def test_the_feature_network_loads_a_suite_vgg_classifier(tmp_path):
 
 
 def test_imagenet_features_fail_fast_offline_naming_the_file(tmp_path, monkeypatch):
-    from suite.data import mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(DataError, match="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         feature_source("imagenet", "vgg19")
@@ -81,7 +79,7 @@ def test_imagenet_features_fail_fast_offline_naming_the_file(tmp_path, monkeypat
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_a_few_steps_lower_the_loss_on_a_tiny_image(tmp_path, images, optimizer):
-    results = run_in_process(style_app, f"--content={images / 'content.png'}",
+    results = run_in_process(StyleTransferTask, f"--content={images / 'content.png'}",
                              f"--style={images / 'style.jpg'}", f"--model_dir={tmp_path}",
                              f"--optimizer={optimizer}", "--steps=3", "--lbfgs_evaluations=5",
                              "--learning_rate=10", "--tv_weight=1e-4",
@@ -99,9 +97,9 @@ def test_a_few_steps_lower_the_loss_on_a_tiny_image(tmp_path, images, optimizer)
 def test_a_resumed_run_ends_with_the_uninterrupted_image(tmp_path, images):
     args = (f"--content={images / 'content.png'}", f"--style={images / 'style.jpg'}",
             "--optimizer=adam", "--learning_rate=10", *TINY)
-    straight = run_in_process(style_app, *args, f"--model_dir={tmp_path / 'a'}", "--steps=4")
-    run_in_process(style_app, *args, f"--model_dir={tmp_path / 'b'}", "--steps=2")
-    resumed = run_in_process(style_app, *args, f"--model_dir={tmp_path / 'b'}", "--steps=4")
+    straight = run_in_process(StyleTransferTask, *args, f"--model_dir={tmp_path / 'a'}", "--steps=4")
+    run_in_process(StyleTransferTask, *args, f"--model_dir={tmp_path / 'b'}", "--steps=2")
+    resumed = run_in_process(StyleTransferTask, *args, f"--model_dir={tmp_path / 'b'}", "--steps=4")
     assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-5)
     from PIL import Image
 
@@ -114,13 +112,13 @@ def test_a_rerun_with_another_save_every_is_refused_not_shifted(tmp_path, images
     --save_every once read "already trained for 8 steps" after only 4 had run."""
     args = (f"--content={images / 'content.png'}", f"--style={images / 'style.jpg'}",
             "--optimizer=adam", f"--model_dir={tmp_path}", *TINY)
-    run_in_process(style_app, *args, "--steps=4")
+    run_in_process(StyleTransferTask, *args, "--steps=4")
     history = open(tmp_path / "history.csv").read()
     with pytest.raises(ValueError, match="epochs of 1 steps; this command's are 2 steps "
                                          r"\(--save_every changed\)"):
-        run_in_process(style_app, *args, "--steps=8", "--save_every=2")
+        run_in_process(StyleTransferTask, *args, "--steps=8", "--save_every=2")
     assert open(tmp_path / "history.csv").read() == history
-    resumed = run_in_process(style_app, *args, "--steps=6")  # the same --save_every goes on
+    resumed = run_in_process(StyleTransferTask, *args, "--steps=6")  # the same --save_every goes on
     assert len(open(tmp_path / "history.csv").read().split()) == 1 + 6
     assert resumed["status"] == "completed"
 
@@ -133,7 +131,7 @@ def test_bad_image_paths_give_one_clear_error(tmp_path, images, flag, name, mess
     args = {"--content": images / "content.png", "--style": images / "style.jpg"}
     args[flag] = images / name
     with pytest.raises(DataError, match=message):
-        run_in_process(style_app, *(f"{k}={v}" for k, v in args.items()),
+        run_in_process(StyleTransferTask, *(f"{k}={v}" for k, v in args.items()),
                        f"--model_dir={tmp_path}", *TINY)
 
 
@@ -147,9 +145,9 @@ def test_an_out_path_that_cannot_take_a_file_is_refused_before_any_work(tmp_path
     for out, message in [(tmp_path, "is a folder; give a file name, e.g. --out=.*result.png"),
                          (tmp_path / "a_file" / "x.png", "a_file is not a folder")]:
         with pytest.raises(flags.IllegalFlagValueError, match=message):
-            parse_app_flags(style_app, *required, f"--out={out}")
+            parse_app_flags(StyleTransferTask, *required, f"--out={out}")
     new = tmp_path / "new" / "folder" / "out.png"  # created when the result is written
-    assert parse_app_flags(style_app, *required, f"--out={new}").out == str(new)
+    assert parse_app_flags(StyleTransferTask, *required, f"--out={new}").out == str(new)
 
 
 def test_feature_layers_of_a_batch_norm_vgg_are_its_relus():

@@ -107,9 +107,9 @@ def saved_model_cli_run(version_dir: str, name: str, array: np.ndarray, tmp_path
 
 # -- in one process: both kinds run through the runner -------------------------------------------
 def test_the_gan_trains_both_optimizers_and_guards_its_own_losses(tmp_path):
-    from toy_apps import points_gan
+    from toy_apps.points_gan import PointsGanTask
 
-    out = run_in_process(points_gan, f"--model_dir={tmp_path}", "--epochs=2",
+    out = run_in_process(PointsGanTask, f"--model_dir={tmp_path}", "--epochs=2",
                          "--steps_per_epoch=4", "--batch_size=16", "--d_learning_rate=1e-3",
                          "--g_learning_rate=3e-3")
     assert out["d_iterations"] == out["g_iterations"] == 8
@@ -125,27 +125,29 @@ def test_prefixed_optimizer_flags_belong_to_one_app_each():
     from absl import flags
 
     from conftest import parse_app_flags
-    from toy_apps import chain_dqn, points_gan
+    from suite.runtime.flags import define_flags
+    from toy_apps.chain_dqn import ChainDqnTask
+    from toy_apps.points_gan import PointsGanTask
 
-    gan = parse_app_flags(points_gan, "--g_learning_rate=0.5", "--d_beta_1=0.1")
+    gan = parse_app_flags(PointsGanTask, "--g_learning_rate=0.5", "--d_beta_1=0.1")
     assert (gan.g_learning_rate, gan.d_learning_rate, gan.d_beta_1, gan.g_beta_1) == (
         0.5, 2e-3, 0.1, 0.5)
     with pytest.raises(flags.UnrecognizedFlagError):
-        parse_app_flags(points_gan, "--learning_rate=0.1")  # only the prefixed groups
+        parse_app_flags(PointsGanTask, "--learning_rate=0.1")  # only the prefixed groups
     with pytest.raises(flags.UnrecognizedFlagError):
-        parse_app_flags(chain_dqn, "--epochs=3")  # counted in --env_steps
+        parse_app_flags(ChainDqnTask, "--epochs=3")  # counted in --env_steps
     with pytest.raises(flags.IllegalFlagValueError, match="--g_learning_rate must be > 0"):
-        parse_app_flags(points_gan, "--g_learning_rate=0")
+        parse_app_flags(PointsGanTask, "--g_learning_rate=0")
     fv = flags.FlagValues()
-    points_gan.define_flags(fv)
+    define_flags(fv, PointsGanTask.config_class)
     with pytest.raises(flags.DuplicateFlagError):  # never silently keep another app's defaults
-        chain_dqn.define_flags(fv)
+        define_flags(fv, ChainDqnTask.config_class)
 
 
 def test_the_loop_saves_models_optimizer_and_buffer_and_records_each_epoch(tmp_path):
-    from toy_apps import chain_dqn
+    from toy_apps.chain_dqn import ChainDqnTask
 
-    out = run_in_process(chain_dqn, f"--model_dir={tmp_path}", "--env_steps=60",
+    out = run_in_process(ChainDqnTask, f"--model_dir={tmp_path}", "--env_steps=60",
                          "--steps_per_epoch=20")
     assert out["status"] == "completed" and out["iterations"] == 60
     rows = [line.split(",") for line in open(tmp_path / "history.csv").read().split()]
@@ -155,7 +157,7 @@ def test_the_loop_saves_models_optimizer_and_buffer_and_records_each_epoch(tmp_p
     folder = tmp_path / "backup" / saved["saved"]
     assert sorted(os.listdir(folder)) == ["extra.npz", "q_network.weights.h5",
                                           "q_optimizer.optimizer.npz", "target.weights.h5"]
-    again = run_in_process(chain_dqn, f"--model_dir={tmp_path}", "--env_steps=60",
+    again = run_in_process(ChainDqnTask, f"--model_dir={tmp_path}", "--env_steps=60",
                            "--steps_per_epoch=20")  # finished: nothing to train, same export
     assert again["export"] == out["export"] and again["iterations"] == 60
 
@@ -165,23 +167,23 @@ def test_a_signal_in_the_loops_last_epoch_end_exits_with_its_code_and_training_s
     """SIGTERM while the last epoch's metrics are computed (after the last step's check) used
     to be swallowed: the run evaluated and exported while a scheduler's kill drew near. Now it
     ends with 143, every epoch saved, and the rerun has nothing left to train."""
-    from toy_apps import chain_dqn
+    from toy_apps.chain_dqn import ChainDqnTask
 
-    measure = chain_dqn.ChainDqnTask.epoch_metrics
+    measure = ChainDqnTask.epoch_metrics
 
     def signalled_at_the_end(self, run, epoch):
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGTERM)
         return measure(self, run, epoch)
 
-    monkeypatch.setattr(chain_dqn.ChainDqnTask, "epoch_metrics", signalled_at_the_end)
+    monkeypatch.setattr(ChainDqnTask, "epoch_metrics", signalled_at_the_end)
     args = (f"--model_dir={tmp_path}", "--env_steps=40", "--steps_per_epoch=20")
-    out = run_in_process(chain_dqn, *args)
+    out = run_in_process(ChainDqnTask, *args)
     assert out["status"] == "interrupted" and out["exit_code"] == 143, out
     assert state(str(tmp_path)) == {"epoch": 2, "step": 0}
     assert not os.path.exists(tmp_path / "results.json")  # not evaluated: the kill is near
-    monkeypatch.setattr(chain_dqn.ChainDqnTask, "epoch_metrics", measure)
-    again = run_in_process(chain_dqn, *args)
+    monkeypatch.setattr(ChainDqnTask, "epoch_metrics", measure)
+    again = run_in_process(ChainDqnTask, *args)
     assert again["status"] == "completed" and again["iterations"] == 40
     assert "export" in again
 
@@ -199,10 +201,10 @@ def files_under(root: str) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def finished_chain_dqn(tmp_path_factory):
-    from toy_apps import chain_dqn
+    from toy_apps.chain_dqn import ChainDqnTask
 
     folder = tmp_path_factory.mktemp("finished")
-    run_in_process(chain_dqn, f"--model_dir={folder}", "--env_steps=40", "--steps_per_epoch=20")
+    run_in_process(ChainDqnTask, f"--model_dir={folder}", "--env_steps=40", "--steps_per_epoch=20")
     return folder
 
 
@@ -214,8 +216,8 @@ def test_a_damaged_npz_in_the_backup_is_named_and_left_as_it_was(
         tmp_path, finished_chain_dqn, name, damage, message):
     """A truncated or missing optimizer or extra-state file is damage (exit code 2 naming it
     and the ways forward), not a traceback (KeyError, BadZipFile: exit code 1, "diverged")."""
-    from suite.runtime.backup import DamagedStateError
-    from toy_apps import chain_dqn
+    from suite.errors import DamagedStateError
+    from toy_apps.chain_dqn import ChainDqnTask
 
     model_dir = tmp_path / "run"
     shutil.copytree(finished_chain_dqn, model_dir)
@@ -224,7 +226,7 @@ def test_a_damaged_npz_in_the_backup_is_named_and_left_as_it_was(
     damage(path)
     before = files_under(str(model_dir))
     with pytest.raises(DamagedStateError, match=f"{re.escape(str(path))} {message}") as error:
-        run_in_process(chain_dqn, f"--model_dir={model_dir}", "--env_steps=60",
+        run_in_process(ChainDqnTask, f"--model_dir={model_dir}", "--env_steps=60",
                        "--steps_per_epoch=20")
     assert "--model_dir=<new folder>" in str(error.value)
     assert files_under(str(model_dir)) == before
@@ -288,20 +290,20 @@ def test_the_gan_resumes_after_sigterm_and_kill_9_to_the_same_step_counts(tmp_pa
 # -- their own signatures, served by saved_model_cli; re-exported by apps.export ----------------
 @pytest.mark.slow
 def test_each_exports_its_own_signature_that_saved_model_cli_serves(tmp_path):
-    from toy_apps import chain_dqn, points_gan
-
     from suite.models.registry import load_keras_file
+    from toy_apps.chain_dqn import ChainDqnTask
+    from toy_apps.points_gan import PointsGanTask
 
-    gan = run_in_process(points_gan, f"--model_dir={tmp_path / 'gan'}", "--epochs=1",
+    gan = run_in_process(PointsGanTask, f"--model_dir={tmp_path / 'gan'}", "--epochs=1",
                          "--steps_per_epoch=4", "--batch_size=16")
     latent = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     served = saved_model_cli_run(gan["export"], "latent", latent, tmp_path)
     model = load_keras_file(str(tmp_path / "gan" / "checkpoints" / "last.keras"),
-                            custom_objects=points_gan.PointsGanTask.custom_objects())
+                            custom_objects=PointsGanTask.custom_objects())
     np.testing.assert_allclose(served["points"].reshape(3, 2),
                                np.asarray(model.generator(latent)), atol=1e-5)
 
-    dqn = run_in_process(chain_dqn, f"--model_dir={tmp_path / 'dqn'}", "--env_steps=20",
+    dqn = run_in_process(ChainDqnTask, f"--model_dir={tmp_path / 'dqn'}", "--env_steps=20",
                          "--steps_per_epoch=10")
     observations = np.eye(5, dtype="float32")
     served = saved_model_cli_run(dqn["export"], "observation", observations, tmp_path)
@@ -310,11 +312,16 @@ def test_each_exports_its_own_signature_that_saved_model_cli_serves(tmp_path):
     np.testing.assert_allclose(served["q_values"].reshape(5, 2), expected, atol=1e-5)
     np.testing.assert_array_equal(served["action"], expected.argmax(-1))
 
-    for model_dir, name in ((tmp_path / "gan", "points_gan"),):  # its Model subclass, too
-        out = subprocess.run([sys.executable, "-m", "apps.export", f"--model_dir={model_dir}"],
-                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert f"SavedModel: {model_dir}/export/{name}/2" in out.stdout
+    # Re-exported from its checkpoint and run.json alone, its Model subclass too. apps.export
+    # imports Tasks from suite.tasks only: an app of one's own exports through its class.
+    from suite.tasks.runs import export_run
+
+    model_dir = tmp_path / "gan"
+    assert export_run(str(model_dir), cls=PointsGanTask) == str(
+        model_dir / "export" / "points_gan" / "2")
+    out = subprocess.run([sys.executable, "-m", "apps.export", f"--model_dir={model_dir}"],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "none of suite.tasks' Tasks" in out.stderr, out.stderr
 
 
 # -- two workers stop together -------------------------------------------------------------------

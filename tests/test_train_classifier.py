@@ -15,9 +15,8 @@ import tensorflow as tf
 from conftest import REPO, parse_app_flags, run_app, run_in_process
 from suite.data import augment as aug
 from suite.data import classification as cls_data
-from suite.data.idx import DataError
-
-import apps.train_classifier as train_classifier
+from suite.errors import DataError
+from suite.tasks.classifier import ClassifierTask
 
 CLASSES = ("horizontal", "vertical")
 
@@ -68,7 +67,7 @@ def run_classifier(model_dir, data=None, strategy=None, **kw) -> dict:
             args.append(f"--{name}={','.join(value)}")
         else:
             args.append(f"--{name}={value}")
-    return run_in_process(train_classifier, *args, data_override=data, strategy_override=strategy)
+    return run_in_process(ClassifierTask, *args, data_override=data, strategy_override=strategy)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ def trained(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(REPO)  # the preset's paths are relative to the repository root
     try:
-        results = run_in_process(train_classifier,
+        results = run_in_process(ClassifierTask,
                                  "--flagfile=apps/flags/cifar_resnet20_smoke.flags",
                                  f"--model_dir={model_dir}")
     finally:
@@ -118,8 +117,8 @@ def test_app_lowers_the_loss_and_writes_every_output(trained):
 
 
 def test_apps_export_re_exports_the_run_with_its_own_name_and_class_names(trained, tmp_path):
-    from apps.export import export
     from suite.export.saved_model import read_metadata
+    from suite.tasks.runs import export_run as export
 
     model_dir, _ = trained
     version_dir = export(model_dir, export_dir=str(tmp_path))
@@ -220,7 +219,7 @@ def test_every_preset_parses_and_its_first_line_is_the_command(preset, tmp_path,
     assert first.startswith(f"# python -m apps.train_classifier --flagfile={path}"), first
     monkeypatch.chdir(REPO)
     extra = [f"--init_from={tmp_path}"] if "finetune" in preset else []  # step 1's model_dir
-    f = parse_app_flags(train_classifier, f"--flagfile={path}", *extra)
+    f = parse_app_flags(ClassifierTask, f"--flagfile={path}", *extra)
     decays = [int(e) for e in f.lr_decay_epochs]
     assert f.optimizer == "momentum" and f.momentum == 0.9
     if preset in ("cifar_resnet20_modern", "cifar_resnet20_encoder",
@@ -264,15 +263,15 @@ def test_bad_flag_values_are_refused_when_parsed(args, message):
     from absl import flags
 
     with pytest.raises(flags.IllegalFlagValueError) as error:
-        parse_app_flags(train_classifier, *args)
+        parse_app_flags(ClassifierTask, *args)
     assert message in str(error.value)
 
 
 def test_the_registered_names_are_in_the_bad_model_message():
-    from suite.runtime.flags import OptimizerConfig, ScheduleConfig
+    from suite.tasks.classifier import ClassifierConfig
 
     with pytest.raises(ValueError, match="resnet56, resnet101"):
-        train_classifier.ClassifierTask(ScheduleConfig(), OptimizerConfig(), model="resnet21")
+        ClassifierConfig(model="resnet21")
 
 
 # -- data: image folders, dispatch, subsets --------------------------------------------------
@@ -384,9 +383,9 @@ def test_tfds_names_fail_fast_offline_and_load_through_tfds(tmp_path, monkeypatc
 
     import tensorflow_datasets as tfds
 
-    import suite.data.mnist as mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     start = time.monotonic()
     with pytest.raises(DataError, match="www.cs.toronto.edu is unreachable"):
         cls_data.load_classification("cifar10", data_dir=str(tmp_path))
@@ -396,7 +395,7 @@ def test_tfds_names_fail_fast_offline_and_load_through_tfds(tmp_path, monkeypatc
                                         rf"{tmp_path}/downloads/manual"):
         cls_data.load_classification("svhn_cropped", data_dir=str(tmp_path))
     assert time.monotonic() - start < 20
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=12):  # tfds's offline random data, real features
         data = cls_data.load_classification("cifar10", data_dir=str(tmp_path))
         assert data.in_memory and data.train.images.shape == (12, 32, 32, 3)
@@ -425,9 +424,9 @@ def test_any_tfds_image_classification_set_is_read_from_its_info(tmp_path, monke
                                                                  splits, expected):
     import tensorflow_datasets as tfds
 
-    import suite.data.mnist as mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     monkeypatch.setattr(cls_data, "available_splits", lambda builder: splits)
     with tfds.testing.mock_data(num_examples=10):
         data = cls_data.load_classification(name, data_dir=str(tmp_path))
@@ -446,9 +445,9 @@ def test_a_tfds_set_of_varying_image_sizes_loads_in_memory_as_it_evaluates_strea
     the test images cropped as the streamed evaluation crops them."""
     import tensorflow_datasets as tfds
 
-    import suite.data.mnist as mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     monkeypatch.setattr(cls_data, "available_splits", lambda builder: {"train", "validation"})
     with tfds.testing.mock_data(num_examples=6):
         memory, stream = (cls_data.load_classification(
@@ -465,7 +464,7 @@ def test_a_tfds_set_that_is_not_image_classification_is_refused_with_the_reason(
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=4):
-        with pytest.raises(DataError, match="celeb_a is not an image-classification set: it has "
+        with pytest.raises(DataError, match="celeb_a` is not an image-classification set: it has "
                                             "no class-label"):
             cls_data.load_classification("celeb_a", data_dir=str(tmp_path))
         with pytest.raises(DataError, match="not a tensorflow-datasets dataset"):
@@ -476,9 +475,9 @@ def test_the_app_trains_on_a_grayscale_tfds_set_resized_up(tmp_path, monkeypatch
     """mnist through tfds (mocked): 1 channel into a ResNet, resized up with --image_size."""
     import tensorflow_datasets as tfds
 
-    import suite.data.mnist as mnist
+    from suite.data import hosts
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=32):
         results = run_classifier(tmp_path / "run", dataset="mnist", data_dir=str(tmp_path),
                                  image_size=36, epochs=1, steps_per_epoch=2, export=True)
@@ -597,14 +596,14 @@ def _layer_weights(model, name):
 
 @pytest.mark.parametrize("kind", ["keras", "savedmodel"])
 def test_matching_layers_load_and_a_head_of_another_size_is_skipped(tmp_path, kind):
-    from suite.runtime import transfer
+    from suite.models import transfer
 
     source = _tiny_resnet(3, seed=1)
     if kind == "keras":
         path = str(tmp_path / "source.keras")
         source.save(path)
     else:
-        from suite.tasks.classification_serving import export_classifier
+        from suite.export.classifier import export_classifier
 
         path = export_classifier(source, str(tmp_path), "tiny", class_names=["a", "b", "c"])
     found = transfer.read_source(path)
@@ -622,7 +621,7 @@ def test_matching_layers_load_and_a_head_of_another_size_is_skipped(tmp_path, ki
 
 
 def test_frozen_backbone_keeps_its_weights_and_statistics_while_the_head_learns():
-    from suite.runtime import transfer
+    from suite.models import transfer
 
     model = _tiny_resnet(2, seed=0)
     assert transfer.freeze_backbone(model) == ["logits"]
@@ -636,10 +635,10 @@ def test_frozen_backbone_keeps_its_weights_and_statistics_while_the_head_learns(
 
 def test_imagenet_weights_fail_fast_offline_and_only_for_models_that_have_them(
         tmp_path, monkeypatch):
-    import suite.data.mnist as mnist
-    from suite.runtime import transfer
+    from suite.data import hosts
+    from suite.models import transfer
 
-    monkeypatch.setattr(mnist, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hosts, "reachable", lambda *a, **k: False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(DataError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 "
                                         "from storage.googleapis.com, which is unreachable"):
@@ -650,8 +649,8 @@ def test_imagenet_weights_fail_fast_offline_and_only_for_models_that_have_them(
 
 def test_keras_applications_resnet50_loads_into_ours_by_name_except_the_head():
     """What --init_from=imagenet relies on, checked without downloading (weights=None)."""
+    from suite.models import transfer
     from suite.models.registry import build_model
-    from suite.runtime import transfer
 
     source = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
     model = build_model("resnet50", input_shape=(64, 64, 3), num_classes=7, rescale=False,
@@ -664,7 +663,7 @@ def test_keras_applications_resnet50_loads_into_ours_by_name_except_the_head():
 
 
 def test_caffe_preprocess_is_keras_applications_preprocess_input():
-    from suite.runtime.transfer import CaffePreprocess
+    from suite.models.transfer import CaffePreprocess
 
     images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
     expected = keras.applications.resnet50.preprocess_input(images.copy())

@@ -10,13 +10,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
-
-from suite.runtime.flags import RuntimeConfig
 
 from conftest import FIXTURE_MNIST, REPO, run_app, run_in_process
-
-import apps.train_mnist as train_mnist
+from suite.runtime.config import RuntimeConfig
+from suite.tasks.mnist import MnistTask
 
 FIXTURE_FLAGS = [f"--data_dir={FIXTURE_MNIST}", "--noverify_checksums"]
 
@@ -30,7 +27,7 @@ def flags_for(tmp_path, **kw) -> list[str]:
 
 
 def run_mnist(tmp_path, data, strategy=None, **kw) -> dict:
-    return run_in_process(train_mnist, *flags_for(tmp_path, **kw), data_override=data,
+    return run_in_process(MnistTask, *flags_for(tmp_path, **kw), data_override=data,
                           strategy_override=strategy)
 
 
@@ -68,7 +65,7 @@ def test_training_lowers_the_loss_and_writes_every_output(tmp_path, mnist_small)
     training_mode = [float(r[rows[0].index("accuracy")]) for r in rows[1:]]
     assert inference[-1] > training_mode[-1]  # the book's dropout on the logits halves it
     run = json.load(open(os.path.join(model_dir, "run.json")))
-    assert (run["app"], run["task"], run["name"]) == ("apps.train_mnist", "MnistTask", "mnist")
+    assert (run["app"], run["task"], run["name"]) == ("suite.tasks.mnist", "MnistTask", "mnist")
     assert run["export_metadata"]["class_names"] == [str(d) for d in range(10)]
 
 
@@ -136,15 +133,15 @@ def test_kill_9_then_sigterm_then_a_rerun_lose_no_epoch_and_no_step(tmp_path, ca
             f"step {killed_at[1]}") in output
     assert "SIGTERM received" in output and "run the same command again" in output
     # flags.txt replays with --flagfile: the app's flags, none of TensorFlow's or absl's
-    replay = flags.FlagValues()
-    train_mnist.define_flags(replay)
-    replay(["app", f"--flagfile={model_dir}/flags.txt"])
+    from conftest import parse_app_flags
+
+    replay = parse_app_flags(MnistTask, f"--flagfile={model_dir}/flags.txt")
     assert replay["backup_every_steps"].value == 5 and replay["steps_per_epoch"].value == 40
     epoch, step = _epoch_step(model_dir)
     assert killed_at < (epoch, step) and step < 40 and epoch < 3
 
     capsys.readouterr()
-    results = run_in_process(train_mnist, f"--model_dir={model_dir}", "--batch_size=10",
+    results = run_in_process(MnistTask, f"--model_dir={model_dir}", "--batch_size=10",
                              "--steps_per_epoch=40", "--noexport", "--epochs=3", *FIXTURE_FLAGS)
     assert results["status"] == "completed"
     out = capsys.readouterr().out
@@ -198,7 +195,7 @@ def test_a_signal_after_the_last_check_still_exits_with_its_code_and_training_sa
     def fit(callbacks):
         return fit_resumable(train_mnist_model(), train_ds, None, epochs=2, steps_per_epoch=4,
                              config=RuntimeConfig(model_dir), runtime=runtime, paths=paths,
-                             extra_callbacks=callbacks)
+                             callbacks=callbacks)
 
     outcome = fit([late])
     assert outcome.status == "interrupted" and outcome.exit_code == 143, outcome
@@ -382,9 +379,9 @@ def test_book_weights_with_zero_epochs_are_only_evaluated(tmp_path, mnist_small)
     images = x_test[:16].astype("float32")
     np.testing.assert_allclose(last.predict(images, verbose=0),
                                reference.predict(images, verbose=0), atol=1e-6)
-    from apps import export as export_app
+    from suite.tasks.runs import export_run
 
-    assert export_app.export(str(tmp_path / "run")).endswith(os.path.join("mnist", "2"))
+    assert export_run(str(tmp_path / "run")).endswith(os.path.join("mnist", "2"))
 
 
 @pytest.mark.slow
@@ -430,9 +427,11 @@ def test_every_mnist_preset_parses_and_starts_with_its_command():
                      if f.startswith("mnist"))
     assert presets == ["mnist.flags", "mnist_augment.flags", "mnist_ensemble.flags",
                        "mnist_fast.flags", "mnist_fast_float32.flags", "mnist_smoke.flags"]
-    code = ("import sys, apps.train_mnist as app; from absl import flags\n"
+    code = ("import sys; from absl import flags; from suite.runtime.flags import define_flags\n"
+            "from suite.tasks.mnist import MnistConfig\n"
             "for p in sys.argv[1:]:\n"
-            "    F = flags.FlagValues(); app.define_flags(F); F(['x', '--flagfile=' + p])\n"
+            "    F = flags.FlagValues(); define_flags(F, MnistConfig)\n"
+            "    F(['x', '--flagfile=' + p])\n"
             "    print(p, F.epochs, F.augment, F.ensemble_size, F.dropout, F.lr_schedule, F.precision,\n"
             "          F.learning_rate, F.warmup_epochs)\n")
     out = subprocess.run([sys.executable, "-c", code, *[f"apps/flags/{p}" for p in presets]],

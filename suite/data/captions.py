@@ -23,8 +23,8 @@ import os
 
 import numpy as np
 
-from suite.data.idx import DataError
 from suite.data.problems import described, problem
+from suite.errors import DataError
 from suite.text.vocabulary import clean_caption
 
 IMAGE_DIRS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
@@ -106,7 +106,7 @@ def find_captions_file(folder: str, captions_file: str | None) -> str:
         path = captions_file if os.path.isabs(captions_file) or os.path.exists(
             captions_file) else os.path.join(folder, captions_file)
         if not os.path.isfile(path):
-            raise DataError(f"--captions_file={captions_file}: no such file (looked in {folder})")
+            raise DataError(f"`captions_file={captions_file}`: no such file (looked in {folder})")
         return path
     for name in CAPTION_FILES:
         if os.path.isfile(os.path.join(folder, name)):
@@ -117,9 +117,9 @@ def find_captions_file(folder: str, captions_file: str | None) -> str:
         return os.path.join(folder, candidates[0])
     if candidates:
         raise DataError(f"{folder} holds several captions files ({', '.join(candidates)}); "
-                        "choose one with --captions_file")
+                        "choose one with `captions_file`")
     raise DataError(f"{folder} holds no captions file ({', '.join(CAPTION_FILES)} or "
-                    f"captions*.csv); name it with --captions_file. Expected {FORMATS}.")
+                    f"captions*.csv); name it with `captions_file`. Expected {FORMATS}.")
 
 
 def find_image_dir(folder: str) -> str:
@@ -156,7 +156,7 @@ def split_by_image(names: list, images: np.ndarray, captions: list, validation_i
     if len(names) < validation_images + test_images + 1:
         raise DataError(f"{source}: {len(names)} captioned images cannot give "
                         f"{validation_images} validation and {test_images} test images plus "
-                        "training ones; lower --validation_images / --test_images")
+                        "training ones; lower `validation_images` / `test_images`")
     cut_test, cut_val = len(names) - test_images, len(names) - test_images - validation_images
 
     def part(lo, hi):
@@ -169,7 +169,7 @@ def load_caption_folder(folder: str, image_size: int, captions_file: str | None 
                         validation_images: int = 100, test_images: int = 100,
                         limit: int = 0) -> CaptionData:
     if not os.path.isdir(folder):
-        raise DataError(f"--dataset={folder}: no such folder (expected a folder of images with "
+        raise DataError(f"`dataset={folder}`: no such folder (expected a folder of images with "
                         f"a captions file, or one of {', '.join(TFDS_SETS)})")
     path = find_captions_file(folder, captions_file)
     captions, empty = read_captions_file(path)
@@ -180,7 +180,7 @@ def load_caption_folder(folder: str, image_size: int, captions_file: str | None 
         names = names[:limit]
     if not names:
         raise DataError(f"{path}: none of its {len(captions)} images is in {image_dir} "
-                        f"({len(on_disk)} images there); is --dataset the right folder?")
+                        f"({len(on_disk)} images there); is `dataset` the right folder?")
     missing = set(captions) - on_disk
     problems = {"captions_without_images": {"count": sum(len(captions[n]) for n in missing),
                                             "examples": problem(missing)["examples"]},
@@ -197,13 +197,13 @@ def load_caption_tfds(name: str, image_size: int, data_dir: str | None,
     """tfds `coco_captions` (its train split, then the same fixed split by image id)."""
     import tensorflow_datasets as tfds
 
-    from suite.data.mnist import TFDS_HOST, _reachable
+    from suite.data import hosts
 
     builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared() and not _reachable(TFDS_HOST):
-        raise DataError(f"{name} is not prepared in {builder.data_dir} and {TFDS_HOST[0]} is "
-                        "unreachable (offline?); use a local folder: --dataset=<folder with "
-                        "images and a captions file>, e.g. ../shared/data/flickr8k-subset")
+    if not builder.is_prepared() and not hosts.reachable(hosts.TFDS_HOST):
+        raise DataError(f"{name} is not prepared in {builder.data_dir} and {hosts.TFDS_HOST[0]} is "
+                        "unreachable (offline?); use a local folder: `dataset=<folder with "
+                        "images and a captions file>`, e.g. ../shared/data/flickr8k-subset")
     builder.download_and_prepare()
     rows = []
     split = "train" if not limit else f"train[:{limit}]"

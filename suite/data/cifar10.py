@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck")

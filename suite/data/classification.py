@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 # What a tfds builder's info cannot say: a sensible default input size and the host its files
 # come from (None: a manual download), for the offline check. Every other image-classification
@@ -92,7 +92,7 @@ def dataset_form_error(value: str) -> str | None:
         return None
     if _TFDS_NAME.match(value) and os.sep not in value.split("/")[0]:
         return None
-    return f"--dataset={value!r} is neither a known dataset nor an existing folder or zip; use " \
+    return f"`dataset={value!r}` is neither a known dataset nor an existing folder or zip; use " \
            f"{DATASET_FORMS}"
 
 
@@ -102,7 +102,7 @@ def select(labels: np.ndarray, class_names: list[str], classes=(), per_class: in
     classes = list(classes) or list(class_names)
     unknown = [c for c in classes if c not in class_names]
     if unknown:
-        raise DataError(f"--classes names {unknown}, which the dataset does not have; its classes "
+        raise DataError(f"`classes` names {unknown}, which the dataset does not have; its classes "
                         f"are: {', '.join(class_names)}")
     rng = np.random.default_rng(seed)
     kept, new_labels = [], []
@@ -111,7 +111,7 @@ def select(labels: np.ndarray, class_names: list[str], classes=(), per_class: in
         if per_class:
             if len(idx) < per_class:
                 raise DataError(f"class {cls!r} has {len(idx)} training examples, fewer than "
-                                f"--train_examples_per_class={per_class}")
+                                f"`train_examples_per_class={per_class}`")
             idx = np.sort(rng.choice(idx, per_class, replace=False))
         kept.append(idx)
         new_labels.append(np.full(len(idx), new, np.int64))
@@ -136,7 +136,7 @@ def _load_local(path: str, image_size: int, in_memory: bool | None, crop_fractio
         data = ClassificationData.from_arrays((x_train, y_train), (x_test, y_test),
                                               list(CLASS_NAMES), os.path.basename(path))
         if image_size not in (0, 32):
-            raise DataError(f"{path} holds 32x32 CIFAR-10 images; use --image_size=32 (or 0)")
+            raise DataError(f"{path} holds 32x32 CIFAR-10 images; use `image_size=32` (or 0)")
         return data
     index = image_folder.scan_image_folder(path)
     size = image_size or image_folder.first_image_side(index.train.paths)
@@ -180,13 +180,13 @@ def describe_tfds(name: str, info, splits: set[str]) -> TfdsClassification:
     labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
     if not images or not labels:
         missing = "image feature" if not images else "class-label (ClassLabel) feature"
-        raise DataError(f"--dataset={name} is not an image-classification set: it has no "
+        raise DataError(f"`dataset={name}` is not an image-classification set: it has no "
                         f"{missing} (its features: {', '.join(features)}). Use a set with an "
                         "Image and a ClassLabel feature, or a folder/zip of images by class")
     label_key = "label" if "label" in labels else labels[0]
     image_key = "image" if "image" in images else images[0]
     if "train" not in splits:
-        raise DataError(f"--dataset={name} has no 'train' split (its splits: {sorted(splits)})")
+        raise DataError(f"`dataset={name}` has no 'train' split (its splits: {sorted(splits)})")
     if "test" in splits:
         train, test = "train", "test"
     elif "validation" in splits:
@@ -202,7 +202,7 @@ def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
     """download_and_prepare, but fails in seconds (not ~3.5 minutes of retries) offline."""
     import tensorflow_datasets as tfds
 
-    from suite.data.mnist import _reachable
+    from suite.data import hosts
 
     manual = os.path.join(builder.data_dir_root, "downloads", "manual")
     base = name.split("/")[0].split(":")[0]
@@ -210,14 +210,14 @@ def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
     needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
     if (host is None or needs_manual) and not os.path.isdir(manual):
         raise DataError(f"{name} needs a manual download: put its archives in {manual} "
-                        f"(or pass --data_dir=<tfds folder with downloads/manual/>).\n"
+                        f"(or pass `data_dir=<tfds folder with downloads/manual/>`).\n"
                         f"{(builder.MANUAL_DOWNLOAD_INSTRUCTIONS or '').strip()}")
-    if host is not None and not needs_manual and not _reachable(host):
+    if host is not None and not needs_manual and not hosts.reachable(host):
         raise DataError(f"{name} is not prepared in {builder.data_dir} and its download host "
                         f"{host[0]} is unreachable (offline?). Run once with network access, put "
                         f"its source files in {manual} (tensorflow-datasets looks there first), "
-                        f"pass --data_dir=<a tfds folder where it is prepared>, or use a local "
-                        f"copy: --dataset=<folder or zip>, i.e. {local_forms}")
+                        f"pass `data_dir=<a tfds folder where it is prepared>`, or use a local "
+                        f"copy: `dataset=<folder or zip>`, i.e. {local_forms}")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual))
 
@@ -232,7 +232,7 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001 - tfds raises DatasetNotFoundError and others
-        raise DataError(f"--dataset={name!r} is not a tensorflow-datasets dataset nor an existing "
+        raise DataError(f"`dataset={name!r}` is not a tensorflow-datasets dataset nor an existing "
                         f"folder or zip ({str(e).splitlines()[0]}); use {DATASET_FORMS}") from e
     if not builder.is_prepared():  # refuse a non-classification set before downloading it
         describe_tfds(name, builder.info, {"train", "test"})

@@ -24,10 +24,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from suite.data.idx import DataError
 from suite.data.image_files import read_image
 from suite.data.problems import described, note, problem
 from suite.data.segmentation import natural_key
+from suite.errors import DataError
 
 ANNOTATION_DIRS = ("annotations", "Annotations")
 IMAGE_DIRS = ("images", "JPEGImages")
@@ -133,11 +133,11 @@ def read_split_file(path: str) -> set:
         with open(path, newline="", encoding="utf-8") as f:
             rows = [r for r in csv.reader(f) if r and r[0].strip()]
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"--test_files={path}: cannot be read ({e})") from None
+        raise DataError(f"`test_files={path}`: cannot be read ({e})") from None
     names = {os.path.basename(r[0].strip()) for r in rows}
     names.discard("filename")  # a CSV header
     if not names:
-        raise DataError(f"--test_files={path} lists no image names")
+        raise DataError(f"`test_files={path}` lists no image names")
     return names
 
 
@@ -152,7 +152,7 @@ def load_voc_folder(root: str, class_names=None, test_files: str | None = None,
                     held_out_every: int = 5, limit: int = 0) -> DetectionData:
     """A VOC XML folder (see the module docstring), every image read into memory."""
     if not os.path.isdir(root):
-        raise DataError(f"--dataset={root}: no such folder (a PASCAL VOC folder with "
+        raise DataError(f"`dataset={root}`: no such folder (a PASCAL VOC folder with "
                         "annotations/ and images/, or a tfds name: voc, coco)")
     xml_dir = _find_dir(root, ANNOTATION_DIRS, "annotations")
     image_dir = _find_dir(root, IMAGE_DIRS, "images")
@@ -177,7 +177,7 @@ def load_voc_folder(root: str, class_names=None, test_files: str | None = None,
     for a in annotations:
         unknown = sorted(set(a.labels) - set(known))
         if unknown:
-            errors.append(f"{a.filename}: class {', '.join(unknown)} is not in --class_names "
+            errors.append(f"{a.filename}: class {', '.join(unknown)} is not in `class_names` "
                           f"({', '.join(known)})")
     if errors:
         shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
@@ -212,7 +212,7 @@ def load_voc_folder(root: str, class_names=None, test_files: str | None = None,
         held = [i for i, n in enumerate(split.names) if n in listed]
         missing = listed - set(split.names)
         if missing and not limit:
-            raise DataError(f"--test_files={test_files} names {len(missing)} image(s) without an "
+            raise DataError(f"`test_files={test_files}` names {len(missing)} image(s) without an "
                             f"annotation in {xml_dir}, e.g. {sorted(missing)[:3]}")
     else:
         held = list(range(held_out_every - 1, split.count, held_out_every))
@@ -229,18 +229,19 @@ def load_tfds_detection(name: str, data_dir: str | None = None, limit: int = 0) 
     validation), boxes turned from tfds's relative yxyx into xyxy pixels."""
     import tensorflow_datasets as tfds
 
-    from suite.data.mnist import TFDS_HOST, _reachable
+    from suite.data import hosts
 
     family = name.split("/")[0].split(":")[0]
     if family not in TFDS_SETS:
-        raise DataError(f"--dataset={name}: not a folder, and not a tensorflow-datasets "
+        raise DataError(f"`dataset={name}`: not a folder, and not a tensorflow-datasets "
                         f"detection set this app knows ({', '.join(TFDS_SETS)})")
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        if not _reachable(TFDS_HOST):
-            raise DataError(f"{name} is not prepared in {builder.data_dir} and {TFDS_HOST[0]} is "
-                            "unreachable (offline?); use a local PASCAL VOC folder: --dataset="
-                            "<folder with annotations/ and images/>, e.g. "
+        if not hosts.reachable(hosts.TFDS_HOST):
+            raise DataError(f"{name} is not prepared in {builder.data_dir} and "
+                            f"{hosts.TFDS_HOST[0]} is "
+                            "unreachable (offline?); use a local PASCAL VOC folder: "
+                            "`dataset=<folder with annotations/ and images/>`, e.g. "
                             "../shared/data/raccoon-detection")
         builder.download_and_prepare()
     class_names = list(builder.info.features["objects"]["label"].names)

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 DATASET_FORMS = ("mnist, a tensorflow-datasets image set name, the CIFAR-10 zip of "
                  "../shared/data/cifar10-subset, or a folder of .png/.jpg images")
@@ -27,7 +27,7 @@ def _from_folder(path: str, image_size: int, limit: int = 0) -> np.ndarray:
         path = os.path.join(path, "train")
     paths = image_folder.images_under(path)
     if not paths:
-        raise DataError(f"{path} holds no .png/.jpg/.jpeg images; --dataset takes {DATASET_FORMS}")
+        raise DataError(f"{path} holds no .png/.jpg/.jpeg images; `dataset` takes {DATASET_FORMS}")
     paths = paths[:limit] if limit else paths  # decode only what is kept
     return image_folder.load_images(paths, image_size or image_folder.first_image_side(paths))
 
@@ -43,11 +43,11 @@ def load_generation_images(dataset: str, image_size: int = 0, mnist_dir: str | N
         from suite.data.mnist import load_mnist
 
         if image_size not in (0, 28):
-            raise DataError(f"MNIST digits are 28x28; use --image_size=28 (or 0), not {image_size}")
+            raise DataError(f"MNIST digits are 28x28; use `image_size=28` (or 0), not {image_size}")
         try:
             (images, _), (test, _) = load_mnist(mnist_dir)
         except DataError as e:  # the MNIST app calls this folder --data_dir
-            raise DataError(str(e).replace("--data_dir", "--mnist_dir")) from e
+            raise DataError(str(e).replace("`data_dir`", "`mnist_dir`")) from e
         name = "mnist"
     elif os.path.isdir(dataset):
         images, name = _from_folder(dataset, image_size, limit), os.path.basename(
@@ -56,7 +56,7 @@ def load_generation_images(dataset: str, image_size: int = 0, mnist_dir: str | N
         from suite.data.classification import load_classification
 
         if not os.path.isfile(dataset) and os.path.sep in dataset:
-            raise DataError(f"--dataset={dataset!r} does not exist; it takes {DATASET_FORMS}")
+            raise DataError(f"`dataset={dataset!r}` does not exist; it takes {DATASET_FORMS}")
         data = load_classification(dataset, data_dir=data_dir, image_size=image_size,
                                    in_memory=True)
         images, test, name = data.train.images, data.test.images, data.name

@@ -13,11 +13,10 @@ import zlib
 
 import numpy as np
 
+from suite.errors import DataError
+
 _UINT8 = 0x08
 
-
-class DataError(ValueError):
-    """A dataset file is missing, corrupt or not what was expected; the message says how to fix it."""
 
 
 def read_idx(path: str) -> np.ndarray:

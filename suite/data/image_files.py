@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 GRAY_MODES = ("1", "L", "LA", "La")
 

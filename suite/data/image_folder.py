@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # The first bytes of the formats tf.io.decode_image reads (PNG, JPEG, BMP, GIF).

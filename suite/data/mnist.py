@@ -9,11 +9,12 @@ first and fail in seconds with instructions instead (see ../shared/FINDINGS.md).
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 
-from suite.data.idx import DataError, read_idx, sha256_of
+from suite.data import hosts
+from suite.data.idx import read_idx, sha256_of
+from suite.errors import DataError
 
 # The official files (yann.lecun.com / the TFDS mirror), byte for byte.
 FILES = {
@@ -26,12 +27,11 @@ FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte.gz",
                     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
 }
-TFDS_HOST = ("storage.googleapis.com", 443)
 HOW_TO_GET_DATA = (
     "Either run with network access (tensorflow-datasets downloads MNIST), or download the four "
     "files " + ", ".join(name for name, _ in FILES.values()) +
     " (e.g. from https://storage.googleapis.com/cvdf-datasets/mnist/) into a folder and pass "
-    "--data_dir=<that folder>."
+    "`data_dir=<that folder>`."
 )
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -53,7 +53,7 @@ def load_mnist_arrays(data_dir: str, verify_checksums: bool = True) -> Arrays:
     for deliberate subsets such as the test fixture.
     """
     if not os.path.isdir(data_dir):
-        raise DataError(f"--data_dir={data_dir} is not a folder. {HOW_TO_GET_DATA}")
+        raise DataError(f"`data_dir={data_dir}` is not a folder. {HOW_TO_GET_DATA}")
     arrays = {}
     for key, (name, sha256) in FILES.items():
         path = os.path.join(data_dir, name)
@@ -62,7 +62,8 @@ def load_mnist_arrays(data_dir: str, verify_checksums: bool = True) -> Arrays:
         if verify_checksums and sha256_of(path) != sha256:
             raise DataError(
                 f"{path} does not match the official MNIST file (sha256 differs): it is corrupt or "
-                "truncated, download it again. For a deliberate subset pass --noverify_checksums.")
+                "truncated, download it again. For a deliberate subset pass "
+                "`verify_checksums=false`.")
         arrays[key] = read_idx(path)
     _check_pair(arrays["train_images"], arrays["train_labels"], "train")
     _check_pair(arrays["test_images"], arrays["test_labels"], "test")
@@ -70,23 +71,15 @@ def load_mnist_arrays(data_dir: str, verify_checksums: bool = True) -> Arrays:
             (arrays["test_images"][..., None], arrays["test_labels"].astype(np.int64)))
 
 
-def _reachable(host_port: tuple[str, int], timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(host_port, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def load_mnist_tfds(tfds_data_dir: str | None = None) -> Arrays:
     """MNIST through tensorflow-datasets; fails within seconds when it would have to download offline."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("mnist", data_dir=tfds_data_dir)
-    if not builder.is_prepared() and not _reachable(TFDS_HOST):
+    if not builder.is_prepared() and not hosts.reachable(hosts.TFDS_HOST):
         raise DataError(
             f"MNIST is not prepared in {builder.data_dir} and the download host "
-            f"{TFDS_HOST[0]} is unreachable (offline?). {HOW_TO_GET_DATA}")
+            f"{hosts.TFDS_HOST[0]} is unreachable (offline?). {HOW_TO_GET_DATA}")
     builder.download_and_prepare()
     out = []
     for split in ("train", "test"):

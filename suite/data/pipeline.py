@@ -46,6 +46,6 @@ def _to_float(images, labels):
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     if num_examples < batch_size:
-        raise ValueError(f"--batch_size={batch_size} is larger than the {num_examples} training "
-                         "examples: lower --batch_size")
+        raise ValueError(f"`batch_size={batch_size}` is larger than the {num_examples} training "
+                         "examples: lower `batch_size`")
     return num_examples // batch_size

@@ -19,8 +19,8 @@ import re
 
 import numpy as np
 
-from suite.data.idx import DataError
 from suite.data.image_files import read_image
+from suite.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")  # lossless only: JPEG would blur classes
@@ -117,8 +117,9 @@ def to_classes(values: np.ndarray, path: str, class_values, num_classes: int) ->
         found = np.unique(values)
         unknown = [int(v) for v in found if int(v) not in lookup]
         if unknown:
-            raise DataError(f"{path}: mask value(s) {unknown[:10]} are not in --class_values="
-                            f"{','.join(str(v) for v in class_values)}; add them, or fix the mask.")
+            raise DataError(f"{path}: mask value(s) {unknown[:10]} are not in "
+                            f"`class_values={','.join(str(v) for v in class_values)}`; add them, "
+                            "or fix the mask.")
         classes = np.zeros(values.shape, np.uint8)
         for value, index in lookup.items():
             classes[values == value] = index
@@ -126,7 +127,7 @@ def to_classes(values: np.ndarray, path: str, class_values, num_classes: int) ->
     if values.min() < 0 or values.max() >= num_classes:
         raise DataError(f"{path}: mask values span {int(values.min())}..{int(values.max())} but "
                         f"there are {num_classes} classes (0..{num_classes - 1}); give "
-                        "--class_values to map pixel values to classes (e.g. 0,255).")
+                        "`class_values` to map pixel values to classes (e.g. 0,255).")
     return values.astype(np.uint8)
 
 
@@ -165,10 +166,10 @@ def load_mask_folder(root: str, class_names=None, class_values=None,
                      held_out: int = 6) -> SegmentationData:
     """Reads a folder of images and masks (see the module docstring) into memory."""
     if not os.path.isdir(root):
-        raise DataError(f"--dataset={root}: no such folder; expected {LAYOUT}.")
+        raise DataError(f"`dataset={root}`: no such folder; expected {LAYOUT}.")
     class_values = [int(v) for v in class_values or ()]
     if class_names and class_values and len(class_names) != len(class_values):
-        raise DataError(f"--class_names has {len(class_names)} names but --class_values has "
+        raise DataError(f"`class_names` has {len(class_names)} names but `class_values` has "
                         f"{len(class_values)} values; give one value per class.")
     num_classes = len(class_names or class_values or ()) or 256
     parts = [os.path.join(root, p) for p in ("train", "test")]
@@ -177,7 +178,7 @@ def load_mask_folder(root: str, class_names=None, class_values=None,
     else:
         every = _read_pairs(root, class_values, num_classes)
         if not 0 < held_out < every.count:
-            raise DataError(f"{root}: {every.count} image/mask pairs; --held_out={held_out} must "
+            raise DataError(f"{root}: {every.count} image/mask pairs; `held_out={held_out}` must "
                             f"leave at least one for training and hold out at least one.")
         cut = every.count - held_out
         train = SegmentationSplit(every.images[:cut], every.masks[:cut], every.names[:cut])
@@ -203,7 +204,7 @@ def load_tfds_segmentation(name: str, data_dir: str | None = None,
     from suite.data.classification import _prepare_tfds
 
     if name.split(":")[0] not in TFDS_SETS:
-        raise DataError(f"--dataset={name}: not a folder, and not a tensorflow-datasets "
+        raise DataError(f"`dataset={name}`: not a folder, and not a tensorflow-datasets "
                         f"segmentation set this app knows ({', '.join(TFDS_SETS)}).")
     image_key, mask_key, offset, class_names = TFDS_SETS[name.split(":")[0]]
     builder = tfds.builder(name, data_dir=data_dir)

@@ -80,8 +80,8 @@ def check_global_batch(batch_size: int, num_replicas: int) -> int:
         below = batch_size // num_replicas * num_replicas
         choices = [b for b in (below, below + num_replicas) if b >= num_replicas]
         raise ValueError(
-            f"--batch_size={batch_size} is the global batch, split evenly over all {num_replicas} "
+            f"`batch_size={batch_size}` is the global batch, split evenly over all {num_replicas} "
             f"replicas (workers x devices per worker), but {batch_size} is not a positive "
             f"multiple of {num_replicas}: use "
-            + " or ".join(f"--batch_size={b} ({b // num_replicas} per replica)" for b in choices))
+            + " or ".join(f"`batch_size={b}` ({b // num_replicas} per replica)" for b in choices))
     return batch_size // num_replicas

@@ -16,7 +16,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from suite.runtime.task import Signature
+from suite.export.signature import Signature
 
 
 def checked_image(image: tf.Tensor, shape, dtype: str) -> tf.Tensor:

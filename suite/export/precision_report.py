@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from suite.export import quantize
-from suite.tasks.classification_serving import export_classifier
+from suite.export.classifier import export_classifier
 
 COLUMNS = ("variant", "format", "size_bytes", "size_ratio", "accuracy", "accuracy_drop_points",
            "latency_b1_ms", "latency_b256_ms", "path")

@@ -6,10 +6,10 @@ written into a hidden temporary sibling and renamed into place, so a crash never
 half-written version that a server would pick up, and an existing version is never replaced
 (TF Serving may be serving it; versions should be immutable).
 
-Which signatures a model serves is its task's business (suite.runtime.task.Signature; the image
-classifiers' are in suite.tasks.classification_serving); this module only writes them, with
-`keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads in Python but
-fails in `saved_model_cli run` and TF Serving with "Could not find variable"
+Which signatures a model serves is its task's business (Task.serving_signatures, a dict of
+Signatures; the image classifiers' are in suite.export.classifier); this module only writes
+them, with `keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads
+in Python but fails in `saved_model_cli run` and TF Serving with "Could not find variable"
 (tensorflow/tensorflow#72963, see FINDINGS.md).
 """
 from __future__ import annotations
@@ -21,11 +21,10 @@ import uuid
 
 import keras
 
+from suite.errors import ExportError
+
 METADATA_FILE = os.path.join("assets.extra", "metadata.json")
 
-
-class ExportError(ValueError):
-    """The model or the export destination cannot be used as asked."""
 
 
 def next_version(model_base: str) -> int:
@@ -44,7 +43,7 @@ def read_metadata(version_dir: str) -> dict:
 
 
 def build_archive(signatures: dict) -> keras.export.ExportArchive:
-    """An ExportArchive with one endpoint per `suite.runtime.task.Signature`."""
+    """An ExportArchive with one endpoint per `suite.export.signature.Signature`."""
     if not signatures:
         raise ExportError("no serving signatures to export")
     archive = keras.export.ExportArchive()

@@ -1,11 +1,6 @@
 """Bridges to weights trained outside the suite: `book` reads the "Deep Learning from Scratch" pickles."""
-from suite.interop.book import (
-    BookParamsError,
-    UnsafePickleError,
-    book_to_keras_weights,
-    import_book_params,
-    load_book_params,
-)
+from suite.errors import BookParamsError, UnsafePickleError
+from suite.interop.book import book_to_keras_weights, import_book_params, load_book_params
 
 __all__ = [
     "BookParamsError",

@@ -26,10 +26,14 @@ import pickle
 
 import numpy as np
 
+from suite.errors import BookParamsError, UnsafePickleError
+
 try:  # NumPy 2 moved numpy.core to numpy._core; pickles name either.
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - NumPy 1.x
-    from numpy.core import multiarray as _multiarray, numeric as _numeric
+    from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 BOOK_DROPOUT_RATIO = 0.5  # ch08/deep_convnet.py: Dropout(0.5) twice
 CONV_NAMES = tuple(f"conv{i}" for i in range(1, 7))
@@ -41,12 +45,6 @@ EXPECTED_SHAPES = {
 }
 
 
-class BookParamsError(ValueError):
-    """The file or dict is not a usable book DeepConvNet parameter set."""
-
-
-class UnsafePickleError(BookParamsError):
-    """The pickle asked for a global outside the NumPy-array allowlist (it may try to run code)."""
 
 
 def _latin1_encode(text, encoding="latin1"):

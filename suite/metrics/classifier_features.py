@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 
 class FeatureClassifier:
@@ -36,16 +36,16 @@ class FeatureClassifier:
 def load_feature_classifier(source: str, image_shape) -> FeatureClassifier:
     """`source`: a classifier run's model_dir or .keras file whose input fits `image_shape`."""
     from suite.models.registry import load_keras_file
-    from suite.runtime.transfer import resolve_source
+    from suite.models.transfer import resolve_source
 
-    path = resolve_source(source, "--classifier_from")
+    path = resolve_source(source, "classifier_from")
     if not path.endswith(".keras"):
-        raise DataError(f"--classifier_from={source}: needs a .keras checkpoint (a model_dir "
+        raise DataError(f"`classifier_from={source}`: needs a .keras checkpoint (a model_dir "
                         f"with checkpoints/best.keras or last.keras), not {path}")
     model = load_keras_file(path)
     expected = tuple(model.inputs[0].shape[1:])
     if expected != tuple(image_shape):
-        raise DataError(f"--classifier_from={source} takes images of shape {expected}, but the "
+        raise DataError(f"`classifier_from={source}` takes images of shape {expected}, but the "
                         f"generated images are {tuple(image_shape)}: use a classifier trained "
                         "on these images")
     return FeatureClassifier(model, path)

@@ -62,7 +62,7 @@ def check_image_shape(shape) -> tuple[int, int, int]:
     if height != width or upsampling_stages(height) < 1 or channels not in (1, 3):
         raise ValueError(f"DCGAN images must be square, 1 or 3 channels, with a side that halves "
                          f"at least once to a map of 4 or more (28, 32, 64, ...); got "
-                         f"{height}x{width}x{channels}: pick another --image_size")
+                         f"{height}x{width}x{channels}: pick another `image_size`")
     return height, width, channels
 
 

@@ -133,7 +133,7 @@ def build_faster_rcnn(num_classes: int, image_size: int, depth: int = 50,
     (uncompiled; compile with `compile_faster_rcnn`). `sync_batch_norm`: the backbone's batch
     statistics over all replicas, for a backbone whose batch norm trains on several."""
     if image_size % 32:
-        raise ValueError(f"--image_size={image_size}: must be a multiple of 32 (the backbone's "
+        raise ValueError(f"`image_size={image_size}`: must be a multiple of 32 (the backbone's "
                          "coarsest stride), e.g. 256, 384 or 512")
     backbone = ResNetPyramid(depth, width_multiplier, (image_size, image_size, 3),
                              sync_batch_norm)

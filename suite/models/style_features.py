@@ -18,7 +18,7 @@ import dataclasses
 
 import keras
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 from suite.models.style_transfer import CONTENT_LAYER, STYLE_LAYERS
 from suite.models.vgg import CONVS_PER_BLOCK, vgg_features
 
@@ -38,11 +38,11 @@ class FeatureSource:
 
 def _from_suite_classifier(source: str) -> FeatureSource:
     from suite.models.registry import load_keras_file
-    from suite.runtime.transfer import resolve_source
+    from suite.models.transfer import resolve_source
 
-    path = resolve_source(source, "--features_from")
+    path = resolve_source(source, "features_from")
     if not path.endswith(".keras"):
-        raise DataError(f"--features_from={source}: needs a .keras checkpoint of a VGG "
+        raise DataError(f"`features_from={source}`: needs a .keras checkpoint of a VGG "
                         f"classifier (a model_dir with checkpoints/best.keras), not {path}")
     model = load_keras_file(path)
     names = {layer.name for layer in model.layers}
@@ -50,9 +50,9 @@ def _from_suite_classifier(source: str) -> FeatureSource:
                 not n.endswith(("_bn", "_relu")))
     depth = next((d for d, blocks in CONVS_PER_BLOCK.items() if sum(blocks) == convs), None)
     if "block1_conv1" not in names or depth is None:
-        raise DataError(f"--features_from={source}: {path} is not a suite VGG classifier "
+        raise DataError(f"`features_from={source}`: {path} is not a suite VGG classifier "
                         "(no block1_conv1 ... block5_conv layers); train one with "
-                        "apps.train_classifier --model=vgg16")
+                        "apps.train_classifier `model=vgg16`")
     width = model.get_layer("block1_conv1").filters / 64
     return FeatureSource(
         f"VGG-{depth} (width {width:g}) from {path}", depth, width,
@@ -63,7 +63,7 @@ def _from_suite_classifier(source: str) -> FeatureSource:
 
 def feature_source(features_from: str, network: str) -> FeatureSource:
     if features_from == "imagenet":
-        from suite.runtime.transfer import imagenet_weights
+        from suite.models.transfer import imagenet_weights
 
         weights = imagenet_weights(network, include_top=False)
         return FeatureSource(f"{network.upper()} ImageNet weights (keras.applications)",
@@ -84,7 +84,7 @@ def feature_layer_names(batch_norm: bool, content_layer=CONTENT_LAYER,
 def build_feature_extractor(source: FeatureSource, pooling: str = "avg",
                             content_layer: str = CONTENT_LAYER,
                             style_layers=STYLE_LAYERS) -> keras.Model:
-    from suite.runtime.transfer import CaffePreprocess, load_matching_weights
+    from suite.models.transfer import CaffePreprocess, load_matching_weights
 
     pixels = keras.Input((None, None, 3), name="pixels")
     x = {"caffe": lambda t: CaffePreprocess(name="caffe")(t),

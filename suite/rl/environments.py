@@ -15,6 +15,7 @@ starts new episodes (its buffer, networks, epsilon and step counts are restored)
 from __future__ import annotations
 
 import difflib
+import os
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def check_env_id(env_id: str) -> None:
         try:
             import ale_py
         except ImportError:
-            raise ValueError(f"--env={env_id} is an Atari game, which needs ale-py (its wheel "
+            raise ValueError(f"`env={env_id}` is an Atari game, which needs ale-py (its wheel "
                              "ships the ROMs): pip install ale-py==0.12.1") from None
         gym.register_envs(ale_py)
     if env_id in gym.registry:
@@ -43,7 +44,7 @@ def check_env_id(env_id: str) -> None:
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     games = sorted(k for k in known if k.startswith("ALE/") and k.endswith("-v5"))
     raise ValueError(
-        f"--env={env_id!r} is not a registered environment.{hint} Classic control: "
+        f"`env={env_id!r}` is not a registered environment.{hint} Classic control: "
         f"{', '.join(CLASSIC)}; Atari (ale-py): "
         + (", ".join(games[:8]) + f", ... ({len(games)} games)" if games
            else "ALE/Pong-v5, ALE/Breakout-v5, ... (pip install ale-py)"))
@@ -51,6 +52,7 @@ def check_env_id(env_id: str) -> None:
 
 def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float | None = None):
     """One environment, with the paper's Atari preprocessing for ALE ids."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rendering without a display
     import gymnasium as gym
 
     check_env_id(env_id)
@@ -58,7 +60,7 @@ def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float 
         try:
             return gym.make(env_id, render_mode=render_mode)
         except gym.error.DependencyNotInstalled as e:  # LunarLander's Box2D: exit 2, not 1
-            raise ValueError(f"--env={env_id} needs a package that is not installed: {e}") from e
+            raise ValueError(f"`env={env_id}` needs a package that is not installed: {e}") from e
     options = {} if sticky_actions is None else {"repeat_action_probability": sticky_actions}
     env = gym.make(env_id, frameskip=1, render_mode=render_mode, **options)
     env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True,

@@ -140,8 +140,8 @@ class ReplayBuffer:
             saved = np.asarray(state[f"replay_{name}"])
             if saved.shape != getattr(self, name).shape:
                 raise ValueError(f"the saved replay buffer's {name} has shape {saved.shape}, this "
-                                 f"run's {getattr(self, name).shape}: another --buffer_size, "
-                                 "--num_envs or environment")
+                                 f"run's {getattr(self, name).shape}: another `buffer_size`, "
+                                 "`num_envs` or environment")
             getattr(self, name)[...] = saved
 
     @property

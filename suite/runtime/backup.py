@@ -28,26 +28,12 @@ from typing import Callable
 import keras
 import numpy as np
 
+from suite.errors import DamagedStateError, StateMismatchError
+from suite.runtime.run_file import atomic_write_json
+
 STATE_FILE = "state.json"
 LEGACY_WEIGHTS = "latest.weights.h5"
 _CKPT = re.compile(r"^ckpt-(\d+)$")
-
-
-class DamagedStateError(RuntimeError):
-    """The backup on disk cannot be read: the message names the file and the ways forward."""
-
-
-class StateMismatchError(RuntimeError):
-    """The backup is readable but was written for other models (another configuration)."""
-
-
-def atomic_write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def optimizers_of(model: keras.Model) -> list[keras.optimizers.Optimizer]:
@@ -164,7 +150,7 @@ class ResumeState:
             raise StateMismatchError(
                 f"the backup {path} does not fit this model ({e}); it was written by a "
                 f"different configuration (another model, size or optimizer). Use another "
-                f"--model_dir, or go back to the flags that run used.") from e
+                f"`model_dir`, or go back to the flags that run used.") from e
 
     def _read_npz(self, path: str, names=None) -> dict[str, np.ndarray]:
         """Every array of an .npz file (at least `names`); a missing, truncated or corrupt

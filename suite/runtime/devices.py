@@ -113,9 +113,9 @@ def make_strategy(name: str, peer_timeout_s: int = 0) -> tf.distribute.Strategy:
     tasks, source = cluster_tasks()
     if tasks > 1 and name in ("one_device", "mirrored"):
         raise ValueError(
-            f"--strategy={name} trains on one machine, but this process is one task of a cluster "
+            f"`strategy={name}` trains on one machine, but this process is one task of a cluster "
             f"({source}): each task would train its own copy and overwrite the others' files. "
-            "Use --strategy=multi_worker (or auto), or start one process without a launcher.")
+            "Use `strategy=multi_worker` (or auto), or start one process without a launcher.")
     if name == "auto" and tasks > 1:
         name = "multi_worker"
     gpus = tf.config.list_physical_devices("GPU")
@@ -133,7 +133,8 @@ def make_strategy(name: str, peer_timeout_s: int = 0) -> tf.distribute.Strategy:
         if peer_timeout_s:
             configure_heartbeat_timeout(resolver, peer_timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    raise ValueError(f"unknown --strategy={name!r}; valid: auto, one_device, mirrored, multi_worker")
+    raise ValueError(f"unknown `strategy={name!r}`; valid: auto, one_device, mirrored, "
+                     "multi_worker")
 
 
 def configure_heartbeat_timeout(resolver, seconds: int) -> None:
@@ -141,9 +142,9 @@ def configure_heartbeat_timeout(resolver, seconds: int) -> None:
     service led by the first task, over the chief and worker jobs), with a heartbeat timeout of
     `seconds` instead of TensorFlow's 10 s. The strategy configures the service itself only when
     nothing has, so this must run first, before TensorFlow's context is initialised."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import multi_worker_util
     from tensorflow.python.eager import context
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
     cluster = multi_worker_util.normalize_cluster_spec(resolver.cluster_spec())
     jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
@@ -160,8 +161,9 @@ def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if os.environ.get("SLURM_JOB_ID"):
         return slurm_cluster_resolver()
-    raise ValueError("--strategy=multi_worker needs a cluster: set TF_CONFIG (python -m launch.local "
-                     "does it for local workers) or run inside a Slurm job (launch/slurm.sbatch)")
+    raise ValueError("`strategy=multi_worker` needs a cluster: set TF_CONFIG (python -m "
+                     "launch.local does it for local workers) or run inside a Slurm job "
+                     "(launch/slurm.sbatch)")
 
 
 def slurm_cluster_resolver(port_base: int | None = None):

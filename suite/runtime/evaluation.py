@@ -1,8 +1,5 @@
-"""Evaluation helpers the runner and the tasks share: probabilities, accuracy, results.json."""
+"""Evaluation helpers the tasks share: inference-mode probabilities and accuracy."""
 from __future__ import annotations
-
-import json
-import os
 
 import keras
 import numpy as np
@@ -30,47 +27,3 @@ def predict_dataset(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
-
-
-def write_results(path: str, results: dict) -> None:
-    from suite.runtime.backup import atomic_write_json
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    atomic_write_json(path, results)
-
-
-def read_results(path: str) -> dict:
-    """results.json of an earlier run, or {}; a damaged one is named before anything is
-    trained over it."""
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is damaged ({e}); move it aside (a rerun writes it anew)") \
-            from None
-    if not isinstance(results, dict):
-        raise ValueError(f"{path} is damaged (not a JSON object); move it aside (a rerun "
-                         "writes it anew)")
-    return results
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """sha256 of every weight's bytes, in order: what an export holds, without loading it."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return digest.hexdigest()
-
-
-def export_is_current(results: dict, weights: str, export_base: str) -> bool:
-    """True when results.json names an export under `export_base` (--export_dir/<name>) that
-    still exists and holds these weights: a rerun of a finished training then adds no
-    identical version, while one whose earlier end was cut short before the export, that
-    imported other weights or serves another model does export."""
-    export = results.get("export")
-    return (bool(export) and os.path.isdir(export) and results.get("export_weights") == weights
-            and os.path.dirname(os.path.abspath(export)) == os.path.abspath(export_base))

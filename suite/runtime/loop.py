@@ -18,7 +18,7 @@ a signal, saves that exact step and ends with exit code 143/130; the rerun conti
 signal after the last step also ends with its code (training saved, nothing left to resume).
 The backup holds the loop's absolute step, its epoch length and a cut epoch's running sums: a
 rerun whose epoch length differs is refused (its epochs, history rows and checkpoints would
-shift), naming the task's `epoch_flag`.
+shift), naming the task's `epoch_option`.
 A non-finite value of a watched loss ends the loop without saving that epoch.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from suite.runtime.callbacks import EpochGate
 from suite.runtime.records import EpochCheckpoints, HistoryLog, finite
 from suite.runtime.stopping import stop_requests_for
-from suite.runtime.training import TrainOutcome, outcome_of, resume
+from suite.runtime.training import ExtraState, TrainOutcome, outcome_of, resume
 
 
 class TrainingLoop:
@@ -76,7 +76,7 @@ class TrainingLoop:
         paths = run.paths
         self._saved = {}
         resumption = resume(run.config, run.runtime, paths, run.models, self.optimizers,
-                            self._extra_state, self._load_extra_state)
+                            ExtraState(self._extra_state, self._load_extra_state))
         saved = self._saved  # absent from backups written before the loop saved its own
         self.step = saved.get("step", resumption.epoch * self.steps_per_epoch + resumption.step)
         if self.step >= self.total_steps:
@@ -88,12 +88,13 @@ class TrainingLoop:
             return
         earlier = saved.get("steps_per_epoch", self.steps_per_epoch)
         if earlier != self.steps_per_epoch:
-            flag = task.epoch_flag
+            option = task.epoch_option
             raise ValueError(
                 f"{paths.backup_source} was saved by a run with epochs of {earlier} steps; this "
-                f"command's are {self.steps_per_epoch} steps ({flag} changed). Resuming would "
-                f"shift its epochs, history rows and checkpoints: rerun with the {flag} value "
-                "it was started with (its flags.txt), or use a new --model_dir.")
+                f"command's are {self.steps_per_epoch} steps (`{option}` changed). Resuming "
+                f"would shift its epochs, history rows and checkpoints: rerun with the "
+                f"`{option}` value it was started with (its flags.txt), or use a new "
+                "`model_dir`.")
         self._sums, self._counts = dict(saved.get("sums", {})), dict(saved.get("counts", {}))
         history = HistoryLog(paths.history_csv)
         checkpoints = EpochCheckpoints(paths.checkpoints, *task.best_checkpoint)
@@ -145,7 +146,9 @@ class TrainingLoop:
 
     def _end_epoch(self, history, checkpoints, scalars, writer) -> None:
         finished = (self.step - 1) // self.steps_per_epoch  # the epoch that just ended
-        logs = {name: self._sums[name] / self._counts[name] for name in self._sums}
+        # Sorted, as history.csv's columns: the line reads the same every epoch, whichever
+        # number an epoch logged first.
+        logs = {name: self._sums[name] / self._counts[name] for name in sorted(self._sums)}
         self._sums, self._counts = {}, {}
         logs.update(self.run.task.epoch_metrics(self.run, finished) or {})
         logs["steps"] = self.step

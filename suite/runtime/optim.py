@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from suite.runtime.flags import OptimizerConfig
+from suite.runtime.config import OptimizerConfig
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -49,8 +49,8 @@ def learning_rate_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs
         # at k, and PiecewiseConstantDecay keeps a value up to its boundary inclusive: the
         # boundary is the last step before the epoch, so the epoch's first update decays too.
         if any(e <= config.warmup_epochs for e in config.lr_decay_epochs):
-            raise ValueError(f"--lr_decay_epochs={','.join(map(str, config.lr_decay_epochs))} "
-                             f"must all come after --warmup_epochs={config.warmup_epochs}")
+            raise ValueError(f"`lr_decay_epochs={','.join(map(str, config.lr_decay_epochs))}` "
+                             f"must all come after `warmup_epochs={config.warmup_epochs}`")
         boundaries = [(e - config.warmup_epochs) * spe - 1 for e in config.lr_decay_epochs]
         values = [lr * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
@@ -59,7 +59,7 @@ def learning_rate_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs
     elif config.lr_schedule == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_epochs * spe)
     else:
-        raise ValueError(f"unknown --lr_schedule={config.lr_schedule!r}")
+        raise ValueError(f"unknown `lr_schedule={config.lr_schedule!r}`")
     if config.warmup_epochs:
         schedule = LinearWarmup(schedule, config.warmup_epochs * spe)
     return schedule
@@ -83,4 +83,4 @@ def make_optimizer(config: OptimizerConfig, steps_per_epoch: int,
         return keras.optimizers.SGD(lr, momentum=config.momentum, **common)
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(lr, momentum=config.momentum, **common)
-    raise ValueError(f"unknown --optimizer={config.optimizer!r}")
+    raise ValueError(f"unknown `optimizer={config.optimizer!r}`")

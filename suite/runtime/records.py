@@ -19,7 +19,7 @@ import os
 
 import keras
 
-from suite.runtime.backup import atomic_write_json
+from suite.runtime.run_file import atomic_write_json
 
 
 def finite(logs: dict | None, keys=("loss",)) -> bool:

@@ -21,6 +21,8 @@ import socket
 import sys
 import time
 
+from suite.errors import RunLockedError
+
 LOCK_FILE = ".run.lock"
 
 
@@ -32,9 +34,6 @@ def command_line() -> str:
     head = f"python -m {spec.name}" if spec is not None else shlex.quote(sys.argv[0])
     return " ".join([head, *map(shlex.quote, sys.argv[1:])])
 
-
-class RunLockedError(RuntimeError):
-    """Another live process holds the folder's lock."""
 
 
 class RunLock:
@@ -59,9 +58,9 @@ class RunLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise RunLockedError(
-                f"{folder} is in use by another run ({holder}). Two runs in one --model_dir "
+                f"{folder} is in use by another run ({holder}). Two runs in one `model_dir` "
                 "would overwrite each other's checkpoints and history: wait for it to finish, "
-                "stop it, or use another --model_dir.") from None
+                "stop it, or use another `model_dir`.") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(self.describe_self()) + "\n").encode(), 0)
         self._fd = fd

@@ -143,5 +143,5 @@ def agree_on_start(runtime, epoch: int, step: int, source: str) -> None:
         raise RuntimeError(
             f"the workers found different training backups to resume from (this worker: epoch "
             f"{epoch}, step {step} in {source}; the mean over workers: epoch {e / n:g}, step "
-            f"{s / n:g}). Every worker reads the chief's backup there, so --model_dir must be on "
+            f"{s / n:g}). Every worker reads the chief's backup there, so `model_dir` must be on "
             "storage all workers share (NFS, a ReadWriteMany volume).")

@@ -17,11 +17,12 @@ from typing import Callable
 
 import keras
 
-from suite.runtime.backup import DamagedStateError, ResumeState
+from suite.errors import DamagedStateError
+from suite.runtime.backup import ResumeState
 from suite.runtime.callbacks import (EpochGate, EpochRecords, EpochTensorBoard, EpochValidation,
                                      NonFiniteGuard, ResumableTraining, TrainingSetEvaluation)
+from suite.runtime.config import RuntimeConfig
 from suite.runtime.devices import Runtime
-from suite.runtime.flags import RuntimeConfig
 from suite.runtime.records import EpochCheckpoints, HistoryLog
 from suite.runtime.stopping import EXIT_CODES, agree_on_start, stop_requests_for
 
@@ -30,9 +31,12 @@ EXIT_INTERRUPTED = EXIT_CODES
 
 @dataclasses.dataclass
 class RunPaths:
-    """Where one training run writes; `scratch` is set for non-chief workers and removed at the
-    end. `backup_source` is the chief's backup, which every worker restores."""
-    model_dir: str
+    """Where one training run reads and writes. `run_dir` is the run's folder (--model_dir, the
+    same on every worker); `write_dir` is where this worker writes its checkpoints, logs and
+    history: the run's folder on the chief, a temporary `scratch` folder elsewhere (removed at
+    the end). `backup_source` is the chief's backup, which every worker restores."""
+    run_dir: str
+    write_dir: str
     checkpoints: str
     backup: str
     backup_source: str
@@ -41,21 +45,56 @@ class RunPaths:
     scratch: str | None = None
 
     @classmethod
-    def for_role(cls, model_dir: str, runtime: Runtime) -> "RunPaths":
-        chief_backup = os.path.join(model_dir, "backup")
+    def for_role(cls, run_dir: str, runtime: Runtime) -> "RunPaths":
+        chief_backup = os.path.join(run_dir, "backup")
         if runtime.role.is_chief:
-            root, scratch, backup = model_dir, None, chief_backup
+            root, scratch, backup = run_dir, None, chief_backup
         else:
             root = scratch = tempfile.mkdtemp(prefix=f"suite-{runtime.role.name}-")
             backup = os.path.join(chief_backup, runtime.role.name)
         os.makedirs(root, exist_ok=True)
-        return cls(model_dir=root, checkpoints=os.path.join(root, "checkpoints"), backup=backup,
-                   backup_source=chief_backup, logs=os.path.join(root, "logs"),
+        return cls(run_dir=run_dir, write_dir=root, checkpoints=os.path.join(root, "checkpoints"),
+                   backup=backup, backup_source=chief_backup, logs=os.path.join(root, "logs"),
                    history_csv=os.path.join(root, "history.csv"), scratch=scratch)
+
+    @property
+    def run_checkpoints(self) -> str:
+        """The chief's checkpoints folder, which every worker reads."""
+        return os.path.join(self.run_dir, "checkpoints")
 
     def cleanup(self) -> None:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class ExtraState:
+    """A task's resume state besides models and optimizers (Task.extra_state and
+    load_extra_state): saved with every backup, given back after a restore."""
+    get: Callable[[], dict]
+    set: Callable[[dict], None]
+
+    @classmethod
+    def of(cls, task) -> "ExtraState | None":
+        return cls(task.extra_state, task.load_extra_state) if task.has_extra_state() else None
+
+
+@dataclasses.dataclass
+class FitPolicy:
+    """What a resumable fit keeps and watches besides its model: the metric best.keras follows
+    (`monitor`, `mode`), the logs the non-finite guard checks, the fixed training examples the
+    curves' inference-mode numbers come from, and the task's extra resume state."""
+    monitor: str | None = "val_accuracy"
+    mode: str = "max"
+    watched_losses: tuple[str, ...] = ("loss",)
+    training_subset: object = None  # a dataset of fixed training examples, or None
+    extra: ExtraState | None = None
+
+    @classmethod
+    def of(cls, task) -> "FitPolicy":
+        metric, mode = task.best_checkpoint
+        return cls(metric, mode, tuple(task.watched_losses), task.training_subset,
+                   ExtraState.of(task))
 
 
 @dataclasses.dataclass
@@ -90,31 +129,29 @@ class Resumption:
 
 def resume(config: RuntimeConfig, runtime: Runtime, paths: RunPaths,
            models: dict[str, keras.Model], optimizers: dict | None = None,
-           get_extra: Callable[[], dict] | None = None,
-           set_extra: Callable[[dict], None] | None = None) -> Resumption:
+           extra: ExtraState | None = None) -> Resumption:
     """Restores the chief's backup into the built models (or, with --resume_from=checkpoint
     and a damaged or missing backup, checkpoints/last.keras), checks that all workers start
     from the same step, and returns where training goes on."""
-    checkpoints = EpochCheckpoints(os.path.join(os.path.dirname(paths.backup_source),
-                                                "checkpoints"))
-    from_checkpoint_ok = (len(models) == 1 and not optimizers and get_extra is None
+    checkpoints = EpochCheckpoints(paths.run_checkpoints)
+    from_checkpoint_ok = (len(models) == 1 and not optimizers and extra is None
                           and os.path.isfile(checkpoints.last_path)
                           and checkpoints.last_epoch() is not None)
 
     def ways_forward(what: str) -> str:
-        model_dir = os.path.dirname(paths.backup_source)
-        lines = [f"{what}.", f"Nothing under {model_dir} was changed. To go on, either"]
+        lines = [f"{what}.", f"Nothing under {paths.run_dir} was changed. To go on, either"]
         if from_checkpoint_ok:
             lines.append(f"  - resume from {checkpoints.last_path} (after epoch "
                          f"{checkpoints.last_epoch()}): run the same command with "
-                         f"--resume_from=checkpoint (the damaged backup is moved aside, not "
+                         f"`resume_from=checkpoint` (the damaged backup is moved aside, not "
                          "deleted), or")
-        elif len(models) > 1 or optimizers or get_extra is not None:
+        elif len(models) > 1 or optimizers or extra is not None:
             lines.append("  - (this task's resume state holds more than the checkpointed model, "
                          "so checkpoints/last.keras cannot replace it)")
-        lines.append("  - start over in another folder: --model_dir=<new folder>.")
+        lines.append("  - start over in another folder: `model_dir=<new folder>`.")
         return "\n".join(lines)
 
+    get_extra, set_extra = (extra.get, extra.set) if extra else (None, None)
     reader = ResumeState(paths.backup_source, models, optimizers, get_extra, set_extra,
                          ways_forward)
     writer = reader if paths.backup == paths.backup_source else ResumeState(
@@ -161,7 +198,7 @@ def outcome_of(gate: EpochGate, stop, writer: ResumeState, paths: RunPaths,
             "diverged", state["epoch"],
             f"training diverged: non-finite loss at epoch {e + 1}, step {b + 1}. The last good "
             f"state (epoch {state['epoch']}) is kept in {paths.checkpoints} and {paths.backup}; "
-            "lower the learning rate or use --precision=float32 and run again.", exit_code=1)
+            "lower the learning rate or use `precision=float32` and run again.", exit_code=1)
     if stop.stopped_by is not None:
         return TrainOutcome(
             "interrupted", state["epoch"],
@@ -171,45 +208,29 @@ def outcome_of(gate: EpochGate, stop, writer: ResumeState, paths: RunPaths,
     return TrainOutcome("completed", epochs_done)
 
 
-def fit_resumable(
-    model: keras.Model,
-    train_ds,
-    val_ds,
-    *,
-    epochs: int,
-    steps_per_epoch: int,
-    config: RuntimeConfig,
-    runtime: Runtime,
-    paths: RunPaths,
-    monitor: str | None = "val_accuracy",
-    mode: str = "max",
-    watched_losses=("loss",),
-    extra_callbacks: list[keras.callbacks.Callback] = (),
-    get_extra: Callable[[], dict] | None = None,
-    set_extra: Callable[[dict], None] | None = None,
-    training_subset=None,
-) -> TrainOutcome:
+def fit_resumable(model: keras.Model, train_ds, val_ds, *, epochs: int, steps_per_epoch: int,
+                  config: RuntimeConfig, runtime: Runtime, paths: RunPaths,
+                  policy: FitPolicy | None = None,
+                  callbacks: list[keras.callbacks.Callback] = ()) -> TrainOutcome:
     """Trains `model` (built and compiled in the strategy scope) up to `epochs`.
 
     Run the same command twice and the second resumes: from the end of the last finished
     epoch after a kill -9, from the exact step after SIGTERM/SIGINT, or not at all when done.
-    `monitor`/`mode` choose best.keras; `watched_losses` are the logs the non-finite guard
-    checks; `training_subset` (a dataset of fixed training examples) adds the inference-mode
-    `inference_*` numbers to each epoch. The outcome's message, if any, is printed.
+    `policy` says which checkpoint is best, which losses must stay finite, the training subset
+    and extra state (FitPolicy); `callbacks` run after the runner's own. The outcome's message,
+    if any, is printed.
     """
-    outcome = _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths,
-                   monitor, mode, watched_losses, extra_callbacks, get_extra, set_extra,
-                   training_subset)
+    outcome = _fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                   config=config, runtime=runtime, paths=paths, policy=policy or FitPolicy(),
+                   extra_callbacks=callbacks)
     if outcome.message:
         print(outcome.message, flush=True)
     return outcome
 
 
-def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, paths, monitor,
-         mode, watched_losses, extra_callbacks, get_extra, set_extra,
-         training_subset) -> TrainOutcome:
-    resumption = resume(config, runtime, paths, {"model": model}, get_extra=get_extra,
-                        set_extra=set_extra)
+def _fit(model, train_ds, val_ds, *, epochs, steps_per_epoch, config, runtime, paths,
+         policy: FitPolicy, extra_callbacks) -> TrainOutcome:
+    resumption = resume(config, runtime, paths, {"model": model}, extra=policy.extra)
     epoch, step = resumption.epoch, resumption.step
     if step >= steps_per_epoch:  # stopped on an epoch's last step: that epoch is complete
         epoch, step = epoch + 1, 0
@@ -219,13 +240,14 @@ def _fit(model, train_ds, val_ds, epochs, steps_per_epoch, config, runtime, path
         return TrainOutcome("completed", epoch, why, trained_now=False)
     gate = EpochGate()
     stop = stop_requests_for(runtime)
+    monitor, mode = policy.monitor, policy.mode
     if val_ds is None and monitor and monitor.startswith("val_"):
         monitor, mode = "loss", "min"
     backup = ResumableTraining(gate, resumption.writer, stop, config.backup_every_steps)
     callbacks = [
-        NonFiniteGuard(gate, watched_losses),  # first: flag a non-finite step before any save
-        *([TrainingSetEvaluation(gate, training_subset)] if training_subset is not None
-          else []),
+        NonFiniteGuard(gate, policy.watched_losses),  # first: flag a non-finite step before saving
+        *([TrainingSetEvaluation(gate, policy.training_subset)]
+          if policy.training_subset is not None else []),
         *([EpochValidation(gate, val_ds)] if val_ds is not None else []),
         EpochRecords(gate, HistoryLog(paths.history_csv),
                      EpochCheckpoints(paths.checkpoints, monitor, mode)),

@@ -15,42 +15,83 @@ greedy (serving_default) or by beam search with its width as an input (beam_sear
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import numpy as np
 
-from suite.runtime.task import Signature, Task
+from suite.config import Config, group, option, rule
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.tasks.base import Signature, Task
+
+
+def _classifier_run(value: str) -> None:
+    if value != "imagenet" and not os.path.exists(value):
+        raise ValueError("must be 'imagenet' or an existing model_dir / .keras file")
 
 
 @dataclasses.dataclass
-class CaptionerConfig:
-    dataset: str = ""
-    captions_file: str | None = None
-    data_dir: str | None = None
-    validation_images: int = 100
-    test_images: int = 100
-    limit: int = 0
-    encoder: str = "googlenet"
-    encoder_from: str | None = None
-    image_size: int = 0  # 0: the encoder checkpoint's, else 224
-    freeze_encoder: bool = False
-    precompute_features: bool = False
-    embedding_dim: int = 512
-    lstm_units: int = 512
-    lstm_layers: int = 1
-    dropout: float = 0.5
-    min_word_count: int = 5
-    max_length: int = 20
-    beam_size: int = 3
-    length_penalty: float = 0.0
-    gallery_images: int = 8
+class CaptionerConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/captioner")
+    schedule: ScheduleConfig = group(ScheduleConfig, epochs=20, batch_size=64)
+    optimizer: OptimizerConfig = group(OptimizerConfig, optimizer="adam", learning_rate=1e-3,
+                                       clipnorm=5.0)
+    dataset: str | None = option(
+        None, "A folder of images (in images/, or the folder itself) with a captions file (CSV "
+        "'image,caption' or Flickr8k.token.txt), e.g. ../shared/data/flickr8k-subset; or "
+        "coco_captions (tensorflow-datasets, online).", required=True)
+    captions_file: str | None = option(None, "The captions file, when the folder holds several "
+                                       "(a path, or a name inside --dataset).")
+    data_dir: str | None = option(None, "tensorflow-datasets' data folder for coco_captions.")
+    validation_images: int = option(
+        100, "Images held out for validation (the ones before the test images in file-name "
+        "order; at least 1: they pick the best checkpoint).", bounds=">= 1")
+    test_images: int = option(100, "Images held out for the test (the last in file-name order; "
+                              "at least 1: they give the BLEU scores).", bounds=">= 1")
+    limit: int = option(0, "Keep only the first N captioned images (quick runs); 0: all.",
+                        bounds=">= 0")
+    encoder: str = option("googlenet", "The CNN (a suite model name: googlenet as the paper, "
+                          "resnet50, resnet20, ...) when --encoder_from does not give one.")
+    encoder_from: str | None = option(
+        None, "Start the encoder from a classification run (its model_dir or .keras file; the "
+        "network is read from it) or 'imagenet' (keras.applications weights for "
+        "resnet50/101/152, vgg16/19; offline they must be in ~/.keras/models). Unset: random "
+        "initialisation.", check=_classifier_run)
+    image_size: int = option(0, "Side the images are resized to; 0: the encoder checkpoint's "
+                             "input size, else 224.", bounds=">= 0")
+    freeze_encoder: bool = option(False, "Train the decoder only (the encoder's batch norm in "
+                                  "inference mode).")
+    precompute_features: bool = option(False, "With a frozen encoder: compute each image's "
+                                       "features once and train the decoder on them (much "
+                                       "faster).")
+    embedding_dim: int = option(512, "Size of the word and image embeddings (the paper: 512).",
+                                bounds=">= 1")
+    lstm_units: int = option(512, "LSTM size (the paper: 512).", bounds=">= 1")
+    lstm_layers: int = option(1, "Stacked LSTM layers (the paper: 1).", bounds=">= 1")
+    dropout: float = option(0.5, "Dropout before and after every LSTM layer.", bounds="[0, 1)")
+    min_word_count: int = option(5, "Words seen fewer times in the training captions become "
+                                 "[UNK].", bounds=">= 1")
+    max_length: int = option(20, "Longest caption in words: training captions are cut there, "
+                             "decoding stops there.", bounds=">= 1")
+    beam_size: int = option(3, "Beam width of evaluation's beam search (the paper: 20; the "
+                            "export takes it per request).", bounds=">= 1")
+    length_penalty: float = option(0.0, "Beam search ranks captions by log-probability / length "
+                                   "** this: 0 the plain probability (the paper), 1 per word.",
+                                   bounds=">= 0")
+    gallery_images: int = option(8, "Test images in gallery.png.", bounds=">= 0")
+
+    @rule("precompute_features", "freeze_encoder", "encoder_from")
+    def _fixed_encoder(precompute_features, freeze_encoder, encoder_from):
+        if precompute_features and not (freeze_encoder or encoder_from):
+            return ("`precompute_features` needs a fixed encoder: add `freeze_encoder` (and "
+                    "usually `encoder_from=<classification run>`)")
 
 
 def cut_before_head(classifier, name: str = "encoder"):
     """A classifier's features: everything up to the input of its classification layer."""
     import keras
 
-    from suite.runtime.transfer import head_layers
+    from suite.models.transfer import head_layers
 
     head = classifier.get_layer(head_layers(classifier)[0])
     return keras.Model(classifier.input, head.input, name=name)
@@ -58,23 +99,23 @@ def cut_before_head(classifier, name: str = "encoder"):
 
 def build_encoder(config: CaptionerConfig):
     """(encoder, where its weights came from). Raw 0..255 RGB pixels in, one vector out."""
+    from suite.models import transfer
     from suite.models.registry import build_model, load_keras_file
-    from suite.runtime import transfer
 
     source = config.encoder_from
     if source and source != "imagenet":
-        path = transfer.resolve_source(source, "--encoder_from")
+        path = transfer.resolve_source(source, "encoder_from")
         if not path.endswith(".keras"):
-            raise ValueError(f"--encoder_from={source}: needs a .keras classifier checkpoint (a "
+            raise ValueError(f"`encoder_from={source}`: needs a .keras classifier checkpoint (a "
                              f"classification run's model_dir), not {path}")
         classifier = load_keras_file(path)
         shape = tuple(classifier.input_shape[1:])
         if len(shape) != 3 or shape[-1] != 3:
-            raise ValueError(f"--encoder_from={source}: the classifier takes {shape} images; "
+            raise ValueError(f"`encoder_from={source}`: the classifier takes {shape} images; "
                              "captioning needs an RGB classifier (H, W, 3)")
         if config.image_size and config.image_size != shape[0]:
-            raise ValueError(f"--image_size={config.image_size}, but the --encoder_from "
-                             f"classifier takes {shape[0]}x{shape[1]} images: drop --image_size")
+            raise ValueError(f"`image_size={config.image_size}`, but the `encoder_from` "
+                             f"classifier takes {shape[0]}x{shape[1]} images: drop `image_size`")
         return cut_before_head(classifier), f"{classifier.name} from {path}"
     size = config.image_size or 224
     # The weights first: offline, that fails in seconds, before a large network is built.
@@ -89,18 +130,19 @@ def build_encoder(config: CaptionerConfig):
 
 
 class CaptioningTask(Task):
+    config_class = CaptionerConfig
     name = "nic"
     best_checkpoint = ("val_loss", "min")
     validation_label = "validation"
+    meaning_keys = ("vocabulary", "start_id", "end_id")
+    figures = ("gallery.png",)
 
-    def __init__(self, config: CaptionerConfig, schedule, optimizer, seed: int = 0,
-                 data_override=None):
-        if config.precompute_features and not (config.freeze_encoder or config.encoder_from):
-            raise ValueError("--precompute_features needs a fixed encoder: add --freeze_encoder "
-                             "(and usually --encoder_from=<classification run>)")
-        self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
-        self.data_override = data_override  # a CaptionData, for tests
-        self.global_batch_size, self.epochs = schedule.batch_size, schedule.epochs
+    def __init__(self, config: CaptionerConfig, data_override=None):
+        """`data_override`: a CaptionData instead of `dataset`."""
+        super().__init__(config, data_override)
+        self.seed = config.runtime.seed
+        self.global_batch_size = config.schedule.batch_size
+        self.epochs = config.schedule.epochs
 
     # -- data --------------------------------------------------------------------------------
     def load_data(self, run):
@@ -122,12 +164,13 @@ class CaptioningTask(Task):
         self.start_id, self.end_id = (self.vocabulary.index(w) for w in (text.START, text.END))
         self.vectorizer = text.caption_vectorizer(self.vocabulary[2:], c.max_length + 2)
         count = sum(len(caps) for caps in self.data.train.captions)
-        if count < self.schedule.batch_size:
-            from suite.data.idx import DataError
+        if count < self.config.schedule.batch_size:
+            from suite.errors import DataError
 
-            raise DataError(f"{count} training captions, fewer than --batch_size="
-                            f"{self.schedule.batch_size}")
-        self.steps_per_epoch = self.schedule.steps_per_epoch or count // self.schedule.batch_size
+            raise DataError(f"{count} training captions, fewer than "
+                            f"`batch_size={self.config.schedule.batch_size}`")
+        schedule = self.config.schedule
+        self.steps_per_epoch = schedule.steps_per_epoch or count // schedule.batch_size
         print(self.data.summary(), flush=True)
         print(f"Vocabulary: {len(self.vocabulary)} words (seen >= {c.min_word_count} times in "
               f"training captions, with padding, [UNK], <start>, <end>); encoder: "
@@ -156,7 +199,7 @@ class CaptioningTask(Task):
         ds = tf.data.Dataset.from_tensor_slices((index, texts))
         if training:
             ds = ds.shuffle(len(texts), seed=self.seed).repeat()
-        batch = self.schedule.batch_size
+        batch = self.config.schedule.batch_size
         ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch if training else max(replicas, min(batch, len(texts))),
                       drop_remainder=training or replicas > 1).prefetch(tf.data.AUTOTUNE)
@@ -197,7 +240,7 @@ class CaptioningTask(Task):
         self.validation_data = self._examples(tables["validation"], self.data.validation, name,
                                               False, replicas)
         model.compile(
-            optimizer=make_optimizer(self.optimizer, self.steps_per_epoch, self.epochs),
+            optimizer=make_optimizer(self.config.optimizer, self.steps_per_epoch, self.epochs),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
             metrics=[keras.metrics.MeanMetricWrapper(masked_token_accuracy,
                                                      name="token_accuracy")])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from suite.runtime.task import Task
+from suite.tasks.base import Task
 
 
 class ImageClassificationTask(Task):
     best_checkpoint = ("val_accuracy", "max")
     validation_label = "test"  # both apps validate on the test set, as the book does
+    meaning_keys = ("class_names", "num_classes")
+    figures = ("confusion_matrix.png", "misclassified.png")
     class_names: list[str] = []  # set by load_data
     image_shape: tuple[int, int, int] | None = None  # set by load_data
     crop_fraction: float = 1.0  # evaluation's centre crop of an image of another size
@@ -25,7 +27,7 @@ class ImageClassificationTask(Task):
 
     @classmethod
     def serving_signatures(cls, model, metadata: dict):
-        from suite.tasks.classification_serving import classifier_metadata, classifier_signatures
+        from suite.export.classifier import classifier_metadata, classifier_signatures
 
         classifier_metadata(model, metadata.get("class_names"))  # names fit the model's outputs
         return classifier_signatures(model, metadata.get("crop_fraction", 1.0))

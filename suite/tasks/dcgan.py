@@ -16,29 +16,79 @@ import os
 
 import numpy as np
 
-from suite.runtime.task import Signature, Task
+from suite.config import Config, group, option
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.tasks.base import Signature, Task
 
 GRID_COLUMNS = 8
 INTERPOLATION_ROWS, INTERPOLATION_STEPS = 8, 10
 
 
+def _existing(what: str):
+    def check(path: str) -> None:
+        if not os.path.exists(path):
+            raise ValueError(f"must be {what}")
+    return check
+
+
+def _mnist_folder(path: str) -> None:
+    if not os.path.isdir(path):
+        raise ValueError("must be a folder holding the MNIST IDX .gz files")
+
+
 @dataclasses.dataclass
-class DcganConfig:
-    dataset: str = "mnist"
-    mnist_dir: str | None = None
-    data_dir: str | None = None
-    image_size: int = 0  # 0: the images' own
-    grayscale: bool = False
-    limit: int = 0
-    latent_dim: int = 100
-    base_filters: int = 64
-    ema_decay: float = 0.0  # 0: no averaged generator (the paper)
-    refine_layers: int = 0  # 0: the paper's generator
-    reuse_fakes: bool = False  # False: fresh noise for the generator step (Algorithm 1)
-    grid_size: int = 64  # images in each epoch's grid
-    classifier_from: str | None = None
-    quality_samples: int = 10000
-    log_every_steps: int = 10
+class DcganConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/dcgan")
+    schedule: ScheduleConfig = group(ScheduleConfig, epochs=5, batch_size=128)
+    d_optimizer: OptimizerConfig = group(OptimizerConfig, prefix="d_", of="the discriminator",
+                                         learning_rate=2e-4, beta_1=0.5)
+    g_optimizer: OptimizerConfig = group(OptimizerConfig, prefix="g_", of="the generator",
+                                         learning_rate=2e-4, beta_1=0.5)
+    dataset: str = option("mnist", "mnist (IDX files in --mnist_dir, else tfds), the CIFAR-10 "
+                          "zip of ../shared/data/cifar10-subset, a folder of .png/.jpg images (a "
+                          "classifier folder's train/ part is used), or a tensorflow-datasets "
+                          "image set.")
+    mnist_dir: str | None = option(None, "Folder with the four MNIST IDX .gz files (offline), "
+                                   "e.g. ../shared/data/mnist; unset: tensorflow-datasets.",
+                                   check=_mnist_folder)
+    data_dir: str | None = option(None, "tensorflow-datasets' data folder for a tfds "
+                                  "--dataset.")
+    image_size: int = option(
+        0, "Side of the generated images; images are centre-cropped and resized to it. 0: the "
+        "images' own (28 MNIST, 32 CIFAR). It must halve to a map of 4 or more (28, 32, 64, "
+        "...).", bounds=">= 0")
+    grayscale: bool = option(False, "Train on one channel (the mean of RGB).")
+    limit: int = option(0, "Keep only the first N training images (quick runs); 0: all.",
+                        bounds=">= 0")
+    latent_dim: int = option(100, "Length of the latent vector z (the paper: 100, uniform; "
+                             "here normal).", bounds=">= 1")
+    base_filters: int = option(64, "Filters of the discriminator's first and the generator's "
+                               "last hidden layer, doubled at every other layer (the paper's "
+                               "64x64 net: 128).", bounds=">= 1")
+    ema_decay: float = option(
+        0.0, "Beyond the paper: keep an exponential moving average of the generator's weights "
+        "with this decay per step (e.g. 0.999) and draw samples, quality numbers and the export "
+        "from it; 0: off, the trained generator draws.", bounds="[0, 1)")
+    refine_layers: int = option(
+        0, "Beyond the paper: stride-1 5x5 layers (batch norm, ReLU) on the generator's "
+        "smallest map before it grows, as TensorFlow's DCGAN tutorial has one; 0: the paper's "
+        "generator.", bounds=">= 0")
+    reuse_fakes: bool = option(
+        False, "Beyond the paper: the generator step reuses the batch the discriminator step "
+        "generated (as PyTorch's DCGAN example does) instead of fresh noise: one generator "
+        "forward pass a step instead of two, so more steps in the same time.")
+    grid_size: int = option(64, "Images in each epoch's sample grid (8 a row).", bounds=">= 1")
+    classifier_from: str | None = option(
+        None, "A suite classifier of the same images (its model_dir or .keras file, e.g. an "
+        "apps.train_mnist run) that measures the generated images: classifier score, Frechet "
+        "distance on its features, class histogram.",
+        check=_existing("an existing model_dir or .keras file"))
+    quality_samples: int = option(10000, "Generated (and real) images the quality numbers "
+                                  "use.", bounds=">= 20",
+                                  message="must be >= 20 (it is split in 10 chunks)")
+    log_every_steps: int = option(10, "Write the step's two losses to TensorBoard and "
+                                  "losses.csv every N steps.", bounds=">= 1")
+
 
 
 def interpolation_latents(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
@@ -96,16 +146,19 @@ def _sample_callback(task: "DcganTask", run):
 
 
 class DcganTask(Task):
+    config_class = DcganConfig
     name = "dcgan"
     best_checkpoint = (None, "min")  # a GAN's losses do not rank its checkpoints
     watched_losses = ("d_loss", "g_loss")
+    meaning_keys = ("latent_dim",)
+    figures = ("samples.png", "interpolation.png", "progress.gif", "losses.png")
 
-    def __init__(self, config: DcganConfig, schedule, d_optimizer, g_optimizer, seed: int = 0,
-                 data_override=None):
-        self.config, self.schedule = config, schedule
-        self.d_config, self.g_config = d_optimizer, g_optimizer
-        self.seed, self.data_override = seed, data_override
-        self.global_batch_size, self.epochs = schedule.batch_size, schedule.epochs
+    def __init__(self, config: DcganConfig, data_override=None):
+        """`data_override`: (training images, test images, name) instead of `dataset`."""
+        super().__init__(config, data_override)
+        self.seed = seed = config.runtime.seed
+        self.global_batch_size = config.schedule.batch_size
+        self.epochs = config.schedule.epochs
         rng = np.random.default_rng(seed + 1)  # one stream for every figure's latent vectors
         self.fixed_latents = rng.normal(size=(config.grid_size, config.latent_dim)).astype(
             np.float32)
@@ -125,12 +178,12 @@ class DcganTask(Task):
         else:
             self.images, self.test_images, self.data_name = load_generation_images(
                 c.dataset, c.image_size, c.mnist_dir, c.data_dir, c.grayscale, c.limit)
-        count, batch = len(self.images), self.schedule.batch_size
+        count, batch = len(self.images), self.config.schedule.batch_size
         if count < batch:
-            from suite.data.idx import DataError
+            from suite.errors import DataError
 
-            raise DataError(f"{self.data_name} has {count} images, fewer than --batch_size={batch}")
-        self.steps_per_epoch = self.schedule.steps_per_epoch or count // batch
+            raise DataError(f"{self.data_name} has {count} images, fewer than `batch_size={batch}`")
+        self.steps_per_epoch = self.config.schedule.steps_per_epoch or count // batch
         from suite.models.dcgan import from_uint8
 
         # Pass after pass over the images, each pass in its own seeded order: batch n is a
@@ -172,8 +225,8 @@ class DcganTask(Task):
         gan(np.zeros((1, c.latent_dim), np.float32))  # built, so it can be saved and restored
         gan.start_average()
         gan.discriminator(np.zeros((1, *self.images.shape[1:]), np.float32))
-        gan.compile(make_optimizer(self.d_config, self.steps_per_epoch, self.epochs),
-                    make_optimizer(self.g_config, self.steps_per_epoch, self.epochs))
+        gan.compile(make_optimizer(self.config.d_optimizer, self.steps_per_epoch, self.epochs),
+                    make_optimizer(self.config.g_optimizer, self.steps_per_epoch, self.epochs))
         gan.generator.summary(print_fn=lambda line, **_: print(line, flush=True))
         gan.discriminator.summary(print_fn=lambda line, **_: print(line, flush=True))
         return gan

@@ -15,38 +15,103 @@ each original image's pixels, class ids and names and scores after NMS.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import numpy as np
 
-from suite.runtime.task import Task
+from suite.config import Config, group, option, rule
+from suite.errors import DataError
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.tasks.base import Task
 
 BATCH_NORM = ("auto", "frozen", "trained")
 
 
+def _side(size: int) -> None:
+    if size < 64 or size % 32:
+        raise ValueError("must be a multiple of 32, at least 64")
+
+
+def _backbone_source(value: str) -> None:
+    if value != "imagenet" and not os.path.exists(value):
+        raise ValueError("must be 'imagenet' or an existing model_dir, .keras file or "
+                         "SavedModel")
+
+
 @dataclasses.dataclass
-class DetectorConfig:
-    dataset: str = ""
-    data_dir: str | None = None
-    class_names: tuple = ()
-    test_files: str | None = None
-    held_out_every: int = 5
-    limit: int = 0
-    image_size: int = 512
-    depth: int = 50
-    width_multiplier: float = 1.0
-    init_from: str | None = None
-    backbone_batch_norm: str = "auto"  # auto: frozen when --init_from gives trained weights
-    augment: bool = True
-    anchor_samples: int = 256
-    train_proposals: int = 2000
-    test_proposals: int = 300
-    sampled_rois: int = 256
-    head_units: tuple = (1024, 1024)
-    score_threshold: float = 0.5  # the export's default; evaluation keeps every detection
-    max_detections: int = 100
-    gallery_images: int = 8
-    export_name: str | None = None
+class DetectorConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/detector")
+    schedule: ScheduleConfig = group(ScheduleConfig, epochs=20, batch_size=2)
+    optimizer: OptimizerConfig = group(OptimizerConfig, optimizer="momentum",
+                                       learning_rate=0.01, clipnorm=10.0)
+    dataset: str | None = option(
+        None, "A PASCAL VOC folder (XML in annotations/ or Annotations/, images in images/ or "
+        "JPEGImages/), e.g. ../shared/data/raccoon-detection; or voc / coco "
+        "(tensorflow-datasets, online).", required=True)
+    data_dir: str | None = option(None, "tensorflow-datasets' data folder for voc / coco.")
+    class_names: tuple[str, ...] = option(
+        (), "The classes in id order (ids 1..N); an object of any other class is an error "
+        "naming its file. Default: every name in the annotations, sorted.")
+    test_files: str | None = option(
+        None, "A file listing the held-out images (one name per line, or a CSV whose first "
+        "column is the file name, such as the raccoon set's test_labels.csv). Unset: every "
+        "--held_out_every-th image in natural name order.")
+    held_out_every: int = option(5, "Without --test_files, hold out every N-th image (5: 20%).",
+                                 bounds=">= 1")
+    limit: int = option(0, "Read only the first N annotations (quick trials); 0: all.",
+                        bounds=">= 0")
+    image_size: int = option(512, "Side of the square (letterboxed) network input; a multiple "
+                             "of 32.", check=_side)
+    depth: int = option(50, "ResNet depth of the backbone (suite.models.resnet, "
+                        "keras.applications layer names).", choices=(18, 34, 50, 101, 152))
+    width_multiplier: float = option(1.0, "Scales every backbone convolution (as the "
+                                     "classification run's --width_multiplier); 1.0 is the "
+                                     "paper's ResNet.", bounds="> 0")
+    init_from: str | None = option(
+        None, "Backbone start: a classification run of the same ResNet (model_dir, .keras or "
+        "SavedModel; layers matched by name and shape) or 'imagenet' (keras.applications' "
+        "ResNet-50/101/152 weights on disk). Unset or empty: random initialisation.",
+        check=_backbone_source)
+    backbone_batch_norm: str = option(
+        "auto", "frozen: the backbone's batch norm keeps its statistics and scales (Detectron's "
+        "choice for a trained backbone and small batches); trained: it learns; auto: frozen "
+        "with --init_from, trained without.", choices=BATCH_NORM)
+    augment: bool = option(True, "Random horizontal flips and jittered resizes (scale "
+                           "0.75-1.25) of the training images, boxes moved with them "
+                           "(keras-cv).")
+    anchor_samples: int = option(256, "Anchors sampled per image for the RPN's losses, up to "
+                                 "half positive (the paper: 256).", bounds=">= 1")
+    train_proposals: int = option(2000, "Proposals kept after the RPN's NMS in training (the "
+                                  "paper: 2000).", bounds=">= 1")
+    test_proposals: int = option(300, "Proposals kept after the RPN's NMS at test time and in "
+                                 "the export (the paper: 300).", bounds=">= 1")
+    sampled_rois: int = option(
+        256, "RoIs sampled per image for the detection head's losses, a quarter positive (Fast "
+        "R-CNN: 128, the FPN paper: 512); at most --test_proposals (keras-cv samples the "
+        "validation losses from the test-time proposals).", bounds=">= 1")
+    head_units: tuple[int, ...] = option(
+        (1024, 1024), "Widths of the detection head's fully connected layers on the 7x7 RoI "
+        "features (the FPN paper: 1024,1024).", bounds=">= 1",
+        message="must be positive integers, e.g. 1024,1024")
+    score_threshold: float = option(
+        0.5, "The export's default score threshold (the 'detect' signature takes its own) and "
+        "the gallery's; mAP counts every detection.", bounds="[0, 1]")
+    max_detections: int = option(100, "Detections kept per image after NMS.", bounds=">= 1")
+    gallery_images: int = option(8, "Held-out images in gallery.png.", bounds=">= 0")
+    export_name: str | None = option(None, "Model name of the export; default "
+                                     "faster_rcnn_resnet<depth>.")
+
+    @rule("schedule.batch_size")
+    def _two_images(batch_size):
+        if batch_size < 2:  # per replica, checked once the replicas exist
+            return "`batch_size` must be >= 2"
+
+    @rule("sampled_rois", "test_proposals")
+    def _rois_from_proposals(sampled_rois, test_proposals):
+        if sampled_rois > test_proposals:
+            return ("`sampled_rois` must be at most `test_proposals`: keras-cv samples the "
+                    "held-out losses' RoIs from the test-time proposals")
 
     def network(self) -> dict:
         """build_faster_rcnn's arguments besides the class count."""
@@ -70,17 +135,20 @@ def freeze_batch_norm(model) -> int:
 
 
 class DetectionTask(Task):
+    config_class = DetectorConfig
     best_checkpoint = ("val_loss", "min")
     validation_label = "held-out"
+    meaning_keys = ("class_names",)
+    figures = ("gallery.png",)
 
-    def __init__(self, config: DetectorConfig, schedule, optimizer, seed: int = 0,
-                 data_override=None):
-        self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+    def __init__(self, config: DetectorConfig, data_override=None):
+        """`data_override`: a DetectionData instead of `dataset`."""
+        super().__init__(config, data_override)
+        self.seed = config.runtime.seed
         self.initial_weights = config.init_from
-        self.data_override = data_override  # a DetectionData, for tests
         self.name = config.export_name or f"faster_rcnn_resnet{config.depth}"
-        self.global_batch_size = schedule.batch_size
-        self.epochs = schedule.epochs
+        self.global_batch_size = config.schedule.batch_size
+        self.epochs = config.schedule.epochs
         self.transfer_report = None
         self.batch_norm = None
 
@@ -90,23 +158,23 @@ class DetectionTask(Task):
         from suite.data import detection_pipeline as pipeline
         from suite.data.pipeline import steps_per_epoch
 
-        c, batch = self.config, self.schedule.batch_size
+        c, batch = self.config, self.config.schedule.batch_size
         data = self.data_override or det_data.load_detection(
             c.dataset, list(c.class_names) or None, c.test_files, c.held_out_every, c.data_dir,
             c.limit)
         replicas = run.strategy.num_replicas_in_sync
         if batch < 2 * replicas:  # keras-cv's training step corrupts memory at 1 (FINDINGS)
-            raise det_data.DataError(
-                f"--batch_size={batch} gives {batch / replicas:g} image(s) per replica; Faster "
-                f"R-CNN's training step (keras-cv) needs at least 2: use --batch_size="
-                f"{2 * replicas} or more")
+            raise DataError(
+                f"`batch_size={batch}` gives {batch / replicas:g} image(s) per replica; Faster "
+                f"R-CNN's training step (keras-cv) needs at least 2: use "
+                f"`batch_size={2 * replicas}` or more")
         self.data, self.class_names = data, data.class_names
         self.max_boxes = pipeline.max_boxes_of(data.train, data.test)
         train = pipeline.letterboxed_arrays(data.train, c.image_size, self.max_boxes)
         held_out = pipeline.letterboxed_arrays(data.test, c.image_size, self.max_boxes)
         self.held_out_arrays = held_out
         per_pass = steps_per_epoch(data.train.count, batch)  # refuses a batch above the count
-        self.steps_per_epoch = self.schedule.steps_per_epoch or per_pass
+        self.steps_per_epoch = self.config.schedule.steps_per_epoch or per_pass
         self.train_data = pipeline.train_dataset(train, batch, self.seed, c.augment)
         self.validation_data = (pipeline.eval_dataset(held_out, batch)
                                 if data.test.count >= batch else None)
@@ -135,20 +203,20 @@ class DetectionTask(Task):
         if mode == "frozen":
             print(f"Backbone batch norm frozen ({freeze_batch_norm(model.backbone)} layers).",
                   flush=True)
-        compile_faster_rcnn(model, make_optimizer(self.optimizer, self.steps_per_epoch,
+        compile_faster_rcnn(model, make_optimizer(self.config.optimizer, self.steps_per_epoch,
                                                   self.epochs))
         return model
 
     def _load_backbone(self, backbone):
         """--init_from: a classification run's ResNet of the same depth (and width), matched by
         layer name and shape; its classification head has no place here and is left out."""
-        from suite.runtime import transfer
+        from suite.models import transfer
 
         if self.config.init_from == "imagenet":
             if self.config.depth not in (50, 101, 152) or self.config.width_multiplier != 1.0:
-                raise ValueError("--init_from=imagenet: keras.applications has ImageNet weights "
-                                 "for ResNet-50/101/152 at full width only; use --depth=50 "
-                                 "--width_multiplier=1, or a suite classification run.")
+                raise ValueError("`init_from=imagenet`: keras.applications has ImageNet weights "
+                                 "for ResNet-50/101/152 at full width only; use `depth=50` "
+                                 "`width_multiplier=1`, or a suite classification run.")
             source = f"imagenet (keras.applications ResNet-{self.config.depth})"
             weights = transfer.imagenet_weights(f"resnet{self.config.depth}", include_top=False)
         else:
@@ -157,11 +225,11 @@ class DetectionTask(Task):
         report = transfer.load_matching_weights(backbone, weights, source)
         if report.skipped:  # a backbone loads whole: half a ResNet is not a trained start
             example = next(iter(report.skipped.items()))
-            raise ValueError(f"--init_from={self.config.init_from}: {len(report.skipped)} of "
+            raise ValueError(f"`init_from={self.config.init_from}`: {len(report.skipped)} of "
                              f"{len(report.skipped) + len(report.loaded)} layers of the ResNet-"
                              f"{self.config.depth} backbone (width {self.config.width_multiplier})"
                              f" do not match the source (e.g. {example[0]}: {example[1]}); "
-                             "train the classifier with the same --model depth and width")
+                             "train the classifier with the same `model` depth and width")
         print(report.summary(), flush=True)
         return report
 
@@ -207,7 +275,7 @@ class DetectionTask(Task):
             "image_size": c.image_size, "depth": c.depth,
             "width_multiplier": c.width_multiplier, "init_from": c.init_from,
             "backbone_batch_norm": self.batch_norm, "epochs": self.epochs,
-            "steps_per_epoch": self.steps_per_epoch, "batch_size": self.schedule.batch_size,
+            "steps_per_epoch": self.steps_per_epoch, "batch_size": self.config.schedule.batch_size,
             "detection_ms_per_image": round(latency * 1000, 1),
             "problems": self.data.problems,
             "transfer": self.transfer_report.as_dict() if self.transfer_report else None,
@@ -245,7 +313,7 @@ class DetectionTask(Task):
 
     @classmethod
     def serving_signatures(cls, model, metadata: dict):
-        from suite.tasks.detection_serving import detection_signatures
+        from suite.export.detector import detection_signatures
 
         return detection_signatures(model, metadata)
 

@@ -9,33 +9,86 @@ TensorBoard. The export maps images of any size to a class map and probabilities
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
-from suite.runtime.task import Task
+from suite.config import Config, group, option
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.tasks.base import Task
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unet")
 TRAINING_SUBSET = 4  # whole training images the curves' inference-mode numbers are measured on
 
 
+def _augmentations(names: tuple[str, ...]) -> None:
+    from suite.data.segmentation import parse_augmentations
+
+    parse_augmentations(names)
+
+
+def _encoder_source(value: str) -> None:
+    if value != "imagenet" and not os.path.exists(value):
+        raise ValueError("must be 'imagenet' or an existing .keras file, SavedModel folder or "
+                         "model_dir")
+
+
 @dataclasses.dataclass
-class SegmenterConfig:
-    model: str = "fcn8s"
-    dataset: str = ""
-    data_dir: str | None = None
-    class_names: tuple = ()
-    class_values: tuple = ()
-    held_out: int = 6
-    crop_size: int = 256
-    augmentations: tuple = ()
-    width_multiplier: float = 1.0
-    base_filters: int = 64
-    batch_norm: bool = False
-    dropout: float = 0.5
-    model_weight_decay: float = 0.0
-    init_from: str | None = None
-    boundary_class: int = -1  # >= 0: also report ISBI pixel/Rand errors with this boundary class
-    export_name: str | None = None
+class SegmenterConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/segmenter")
+    schedule: ScheduleConfig = group(ScheduleConfig, epochs=50, batch_size=4)
+    optimizer: OptimizerConfig = group(OptimizerConfig, optimizer="adam", learning_rate=1e-4)
+    model: str = option("fcn8s", "FCN-32s, FCN-16s, FCN-8s (Long et al. 2015, on VGG-16) or "
+                        "U-Net (Ronneberger et al. 2015).", choices=MODELS)
+    dataset: str | None = option(
+        None, "A folder of images and masks: <root>/image(s)/<name> and <root>/label(s)|mask(s)/"
+        "<name> (PNG/JPEG/TIFF images, lossless masks), optionally split into <root>/train and "
+        "<root>/test; or a tensorflow-datasets segmentation set (oxford_iiit_pet).",
+        required=True)
+    data_dir: str | None = option(None, "tensorflow-datasets' data folder for a tfds --dataset; "
+                                  "unset: tfds's default.")
+    class_names: tuple[str, ...] = option((), "Class names in class-index order, e.g. "
+                                          "membrane,cell; default the class indices.")
+    class_values: tuple[int, ...] = option(
+        (), "Mask pixel value of each class, in class order (ISBI: 0,255 makes 0 class 0 and "
+        "255 class 1); unset: masks hold class indices. Any other value in a mask is refused.",
+        message="must be integers, e.g. 0,255")
+    held_out: int = option(6, "When the folder has no train/ and test/ parts: hold out its last "
+                           "N images (natural order) for validation and the reported numbers.",
+                           bounds=">= 1")
+    crop_size: int = option(256, "Side of the random training crops; evaluation uses whole "
+                            "images.", bounds=">= 8")
+    augmentations: tuple[str, ...] = option(
+        (), "Any of flip, rotate90, scale (zoom 0.75-1.25), elastic (U-Net's 3x3-grid "
+        "deformation, 10 px std); image and mask move together.", check=_augmentations)
+    width_multiplier: float = option(1.0, "FCN: scales every VGG convolution and fc6/fc7 (0.25 "
+                                     "for a 2-core CPU); 1.0 is the paper's network.",
+                                     bounds="> 0")
+    base_filters: int = option(64, "U-Net: filters of the first level (the paper: 64), doubled "
+                               "at every level.", bounds=">= 1")
+    batch_norm: bool = option(
+        False, "BatchNormalization after every convolution of the encoder (FCN) or of the whole "
+        "net (U-Net); not in the papers, which is why it is off, but it makes training from "
+        "scratch reliable.")
+    dropout: float = option(0.5, "Dropout rate after fc6 and fc7 (FCN) or at the end of the "
+                            "contracting path (U-Net); both papers use 0.5.", bounds="[0, 1)")
+    model_weight_decay: float = option(0.0, "SGD weight decay as L2 penalties on the kernels "
+                                       "(FCN: 5e-4 with SGD, U-Net: none).")
+    init_from: str | None = option(
+        None, "FCN encoder start: a classifier run's VGG-16 (model_dir, .keras or SavedModel; "
+        "fc1/fc2 recast as fc6/fc7) or 'imagenet' (keras.applications' VGG-16 weights on "
+        "disk).", check=_encoder_source)
+    boundary_class: int = option(
+        -1, "Also report the ISBI 2012 pixel and Rand errors, with this class as the boundaries "
+        "between objects (ISBI: 0, the membranes); -1: no ISBI scores.", bounds=">= -1",
+        message="must be a class index (>= 0) or -1")
+    export_name: str | None = option(None, "Model name of the export; default --model.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        from suite.data.segmentation import parse_augmentations
+
+        self.augmentations = parse_augmentations(self.augmentations)
 
 
 def build_network(config: SegmenterConfig, num_classes: int, channels: int,
@@ -60,19 +113,20 @@ def build_network(config: SegmenterConfig, num_classes: int, channels: int,
 
 
 class SegmentationTask(Task):
+    config_class = SegmenterConfig
     best_checkpoint = ("val_mean_iou", "max")
     validation_label = "held-out"
+    meaning_keys = ("class_names", "num_classes", "channels")
+    figures = ("overlays.png",)
 
-    def __init__(self, config: SegmenterConfig, schedule, optimizer, seed: int = 0,
-                 data_override=None):
-        if config.model not in MODELS:
-            raise ValueError(f"--model={config.model!r}: choose from {', '.join(MODELS)}")
-        self.config, self.schedule, self.optimizer, self.seed = config, schedule, optimizer, seed
+    def __init__(self, config: SegmenterConfig, data_override=None):
+        """`data_override`: a SegmentationData instead of `dataset`."""
+        super().__init__(config, data_override)
+        self.seed = config.runtime.seed
         self.initial_weights = config.init_from
-        self.data_override = data_override  # a SegmentationData, for tests
         self.name = config.export_name or config.model
-        self.global_batch_size = schedule.batch_size
-        self.epochs = schedule.epochs
+        self.global_batch_size = config.schedule.batch_size
+        self.epochs = config.schedule.epochs
         self.transfer_report = None
 
     def load_data(self, run):
@@ -83,9 +137,9 @@ class SegmentationTask(Task):
         data = self.data_override or seg_data.load_segmentation(
             c.dataset, c.data_dir, list(c.class_names), list(c.class_values), c.held_out)
         if c.boundary_class >= data.num_classes:
-            from suite.data.idx import DataError
+            from suite.errors import DataError
 
-            raise DataError(f"--boundary_class={c.boundary_class}, but {data.name} has "
+            raise DataError(f"`boundary_class={c.boundary_class}`, but {data.name} has "
                             f"{data.num_classes} classes {data.class_names}; give the index of "
                             "the boundary class (ISBI: 0, the membranes), or -1 for no ISBI "
                             "scores.")
@@ -94,11 +148,10 @@ class SegmentationTask(Task):
             print(f"Note: --crop_size={c.crop_size} exceeds the smallest training image "
                   f"({smallest}); such images are enlarged to fit the crop.", flush=True)
         self.data, self.class_names = data, data.class_names
-        self.steps_per_epoch = self.schedule.steps_per_epoch or max(
-            1, data.train.count // self.schedule.batch_size)
-        self.train_data = pipeline.train_dataset(data.train.images, data.train.masks,
-                                                 self.schedule.batch_size, c.crop_size, self.seed,
-                                                 c.augmentations)
+        batch = c.schedule.batch_size
+        self.steps_per_epoch = c.schedule.steps_per_epoch or max(1, data.train.count // batch)
+        self.train_data = pipeline.train_dataset(data.train.images, data.train.masks, batch,
+                                                 c.crop_size, self.seed, c.augmentations)
         self.validation_data = self._curve_dataset(run, data.test, "held-out")
         self.training_subset = self._curve_dataset(run, seg_data.SegmentationSplit(
             *(part[:TRAINING_SUBSET] for part in (data.train.images, data.train.masks,
@@ -115,7 +168,7 @@ class SegmentationTask(Task):
         an empty batch (BatchNormalization fails on one under a strategy); the few left over
         by a division are left out of the curves only, never out of evaluate()."""
         from suite.data import segmentation_pipeline as pipeline
-        from suite.data.idx import DataError
+        from suite.errors import DataError
 
         replicas = run.strategy.num_replicas_in_sync
         if replicas == 1:
@@ -127,7 +180,7 @@ class SegmentationTask(Task):
         keep = split.count - split.count % replicas
         if keep == 0:
             raise DataError(f"{split.count} {what} image(s) cannot feed {replicas} replicas; "
-                            f"hold out at least {replicas} (--held_out).")
+                            f"hold out at least {replicas} (`held_out`).")
         return pipeline.eval_dataset(split.images[:keep], split.masks[:keep], batch=replicas)
 
     def build(self, run):
@@ -140,7 +193,7 @@ class SegmentationTask(Task):
         if self.config.init_from:
             self.transfer_report = self._load_encoder(net)
         net.compile(
-            optimizer=make_optimizer(self.optimizer, self.steps_per_epoch, self.epochs),
+            optimizer=make_optimizer(self.config.optimizer, self.steps_per_epoch, self.epochs),
             loss="sparse_categorical_crossentropy",
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
                      keras.metrics.MeanIoU(self.data.num_classes, sparse_y_pred=False,
@@ -150,12 +203,12 @@ class SegmentationTask(Task):
     def _load_encoder(self, net):
         """--init_from: a classifier run's VGG-16 (fc1/fc2 recast as fc6/fc7, as the paper
         does) or keras.applications' ImageNet VGG-16; layers matched by name and shape."""
+        from suite.models import transfer
         from suite.models.fcn import recast_classifier_weights
-        from suite.runtime import transfer
 
         if self.config.init_from == "imagenet":
             if self.config.model == "unet":
-                raise ValueError("--init_from=imagenet: U-Net has no ImageNet encoder; use an FCN "
+                raise ValueError("`init_from=imagenet`: U-Net has no ImageNet encoder; use an FCN "
                                  "model or a suite run of a matching U-Net.")
             source = "imagenet (keras.applications VGG-16)"
             weights = transfer.imagenet_weights("vgg16", include_top=True)
@@ -165,7 +218,7 @@ class SegmentationTask(Task):
         weights = recast_classifier_weights(weights, net)
         report = transfer.load_matching_weights(net, weights, source, {}, {})
         if not report.loaded:
-            raise ValueError(f"--init_from={self.config.init_from}: no layer of {net.name} "
+            raise ValueError(f"`init_from={self.config.init_from}`: no layer of {net.name} "
                              "matches the source by name and shape (another width, or not a "
                              "VGG-16?).")
         print(report.summary(), flush=True)
@@ -233,7 +286,7 @@ class SegmentationTask(Task):
 
     @classmethod
     def serving_signatures(cls, model, metadata: dict):
-        from suite.tasks.segmentation_serving import segmentation_metadata, segmentation_signatures
+        from suite.export.segmenter import segmentation_metadata, segmentation_signatures
 
         segmentation_metadata(model, metadata.get("class_names"))
         return segmentation_signatures(model)

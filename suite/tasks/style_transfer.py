@@ -15,42 +15,83 @@ import os
 
 import numpy as np
 
-from suite.runtime.task import Task
+from suite.config import Config, group, option
+from suite.errors import ConfigError
+from suite.runtime.config import RuntimeConfig
+from suite.tasks.base import Task
+
+
+def _writable_file(path: str) -> None:
+    """`out` is written only after the whole optimisation: refuse at once a path that cannot
+    take a file, rather than fail (every rerun again) at the end."""
+    if os.path.isdir(path):
+        raise ConfigError(f"`out={path}` is a folder; give a file name, e.g. "
+                          f"`out={os.path.join(path, 'result.png')}`")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # created when the result is written
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"`out={path}`: {folder} is not a folder this process can write in; "
+                          "give another path")
+
+
+def _feature_source(value: str) -> None:
+    if value not in ("imagenet", "random") and not os.path.exists(value):
+        raise ValueError("must be 'imagenet', 'random' or an existing model_dir or .keras file")
 
 
 @dataclasses.dataclass
-class StyleConfig:
-    content: str = ""
-    style: str = ""
-    out: str | None = None
-    size: int = 256
-    content_weight: float = 1.0
-    style_weight: float = 1e3
-    tv_weight: float = 0.0
-    optimizer: str = "lbfgs"
-    learning_rate: float = 5.0
-    steps: int = 10
-    lbfgs_evaluations: int = 20
-    save_every: int = 1
-    network: str = "vgg19"
-    features_from: str = "imagenet"
-    pooling: str = "avg"
-    init: str = "content"
+class StyleConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/style_transfer")
+    content: str | None = option(None, "The content image (PNG or JPEG).", required=True)
+    style: str | None = option(None, "The style image (PNG or JPEG); resized to the content "
+                               "image's size.", required=True)
+    out: str | None = option(None, "Also write the result here (PNG); it is always in "
+                             "--model_dir/result.png.", check=_writable_file)
+    size: int = option(256, "Longer side of the result in pixels (the content image is resized "
+                       "to it, keeping its aspect ratio).", bounds=">= 1")
+    content_weight: float = option(1.0, "alpha: weight of the content loss (conv4_2).",
+                                   bounds=">= 0")
+    style_weight: float = option(1e3, "beta: weight of the style loss (Gram matrices of "
+                                 "conv1_1 ... conv5_1); the paper's alpha/beta is 1e-3 to 1e-4 "
+                                 "with ImageNet VGG-19.", bounds=">= 0")
+    tv_weight: float = option(0.0, "Weight of the total-variation smoothness loss; 0 is the "
+                              "paper's loss.", bounds=">= 0")
+    optimizer: str = option("lbfgs", "lbfgs: scipy's L-BFGS-B (the paper's choice), one round "
+                            "of --lbfgs_evaluations evaluations per step; adam: one gradient "
+                            "step per step.", choices=("lbfgs", "adam"))
+    learning_rate: float = option(5.0, "Adam's step size, in pixel units (0..255).",
+                                  bounds="> 0")
+    steps: int = option(10, "Optimisation steps (L-BFGS rounds or Adam updates).",
+                        bounds=">= 1")
+    lbfgs_evaluations: int = option(20, "Loss evaluations per L-BFGS round.", bounds=">= 1")
+    save_every: int = option(1, "Save the image (progress/) and log the losses every N steps; "
+                             "also how often the run can resume from.", bounds=">= 1")
+    network: str = option("vgg19", "The feature network for --features_from=imagenet or random "
+                          "(a suite classifier has its own).", choices=("vgg16", "vgg19"))
+    features_from: str = option(
+        "imagenet", "Where the VGG weights come from: 'imagenet' (keras.applications' file, on "
+        "disk or downloadable), a suite VGG classifier's model_dir or .keras file (e.g. from "
+        "apps.train_classifier --model=vgg16), or 'random'.", check=_feature_source)
+    pooling: str = option("avg", "Pooling in the feature network: the paper's average pooling, "
+                          "or VGG's own max pooling.", choices=("avg", "max"))
+    init: str = option("content", "Start from the content image or from uniform noise (the "
+                       "paper).", choices=("content", "noise"))
 
 
-def read_image(path: str, flag: str, longer_side: int = 0, size=None) -> np.ndarray:
+def read_image(path: str, field: str, longer_side: int = 0, size=None) -> np.ndarray:
     """float32 (H, W, 3) RGB pixels, resized so the longer side is `longer_side`, or to
     `size` (height, width); one clear error for a missing or unreadable file."""
     from PIL import Image
 
-    from suite.data.idx import DataError
     from suite.data.image_files import eight_bit
+    from suite.errors import DataError
 
     if not os.path.isfile(path):
-        raise DataError(f"{flag}={path}: no such file; give the path of a PNG or JPEG image")
+        raise DataError(f"`{field}={path}`: no such file; give the path of a PNG or JPEG image")
     try:
         with Image.open(path) as image:
-            image = eight_bit(image, f"{flag}={path}").convert("RGB")
+            image = eight_bit(image, f"`{field}={path}`").convert("RGB")
             if size is None and longer_side:
                 scale = longer_side / max(image.size)
                 size = (max(1, round(image.size[1] * scale)), max(1, round(image.size[0] * scale)))
@@ -58,24 +99,27 @@ def read_image(path: str, flag: str, longer_side: int = 0, size=None) -> np.ndar
                 image = image.resize((size[1], size[0]), Image.LANCZOS)
             return np.asarray(image, np.float32)
     except OSError as e:  # PIL's error for truncated or non-image files
-        raise DataError(f"{flag}={path}: not a readable image ({e})") from e
+        raise DataError(f"`{field}={path}`: not a readable image ({e})") from e
 
 
 class StyleTransferTask(Task):
+    config_class = StyleConfig
     name = "style_transfer"
     best_checkpoint = ("loss", "min")
     watched_losses = ("loss",)
     title = "style transfer"
-    epoch_flag = "--save_every"  # named when a rerun's epoch length differs from the backup's
+    epoch_option = "save_every"  # named when a rerun's epoch length differs from the backup's
+    figures = ("result.png", "content_style_result.png")
 
-    def __init__(self, config: StyleConfig, seed: int = 0):
-        self.config, self.seed = config, seed
+    def __init__(self, config: StyleConfig, data_override=None):
+        super().__init__(config, data_override)
+        self.seed = config.runtime.seed
         self.epochs = -(-config.steps // config.save_every)
 
     def load_data(self, run):
         c = self.config
-        self.content = read_image(c.content, "--content", longer_side=c.size)
-        self.style = read_image(c.style, "--style", size=self.content.shape[:2])
+        self.content = read_image(c.content, "content", longer_side=c.size)
+        self.style = read_image(c.style, "style", size=self.content.shape[:2])
         print(f"content {c.content} -> {self.content.shape[1]}x{self.content.shape[0]}, style "
               f"{c.style} resized to match", flush=True)
 

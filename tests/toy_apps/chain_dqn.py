@@ -1,6 +1,7 @@
 """Q-learning on a 5-state chain in a custom loop: an environment, a replay buffer, a target
 network and an explicit optimizer, resumed exactly from extra state. The DQN app's shape in
-miniature.
+miniature, written as README's "Writing an application" shows: a config whose fields are the
+flags, a Task, and the runner's command line.
 
     PYTHONPATH=.:tests python -m toy_apps.chain_dqn --model_dir=runs/chain_dqn --env_steps=300
 
@@ -9,13 +10,14 @@ restarts at 0; an episode also restarts after 12 steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
-from absl import flags
 
-from suite.runtime import flags as suite_flags
-from suite.runtime.task import Signature, Task
+from suite.config import Config, group, option
+from suite.runtime.config import OptimizerConfig, RuntimeConfig
+from suite.tasks.base import Signature, Task
 
 STATES, ACTIONS, EPISODE = 5, 2, 12
 
@@ -39,29 +41,31 @@ class Chain:
         return reward, done
 
 
-def define_flags(fv: flags.FlagValues) -> None:
-    suite_flags.define_runtime_flags(fv, "runs/chain_dqn")
-    suite_flags.define_optimizer_flags(fv, default_learning_rate=1e-2)
-    flags.DEFINE_integer("env_steps", 300, "Environment steps to train for.", flag_values=fv)
-    flags.DEFINE_integer("steps_per_epoch", 50, "Environment steps between evaluations, "
-                         "checkpoints and backups.", flag_values=fv)
-    flags.DEFINE_integer("batch_size", 16, "Replay batch per learning step.", flag_values=fv)
-    flags.DEFINE_integer("target_update", 25, "Steps between target network copies.",
-                         flag_values=fv)
-    flags.DEFINE_float("step_delay_s", 0.0, "Sleep this long after each step (lets tests signal "
-                       "a run mid-epoch).", flag_values=fv)
+@dataclasses.dataclass
+class ChainDqnConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/chain_dqn")
+    optimizer: OptimizerConfig = group(OptimizerConfig, learning_rate=1e-2)
+    env_steps: int = option(300, "Environment steps to train for.", bounds=">= 1")
+    steps_per_epoch: int = option(50, "Environment steps between evaluations, checkpoints and "
+                                  "backups.", bounds=">= 1")
+    batch_size: int = option(16, "Replay batch per learning step.", bounds=">= 1")
+    target_update: int = option(25, "Steps between target network copies.", bounds=">= 1")
+    step_delay_s: float = option(0.0, "Sleep this long after each step (lets tests signal a "
+                                 "run mid-epoch).", bounds=">= 0")
 
 
 class ChainDqnTask(Task):
+    config_class = ChainDqnConfig
     name = "chain_dqn"
     best_checkpoint = ("val_return", "max")
+    meaning_keys = ("observation_size", "actions")
     capacity, gamma = 256, 0.9
 
-    def __init__(self, optimizer, env_steps=300, steps_per_epoch=50, batch_size=16,
-                 target_update=25, seed=0, step_delay_s=0.0):
-        self.optimizer_config, self.env_steps = optimizer, env_steps
-        self.loop_steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
-        self.target_update, self.seed, self.step_delay_s = target_update, seed, step_delay_s
+    def __init__(self, config: ChainDqnConfig, data_override=None):
+        super().__init__(config, data_override)
+        self.env_steps, self.seed = config.env_steps, config.runtime.seed
+        self.loop_steps_per_epoch, self.batch_size = config.steps_per_epoch, config.batch_size
+        self.target_update, self.step_delay_s = config.target_update, config.step_delay_s
 
     def load_data(self, run):  # no dataset: an environment and a buffer, one per worker
         self.rng = np.random.default_rng([self.seed, run.runtime.role.task_id])
@@ -84,7 +88,7 @@ class ChainDqnTask(Task):
                                      keras.layers.Dense(ACTIONS)], name=name)
 
         online, target = q_network("q_network"), q_network("target")
-        self.optimizer = make_optimizer(self.optimizer_config, self.loop_steps_per_epoch,
+        self.optimizer = make_optimizer(self.config.optimizer, self.loop_steps_per_epoch,
                                         max(1, self.env_steps // self.loop_steps_per_epoch))
         self.optimizer.build(online.trainable_variables)
         return {"q_network": online, "target": target}
@@ -186,12 +190,7 @@ class ChainDqnTask(Task):
         return {"serving_default": Signature(policy, [spec])}
 
 
-def make_task(fv, data_override=None):
-    return ChainDqnTask(suite_flags.optimizer_config(fv), fv.env_steps, fv.steps_per_epoch,
-                        fv.batch_size, fv.target_update, fv.seed, fv.step_delay_s)
-
-
 if __name__ == "__main__":
-    from suite.runtime.runner import main
+    from suite.runtime.cli import main
 
-    main(define_flags, make_task)
+    main(ChainDqnTask)

@@ -5,23 +5,25 @@ runner's resumable fit. The DCGAN app's shape in miniature.
 """
 from __future__ import annotations
 
-from absl import flags
+import dataclasses
 
-from suite.runtime import flags as suite_flags
-from suite.runtime.task import Signature, Task
+from suite.config import Config, group, option
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.tasks.base import Signature, Task
 
 LATENT = 4
 
 
-def define_flags(fv: flags.FlagValues) -> None:
-    suite_flags.define_runtime_flags(fv, "runs/points_gan")
-    suite_flags.define_schedule_flags(fv, default_epochs=3, default_batch_size=32)
-    suite_flags.define_optimizer_flags(fv, "d_", default_learning_rate=2e-3, default_beta_1=0.5,
-                                       of="the discriminator")
-    suite_flags.define_optimizer_flags(fv, "g_", default_learning_rate=2e-3, default_beta_1=0.5,
-                                       of="the generator")
-    flags.DEFINE_float("step_delay_s", 0.0, "Sleep this long after each step (lets tests signal "
-                       "a run mid-epoch).", flag_values=fv)
+@dataclasses.dataclass
+class PointsGanConfig(Config):
+    runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/points_gan")
+    schedule: ScheduleConfig = group(ScheduleConfig, epochs=3, batch_size=32)
+    d_optimizer: OptimizerConfig = group(OptimizerConfig, prefix="d_", of="the discriminator",
+                                         learning_rate=2e-3, beta_1=0.5)
+    g_optimizer: OptimizerConfig = group(OptimizerConfig, prefix="g_", of="the generator",
+                                         learning_rate=2e-3, beta_1=0.5)
+    step_delay_s: float = option(0.0, "Sleep this long after each step (lets tests signal a "
+                                 "run mid-epoch).", bounds=">= 0")
 
 
 def _gan_class():
@@ -99,14 +101,16 @@ def _gan_class():
 
 
 class PointsGanTask(Task):
+    config_class = PointsGanConfig
     name = "points_gan"
     best_checkpoint = (None, "min")  # a GAN's losses do not rank its checkpoints
     watched_losses = ("d_loss", "g_loss")
+    meaning_keys = ("latent_dim",)
 
-    def __init__(self, schedule, d_optimizer, g_optimizer, seed=0, step_delay_s=0.0):
-        self.schedule, self.d_config, self.g_config = schedule, d_optimizer, g_optimizer
-        self.seed, self.step_delay_s = seed, step_delay_s
-        self.global_batch_size, self.epochs = schedule.batch_size, schedule.epochs
+    def __init__(self, config: PointsGanConfig, data_override=None):
+        super().__init__(config, data_override)
+        self.schedule, self.seed = config.schedule, config.runtime.seed
+        self.global_batch_size, self.epochs = config.schedule.batch_size, config.schedule.epochs
 
     def load_data(self, run):
         import numpy as np
@@ -123,14 +127,14 @@ class PointsGanTask(Task):
         self.train_data = ds.with_options(options)
 
     def build(self, run):
-        from suite.runtime.optim import make_optimizer
-
         import numpy as np
 
-        gan = _gan_class()(step_delay_s=self.step_delay_s, name="points_gan")
+        from suite.runtime.optim import make_optimizer
+
+        gan = _gan_class()(step_delay_s=self.config.step_delay_s, name="points_gan")
         gan(np.zeros((1, LATENT), "float32"))  # built, so it can be saved
-        gan.compile(make_optimizer(self.d_config, self.steps_per_epoch, self.epochs),
-                    make_optimizer(self.g_config, self.steps_per_epoch, self.epochs))
+        gan.compile(make_optimizer(self.config.d_optimizer, self.steps_per_epoch, self.epochs),
+                    make_optimizer(self.config.g_optimizer, self.steps_per_epoch, self.epochs))
         return gan
 
     def evaluate(self, run):
@@ -161,12 +165,7 @@ class PointsGanTask(Task):
         return {"serving_default": Signature(generate, [spec])}
 
 
-def make_task(fv, data_override=None):
-    return PointsGanTask(suite_flags.schedule_config(fv), suite_flags.optimizer_config(fv, "d_"),
-                         suite_flags.optimizer_config(fv, "g_"), fv.seed, fv.step_delay_s)
-
-
 if __name__ == "__main__":
-    from suite.runtime.runner import main
+    from suite.runtime.cli import main
 
-    main(define_flags, make_task)
+    main(PointsGanTask)

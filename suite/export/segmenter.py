@@ -9,9 +9,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from suite.errors import ExportError
 from suite.export.image_signatures import decode_image_bytes, image_signatures
-from suite.export.saved_model import ExportError
-from suite.runtime.task import Signature
+from suite.export.signature import Signature
 
 
 def segmentation_metadata(model: keras.Model, class_names) -> dict:

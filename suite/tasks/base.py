@@ -1,6 +1,8 @@
 """A Task describes an application; the runner (suite.runtime.runner) runs it.
 
-An app is its flags plus a Task. The runner calls, in this order:
+An application is a Task and its typed config (`config_class`, a suite.config.Config whose
+fields are the app's options and, through suite.runtime.flags, its command-line flags). The
+runner calls, in this order:
 
     load_data(run)        read the data (after the strategy exists, before any model)
     build(run)            the models, in the strategy scope: one keras.Model, or a dict of them
@@ -9,40 +11,42 @@ An app is its flags plus a Task. The runner calls, in this order:
                           self.train_data / self.validation_data; a task may instead run its
                           own loop (run.loop(...)) or several fits (run.fit(..., subdir=...))
     evaluate(run)         the numbers for results.json; figures (run.is_chief) into run's folder
-    export                serving_signatures(served model, export_metadata()) into a SavedModel
+    write_export          serving_signatures(served model, export_metadata()) into a SavedModel
 
 and owns everything else once: runtime set-up, the run lock, folders and the chief-only rule,
 restore and backups (every model, every optimizer, plus `extra_state()`), stop signals,
 history, TensorBoard, checkpoints, learning curves, results.json, export freshness and the
-exit code. `serving_signatures` is a classmethod of the served model and the metadata only, so
+exit code. A Task declares what the runner must know of it (the class attributes below): the
+metric best.keras follows, the run.json keys that give its weights their meaning, the figures
+it draws. `serving_signatures` is a classmethod of the served model and the metadata only, so
 `python -m apps.export` re-exports any run from its checkpoint and run.json alone.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+
+from suite.export.signature import Signature
 
 if TYPE_CHECKING:  # importing Keras loads TensorFlow, which the runner loads quietly first
     import keras
 
-
-@dataclasses.dataclass
-class Signature:
-    """One serving signature: `fn` called with tensors matching `inputs` (tf.TensorSpecs whose
-    names become the request's input names), returning a dict of named output tensors."""
-    fn: Callable
-    inputs: list
+__all__ = ["Signature", "Task"]
 
 
 class Task:
-    name: str = "model"  # the export folder under --export_dir, TF Serving's model name
+    config_class: type | None = None  # the app's typed config: its options and flags
+    name: str = "model"  # the export folder under export_dir, TF Serving's model name
     best_checkpoint: tuple[str | None, str] = ("val_accuracy", "max")  # (metric, max|min)
     watched_losses: tuple[str, ...] = ("loss",)  # logs the non-finite guard checks
     global_batch_size: int | None = None  # checked against the replicas when set
     validation_label: str = "validation"  # what the val_* curves are called in figures
     export_checkpoint: str = "last"  # "best": export checkpoints/best.keras (run.served)
-    initial_weights: str | None = None  # where build() took weights from (--init_from, ...)
-    epoch_flag: str = "the epoch length's flag"  # a custom loop's, named if a rerun changes it
+    initial_weights: str | None = None  # where build() took weights from (init_from, ...)
+    epoch_option: str = "steps_per_epoch"  # a custom loop's epoch length: named if it changes
+    # export_metadata() keys that give the trained weights their meaning: a rerun that would
+    # resume them with other values (other classes, another vocabulary) is refused.
+    meaning_keys: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()  # the figure files evaluate() draws into the run's folder
 
     # Set by load_data for the default train():
     train_data = None
@@ -50,6 +54,11 @@ class Task:
     training_subset = None  # fixed training examples: the curves' inference-mode train numbers
     epochs: int = 0
     steps_per_epoch: int = 0
+
+    def __init__(self, config=None, data_override=None):
+        """`config`: an instance of `config_class`; `data_override`: in-memory data that
+        replaces what load_data would read (tests, notebooks)."""
+        self.config, self.data_override = config, data_override
 
     def load_data(self, run) -> None:
         """Reads the data; runs before build()."""
@@ -98,6 +107,32 @@ class Task:
         is imported (a Keras Model subclass defined lazily, to keep TensorFlow's import quiet)."""
         return {}
 
-    # -- helpers for the runner -------------------------------------------------------------
+    # -- what the runner and apps.export call -------------------------------------------------
+    @property
+    def exports(self) -> bool:
+        """Whether this task serves a SavedModel at all."""
+        return type(self).serving_signatures.__func__ is not Task.serving_signatures.__func__
+
     def has_extra_state(self) -> bool:
         return type(self).extra_state is not Task.extra_state
+
+    @classmethod
+    def load_checkpoint(cls, path: str) -> keras.Model:
+        """A .keras checkpoint of this task's models, its custom classes known."""
+        from suite.models.registry import load_keras_file
+
+        return load_keras_file(path, custom_objects=cls.custom_objects())
+
+    @classmethod
+    def write_export(cls, model: keras.Model, metadata: dict, export_base: str, name: str,
+                     version: int | None = None) -> str:
+        """Writes `<export_base>/<name>/<version>/` with this task's signatures for `model`;
+        returns that folder."""
+        from suite.errors import ExportError
+        from suite.export.saved_model import write_saved_model
+
+        signatures = cls.serving_signatures(model, metadata)
+        if not signatures:
+            raise ExportError(f"{cls.__name__} runs export no SavedModel")
+        return write_saved_model(export_base, name, signatures,
+                                 {"model": model.name, "task": cls.__name__, **metadata}, version)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from suite.errors import ExportError
 from suite.export.image_signatures import decode_image_bytes
-from suite.export.saved_model import ExportError
-from suite.runtime.task import Signature
+from suite.export.signature import Signature
 
 
 def detection_signatures(model, metadata: dict) -> dict[str, Signature]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from suite.errors import ExportError
 from suite.export.image_signatures import decode_image_bytes, image_signatures
-from suite.export.saved_model import ExportError, write_saved_model
-from suite.runtime.task import Signature
+from suite.export.saved_model import write_saved_model
+from suite.export.signature import Signature
 
 SIGNATURES = ("serving_default", "serve_uint8", "serve_image_bytes")
 

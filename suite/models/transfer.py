@@ -17,7 +17,7 @@ import os
 import keras
 import numpy as np
 
-from suite.data.idx import DataError
+from suite.errors import DataError
 
 # registry name -> (keras.applications constructor, weights file in the Keras cache)
 IMAGENET_MODELS = {
@@ -27,7 +27,6 @@ IMAGENET_MODELS = {
     "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels{}.h5"),
     "vgg19": ("VGG19", "vgg19_weights_tf_dim_ordering_tf_kernels{}.h5"),
 }
-WEIGHTS_HOST = ("storage.googleapis.com", 443)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
@@ -96,14 +95,14 @@ def _class_names_near(path: str) -> list[str] | None:
     return None
 
 
-def resolve_source(source: str, flag: str = "--init_from") -> str:
+def resolve_source(source: str, field: str = "init_from") -> str:
     """A model_dir's best checkpoint (else its last, else its newest export); other paths as
-    they are."""
+    they are. `field` is the option that named it, for the error."""
     if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "saved_model.pb")):
         candidates = [os.path.join(source, "checkpoints", f) for f in ("best.keras", "last.keras")]
         found = [c for c in candidates if os.path.isfile(c)] + [_latest_export(source)]
         if not found[0]:
-            raise DataError(f"{flag}={source} is a folder without checkpoints/best.keras, "
+            raise DataError(f"`{field}={source}` is a folder without checkpoints/best.keras, "
                             "checkpoints/last.keras or an export/<name>/<version>/ SavedModel")
         return found[0]
     return source
@@ -120,7 +119,7 @@ def read_source(source: str) -> SourceWeights:
         model = load_keras_file(source)
         return SourceWeights(source, {v.path: v.numpy() for v in model.weights},
                              _class_names_near(source))
-    raise DataError(f"--init_from={source}: expected a .keras file, a SavedModel folder, a "
+    raise DataError(f"`init_from={source}`: expected a .keras file, a SavedModel folder, a "
                     "model_dir of a finished run, or 'imagenet'")
 
 
@@ -159,19 +158,20 @@ def load_matching_weights(model: keras.Model, weights: dict[str, np.ndarray],
 
 def imagenet_weights(model_name: str, include_top: bool) -> dict[str, np.ndarray]:
     """keras.applications' ImageNet weights; fails in seconds, not minutes, when offline."""
-    from suite.data.mnist import _reachable
+    from suite.data import hosts
 
     key = model_name.lower().replace("-", "")
     if key not in IMAGENET_MODELS:
-        raise DataError(f"--init_from=imagenet has keras.applications weights only for "
-                        f"{', '.join(IMAGENET_MODELS)}; --model={model_name} has none")
+        raise DataError(f"`init_from=imagenet` has keras.applications weights only for "
+                        f"{', '.join(IMAGENET_MODELS)}; `model={model_name}` has none")
     constructor, filename = IMAGENET_MODELS[key]
     filename = filename.format("" if include_top else "_notop")
     cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-    if not os.path.isfile(os.path.join(cache, filename)) and not _reachable(WEIGHTS_HOST):
-        raise DataError(f"--init_from=imagenet must download {filename} from {WEIGHTS_HOST[0]}, "
+    host = hosts.WEIGHTS_HOST
+    if not os.path.isfile(os.path.join(cache, filename)) and not hosts.reachable(host):
+        raise DataError(f"`init_from=imagenet` must download {filename} from {host[0]}, "
                         f"which is unreachable (offline?), and it is not in {cache}. Copy the file "
-                        "there, or initialise from a local run: --init_from=<model_dir or .keras>")
+                        "there, or initialise from a local run: `init_from=<model_dir or .keras>`")
     source = getattr(keras.applications, constructor)(weights="imagenet", include_top=include_top)
     return {v.path: v.numpy() for v in source.weights}
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import os
 import re
 import types
 import typing
@@ -55,6 +56,19 @@ def option(default: Any, help: str, *, bounds: str | None = None, choices=None,
     return dataclasses.field(default=default, metadata={
         "help": help, "bounds": bounds, "choices": tuple(choices) if choices else None,
         "check": check, "required": required, "message": message})
+
+
+def existing_path(*keywords: str, what: str, kind: str = "any", verb: str = "be"):
+    """A `check` for a path option that may also take `keywords` ('imagenet', ...): the
+    error reads "must be 'imagenet' or <what>"; `kind` "file" or "folder" narrows it."""
+    exists = {"any": os.path.exists, "file": os.path.isfile, "folder": os.path.isdir}[kind]
+    allowed = ", ".join(repr(k) for k in keywords)
+    allowed = f"{allowed} or {what}" if keywords else what
+
+    def check(value: str) -> None:
+        if value not in keywords and not exists(value):
+            raise ValueError(f"must {verb} {allowed}")
+    return check
 
 
 def group(config_class: type, *, prefix: str = "", of: str = "", **defaults):

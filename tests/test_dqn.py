@@ -252,6 +252,25 @@ def test_cartpole_trains_records_and_exports_a_policy(tmp_path):
     np.testing.assert_array_equal(served["action"].numpy(), q.argmax(-1))
 
 
+def test_every_epoch_line_prints_its_numbers_in_one_order(tmp_path, capsys):
+    """Episode returns, losses and epsilon are logged as they come: an epoch whose first step
+    learned began its line with the loss, one whose first step ended an episode with the return.
+    The line follows history.csv's sorted columns instead."""
+    import re
+
+    run_in_process(DqnTask, f"--model_dir={tmp_path}", "--env_steps=400", "--eval_every=100",
+                   "--learning_starts=150", "--train_freq=1", "--units=8", "--buffer_size=200",
+                   "--batch_size=8", "--eval_episodes=1", "--final_eval_episodes=0", "--nogif",
+                   "--noexport")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    orders = [re.findall(r"(\w+) -?[0-9.e+-]+(?:,|$)", line.split(": ", 1)[1]) for line in lines]
+    assert len(orders) == 4 and "loss" not in orders[0] and "loss" in orders[2]
+    logged = ["epsilon", "loss", "return"]  # averaged over the epoch's steps, then the rest
+    for order in orders:
+        assert order[:len([k for k in logged if k in order])] == [k for k in logged if k in order]
+        assert order[-4:] == ["val_return", "val_return_std", "steps", "seconds"], order
+
+
 @pytest.fixture(scope="module")
 def cartpole_reference(tmp_path_factory):
     """An uninterrupted seeded CartPole run, for the resumed runs to equal."""

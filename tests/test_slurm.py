@@ -133,7 +133,12 @@ def test_a_two_worker_job_preempted_by_its_time_limit_requeues_and_resumes_exact
     after_training = sum(
         1 for run in requeued_runs if not re.search(r"^0: stopped by SIGTERM at epoch", run, re.M)
         and re.search(r"^0: (SIGTERM received outside training|Test accuracy)", run, re.M))
-    assert restarts == len(stops[0]) + after_training, text[-4000:]
+    # Under load a restart's whole time slot can go to starting Python and TensorFlow: the
+    # time limit's signal then ends the tasks before the chief's first line (its Runtime line,
+    # printed before anything is read or written), so nothing was saved or changed.
+    never_started = sum(1 for run in requeued_runs
+                        if not re.search(r'^0: Runtime: \{"strategy"', run, re.M))
+    assert restarts == len(stops[0]) + after_training + never_started, text[-4000:]
     assert resumed == stops[0] + [(str(epochs + 1), "0")] * after_training  # as printed
     assert f"job {job}: finished" in text
     # One row per finished epoch, the exact number of steps, and only the chief's files.

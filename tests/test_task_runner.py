@@ -40,7 +40,9 @@ def rerun(app: list[str], model_dir: str, capsys) -> tuple[dict, str]:
 
     capsys.readouterr()
     module = importlib.import_module(app[0])
-    results = run_in_process(module, *app[1:], f"--model_dir={model_dir}")
+    task_class = next(value for value in vars(module).values() if isinstance(value, type)
+                      and value.__module__ == module.__name__ and hasattr(value, "config_class"))
+    results = run_in_process(task_class, *app[1:], f"--model_dir={model_dir}")
     return results, capsys.readouterr().out
 
 

@@ -1,1 +1,2 @@
-"""SavedModel export in TF Serving's versioned layout, and reduced-precision variants."""
+"""SavedModel export in TF Serving's versioned layout, each kind's serving signatures, and
+reduced-precision variants."""

@@ -1,1 +1,3 @@
-"""The runtime every app shares: flags, strategy, precision, callbacks, the fit loop and its outputs."""
+"""The runtime every app shares: its configs and flags, strategy, precision, the runner, the
+resumable fit and custom loop, and the files a run leaves. It imports no task, model or export
+module: a Task brings those."""

@@ -4,7 +4,7 @@ run.json names the Task that made the run, its models, its export metadata (clas
 vocabulary, ...), the checkpoint it exports and the weights it started from; apps.export, the
 precision report and a rerun read it back. A rerun that would give the folder's trained weights
 another meaning (other classes, another vocabulary, other models or starting weights: the
-runner's keys plus the Task's `meaning_keys`) is refused before anything is trained.
+runner's RUNNER_KEYS plus the Task's `meaning_keys`) is refused before anything is trained.
 results.json holds the evaluation's numbers and the fingerprint of the exported weights, so a
 rerun knows whether the export is current.
 """
@@ -16,7 +16,7 @@ import os
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.json"
 FLAGS_FILE = "flags.txt"
-RUNNER_MEANING = ("task", "models", "initial_weights")  # every Task's; each adds its own
+RUNNER_KEYS = ("task", "models", "initial_weights")  # give every run its meaning; Tasks add theirs
 _FIX = "move it aside (the next training run in that folder writes it anew)"
 _JSON = {dict: "object", str: "string"}
 

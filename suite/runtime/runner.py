@@ -69,7 +69,7 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
     earlier_results = run_file.read_results(run.run_dir) if run.is_chief else {}
     description = run_file.describe(task, list(run.models))
     run_file.refuse_another_meaning(run.run_dir, description,
-                                    run_file.RUNNER_MEANING + tuple(task.meaning_keys))
+                                    run_file.RUNNER_KEYS + tuple(task.meaning_keys))
 
     # -- training ---------------------------------------------------------------------------------
     outcome = task.train(run)

@@ -1,1 +1,4 @@
-"""Task pieces that several applications share (classification: MNIST and the classifier app)."""
+"""One module per application: its typed config and its Task (mnist, classifier, dqn,
+segmentation, dcgan, captioning, detection, style_transfer). Beside them: base (the Task the
+runner runs), classification (what the two image classifiers share) and runs (a finished run
+read back: its Task found by name here, its checkpoint re-exported)."""

@@ -57,8 +57,13 @@ class Task:
 
     def __init__(self, config=None, data_override=None):
         """`config`: an instance of `config_class`; `data_override`: in-memory data that
-        replaces what load_data would read (tests, notebooks)."""
+        replaces what load_data would read (tests, notebooks). The seed, and the epochs and
+        global batch of a config with a `schedule` group, are taken from it."""
         self.config, self.data_override = config, data_override
+        runtime, schedule = getattr(config, "runtime", None), getattr(config, "schedule", None)
+        self.seed = runtime.seed if runtime is not None else 0
+        if schedule is not None:
+            self.epochs, self.global_batch_size = schedule.epochs, schedule.batch_size
 
     def load_data(self, run) -> None:
         """Reads the data; runs before build()."""

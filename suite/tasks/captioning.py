@@ -15,19 +15,13 @@ greedy (serving_default) or by beam search with its width as an input (beam_sear
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 
-from suite.config import Config, group, option, rule
+from suite.config import Config, existing_path, group, option, rule
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.base import Signature, Task
-
-
-def _classifier_run(value: str) -> None:
-    if value != "imagenet" and not os.path.exists(value):
-        raise ValueError("must be 'imagenet' or an existing model_dir / .keras file")
 
 
 @dataclasses.dataclass
@@ -56,7 +50,8 @@ class CaptionerConfig(Config):
         None, "Start the encoder from a classification run (its model_dir or .keras file; the "
         "network is read from it) or 'imagenet' (keras.applications weights for "
         "resnet50/101/152, vgg16/19; offline they must be in ~/.keras/models). Unset: random "
-        "initialisation.", check=_classifier_run)
+        "initialisation.",
+        check=existing_path("imagenet", what="an existing model_dir / .keras file"))
     image_size: int = option(0, "Side the images are resized to; 0: the encoder checkpoint's "
                              "input size, else 224.", bounds=">= 0")
     freeze_encoder: bool = option(False, "Train the decoder only (the encoder's batch norm in "
@@ -135,14 +130,7 @@ class CaptioningTask(Task):
     best_checkpoint = ("val_loss", "min")
     validation_label = "validation"
     meaning_keys = ("vocabulary", "start_id", "end_id")
-    figures = ("gallery.png",)
-
-    def __init__(self, config: CaptionerConfig, data_override=None):
-        """`data_override`: a CaptionData instead of `dataset`."""
-        super().__init__(config, data_override)
-        self.seed = config.runtime.seed
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
+    figures = ("gallery.png",)  # data_override: a CaptionData instead of `dataset`
 
     # -- data --------------------------------------------------------------------------------
     def load_data(self, run):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 
-from suite.config import Config, group, option, rule
+from suite.config import Config, existing_path, group, option, rule
 from suite.errors import ConfigError
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.classification import ImageClassificationTask
@@ -57,12 +56,6 @@ def _export_name(name: str) -> None:
     check_model_name(name)  # an ExportError, i.e. a ValueError
 
 
-def _weights_source(value: str) -> None:
-    if value != "imagenet" and not os.path.exists(value):
-        raise ValueError("must be 'imagenet' or an existing .keras file, SavedModel folder or "
-                         "model_dir")
-
-
 @dataclasses.dataclass
 class ClassifierConfig(Config):
     runtime: RuntimeConfig = group(RuntimeConfig, model_dir="runs/classifier")
@@ -103,7 +96,8 @@ class ClassifierConfig(Config):
     init_from: str | None = option(
         None, "Start from these weights, matched by layer name and shape: a .keras file, a "
         "SavedModel folder, a model_dir of a finished run, or 'imagenet' (keras.applications "
-        "weights; ResNet-50/101/152, VGG-16/19).", check=_weights_source)
+        "weights; ResNet-50/101/152, VGG-16/19).", check=existing_path(
+            "imagenet", what="an existing .keras file, SavedModel folder or model_dir"))
     freeze_backbone: bool = option(False, "Train only the classification head (with "
                                    "--init_from); frozen BatchNormalization stays in inference "
                                    "mode.")
@@ -141,14 +135,11 @@ class ClassifierTask(ImageClassificationTask):
         from suite.models.registry import MODEL_BUILDERS
 
         super().__init__(config, data_override)
-        self.seed = config.runtime.seed
         self.model_name = config.model.strip().lower().replace("-", "")
         self.builder = MODEL_BUILDERS[self.model_name]
         self.augmentations = parse_augmentations(config.augmentations)
         self.initial_weights = config.init_from
         self.name = config.export_name or self.model_name
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
         self.transfer_report = None
 
     def load_data(self, run):

@@ -16,24 +16,12 @@ import os
 
 import numpy as np
 
-from suite.config import Config, group, option
+from suite.config import Config, existing_path, group, option
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.base import Signature, Task
 
 GRID_COLUMNS = 8
 INTERPOLATION_ROWS, INTERPOLATION_STEPS = 8, 10
-
-
-def _existing(what: str):
-    def check(path: str) -> None:
-        if not os.path.exists(path):
-            raise ValueError(f"must be {what}")
-    return check
-
-
-def _mnist_folder(path: str) -> None:
-    if not os.path.isdir(path):
-        raise ValueError("must be a folder holding the MNIST IDX .gz files")
 
 
 @dataclasses.dataclass
@@ -50,7 +38,9 @@ class DcganConfig(Config):
                           "image set.")
     mnist_dir: str | None = option(None, "Folder with the four MNIST IDX .gz files (offline), "
                                    "e.g. ../shared/data/mnist; unset: tensorflow-datasets.",
-                                   check=_mnist_folder)
+                                   check=existing_path(
+                                       what="a folder holding the MNIST IDX .gz files",
+                                       kind="folder"))
     data_dir: str | None = option(None, "tensorflow-datasets' data folder for a tfds "
                                   "--dataset.")
     image_size: int = option(
@@ -82,7 +72,7 @@ class DcganConfig(Config):
         None, "A suite classifier of the same images (its model_dir or .keras file, e.g. an "
         "apps.train_mnist run) that measures the generated images: classifier score, Frechet "
         "distance on its features, class histogram.",
-        check=_existing("an existing model_dir or .keras file"))
+        check=existing_path(what="an existing model_dir or .keras file"))
     quality_samples: int = option(10000, "Generated (and real) images the quality numbers "
                                   "use.", bounds=">= 20",
                                   message="must be >= 20 (it is split in 10 chunks)")
@@ -156,10 +146,7 @@ class DcganTask(Task):
     def __init__(self, config: DcganConfig, data_override=None):
         """`data_override`: (training images, test images, name) instead of `dataset`."""
         super().__init__(config, data_override)
-        self.seed = seed = config.runtime.seed
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
-        rng = np.random.default_rng(seed + 1)  # one stream for every figure's latent vectors
+        rng = np.random.default_rng(self.seed + 1)  # one stream for every figure's latent vectors
         self.fixed_latents = rng.normal(size=(config.grid_size, config.latent_dim)).astype(
             np.float32)
         self.interpolation_ends = rng.normal(size=(2, INTERPOLATION_ROWS, config.latent_dim)

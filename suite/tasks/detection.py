@@ -15,12 +15,11 @@ each original image's pixels, class ids and names and scores after NMS.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 
-from suite.config import Config, group, option, rule
+from suite.config import Config, existing_path, group, option, rule
 from suite.errors import DataError
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.base import Task
@@ -31,12 +30,6 @@ BATCH_NORM = ("auto", "frozen", "trained")
 def _side(size: int) -> None:
     if size < 64 or size % 32:
         raise ValueError("must be a multiple of 32, at least 64")
-
-
-def _backbone_source(value: str) -> None:
-    if value != "imagenet" and not os.path.exists(value):
-        raise ValueError("must be 'imagenet' or an existing model_dir, .keras file or "
-                         "SavedModel")
 
 
 @dataclasses.dataclass
@@ -72,7 +65,8 @@ class DetectorConfig(Config):
         None, "Backbone start: a classification run of the same ResNet (model_dir, .keras or "
         "SavedModel; layers matched by name and shape) or 'imagenet' (keras.applications' "
         "ResNet-50/101/152 weights on disk). Unset or empty: random initialisation.",
-        check=_backbone_source)
+        check=existing_path(
+            "imagenet", what="an existing model_dir, .keras file or SavedModel"))
     backbone_batch_norm: str = option(
         "auto", "frozen: the backbone's batch norm keeps its statistics and scales (Detectron's "
         "choice for a trained backbone and small batches); trained: it learns; auto: frozen "
@@ -144,11 +138,8 @@ class DetectionTask(Task):
     def __init__(self, config: DetectorConfig, data_override=None):
         """`data_override`: a DetectionData instead of `dataset`."""
         super().__init__(config, data_override)
-        self.seed = config.runtime.seed
         self.initial_weights = config.init_from
         self.name = config.export_name or f"faster_rcnn_resnet{config.depth}"
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
         self.transfer_report = None
         self.batch_norm = None
 

@@ -111,7 +111,7 @@ class DqnTask(Task):
 
     def __init__(self, config: DqnConfig, data_override=None):
         super().__init__(config, data_override)
-        self.o, self.seed = config, config.runtime.seed  # `o`: the options, by name
+        self.o = config  # the options, by name
         self.name = config.env.replace("ALE/", "").replace("/", "_").lower()
         self.title = f"DQN on {config.env}"
         self.global_batch_size = config.batch_size

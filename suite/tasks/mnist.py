@@ -7,18 +7,12 @@ classifiers' three signatures.
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from suite.config import Config, group, option, rule
+from suite.config import Config, existing_path, group, option, rule
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.classification import ImageClassificationTask
 
 TRAINING_SUBSET = 2000  # training images the curves' inference-mode accuracy is measured on
-
-
-def _existing_pickle(path: str) -> None:
-    if not os.path.isfile(path):
-        raise ValueError("must name an existing pickle file")
 
 
 @dataclasses.dataclass
@@ -44,7 +38,8 @@ class MnistConfig(Config):
     init_weights: str | None = option(
         None, "The book's parameter pickle (W1..W8, b1..b8) to start from; with --epochs=0 it "
         "is only evaluated (and left in checkpoints/last.keras). Loaded with a restricted "
-        "unpickler.", check=_existing_pickle)
+        "unpickler.",
+        check=existing_path(what="an existing pickle file", kind="file", verb="name"))
 
     @rule("init_weights", "ensemble_size")
     def _one_set_of_weights(init_weights, ensemble_size):
@@ -63,10 +58,7 @@ class MnistTask(ImageClassificationTask):
     def __init__(self, config: MnistConfig, data_override=None):
         """`data_override`: ((x_train, y_train), (x_test, y_test)) arrays instead of MNIST."""
         super().__init__(config, data_override)
-        self.seed = config.runtime.seed
         self.initial_weights = config.init_weights
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
 
     def load_data(self, run):
         from suite.data import pipeline

@@ -9,11 +9,10 @@ TensorBoard. The export maps images of any size to a class map and probabilities
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
-from suite.config import Config, group, option
+from suite.config import Config, existing_path, group, option
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
 from suite.tasks.base import Task
 
@@ -25,12 +24,6 @@ def _augmentations(names: tuple[str, ...]) -> None:
     from suite.data.segmentation import parse_augmentations
 
     parse_augmentations(names)
-
-
-def _encoder_source(value: str) -> None:
-    if value != "imagenet" and not os.path.exists(value):
-        raise ValueError("must be 'imagenet' or an existing .keras file, SavedModel folder or "
-                         "model_dir")
 
 
 @dataclasses.dataclass
@@ -77,7 +70,8 @@ class SegmenterConfig(Config):
     init_from: str | None = option(
         None, "FCN encoder start: a classifier run's VGG-16 (model_dir, .keras or SavedModel; "
         "fc1/fc2 recast as fc6/fc7) or 'imagenet' (keras.applications' VGG-16 weights on "
-        "disk).", check=_encoder_source)
+        "disk).", check=existing_path(
+            "imagenet", what="an existing .keras file, SavedModel folder or model_dir"))
     boundary_class: int = option(
         -1, "Also report the ISBI 2012 pixel and Rand errors, with this class as the boundaries "
         "between objects (ISBI: 0, the membranes); -1: no ISBI scores.", bounds=">= -1",
@@ -122,11 +116,8 @@ class SegmentationTask(Task):
     def __init__(self, config: SegmenterConfig, data_override=None):
         """`data_override`: a SegmentationData instead of `dataset`."""
         super().__init__(config, data_override)
-        self.seed = config.runtime.seed
         self.initial_weights = config.init_from
         self.name = config.export_name or config.model
-        self.global_batch_size = config.schedule.batch_size
-        self.epochs = config.schedule.epochs
         self.transfer_report = None
 
     def load_data(self, run):

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from suite.config import Config, group, option
+from suite.config import Config, existing_path, group, option
 from suite.errors import ConfigError
 from suite.runtime.config import RuntimeConfig
 from suite.tasks.base import Task
@@ -33,11 +33,6 @@ def _writable_file(path: str) -> None:
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"`out={path}`: {folder} is not a folder this process can write in; "
                           "give another path")
-
-
-def _feature_source(value: str) -> None:
-    if value not in ("imagenet", "random") and not os.path.exists(value):
-        raise ValueError("must be 'imagenet', 'random' or an existing model_dir or .keras file")
 
 
 @dataclasses.dataclass
@@ -72,7 +67,8 @@ class StyleConfig(Config):
     features_from: str = option(
         "imagenet", "Where the VGG weights come from: 'imagenet' (keras.applications' file, on "
         "disk or downloadable), a suite VGG classifier's model_dir or .keras file (e.g. from "
-        "apps.train_classifier --model=vgg16), or 'random'.", check=_feature_source)
+        "apps.train_classifier --model=vgg16), or 'random'.", check=existing_path(
+            "imagenet", "random", what="an existing model_dir or .keras file"))
     pooling: str = option("avg", "Pooling in the feature network: the paper's average pooling, "
                           "or VGG's own max pooling.", choices=("avg", "max"))
     init: str = option("content", "Start from the content image or from uniform noise (the "
@@ -113,7 +109,6 @@ class StyleTransferTask(Task):
 
     def __init__(self, config: StyleConfig, data_override=None):
         super().__init__(config, data_override)
-        self.seed = config.runtime.seed
         self.epochs = -(-config.steps // config.save_every)
 
     def load_data(self, run):

@@ -63,7 +63,7 @@ class ChainDqnTask(Task):
 
     def __init__(self, config: ChainDqnConfig, data_override=None):
         super().__init__(config, data_override)
-        self.env_steps, self.seed = config.env_steps, config.runtime.seed
+        self.env_steps = config.env_steps
         self.loop_steps_per_epoch, self.batch_size = config.steps_per_epoch, config.batch_size
         self.target_update, self.step_delay_s = config.target_update, config.step_delay_s
 

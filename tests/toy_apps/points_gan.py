@@ -109,8 +109,7 @@ class PointsGanTask(Task):
 
     def __init__(self, config: PointsGanConfig, data_override=None):
         super().__init__(config, data_override)
-        self.schedule, self.seed = config.schedule, config.runtime.seed
-        self.global_batch_size, self.epochs = config.schedule.batch_size, config.schedule.epochs
+        self.schedule = config.schedule
 
     def load_data(self, run):
         import numpy as np

@@ -68,7 +68,7 @@ def main(argv):
         usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
-    from suite.runtime.run_file import checkpoint_path
+    from suite.runtime.run_file import exported_checkpoint
     from suite.runtime.startup import load_tensorflow
 
     FLAGS = flags.FLAGS
@@ -79,8 +79,7 @@ def main(argv):
         from suite.tasks.runs import export_run, read_run, task_class
 
         run_file = read_run(FLAGS.model_dir)  # fails fast, before TensorFlow loads
-        checkpoint_path(FLAGS.model_dir,
-                        FLAGS.checkpoint or run_file.get("export_checkpoint") or "last")
+        exported_checkpoint(FLAGS.model_dir, run_file, FLAGS.checkpoint)
         load_tensorflow(quiet=not verbose)
         task_class(run_file)
         version_dir = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,

@@ -347,10 +347,12 @@ def test_app_trains_scores_draws_and_exports_under_mirrored_strategy(tmp_path,
     model_dir = tmp_path / "run"
     results = run_in_process(DetectionTask, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=1", "--steps_per_epoch=2", *TINY, "--batch_size=4",
-                             "--held_out_every=3", "--noexport",
+                             "--held_out_every=3", "--validation_every=2", "--noexport",
                              strategy_override=two_cpu_strategy)
     assert results["replicas"] == 2 and results["status"] == "completed"
-    assert results["train_images"] == 8 and results["held_out_images"] == 4
+    # 12 images: every 3rd held out for the test (4); of the other 8, every 2nd validates
+    assert results["train_images"] == 4 and results["held_out_images"] == 4
+    assert results["selection"]["validation_split"].startswith("4 images: ")
     history = open(model_dir / "history.csv").read().splitlines()
     assert len(history) == 2 and "val_rpn_box_loss" in history[0]
     for key in ("map", "map_50", "map_75", "recall_100"):

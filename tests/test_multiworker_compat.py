@@ -146,3 +146,29 @@ def test_apply_refuses_non_tensorflow_backend(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
         multiworker_compat.apply()
+
+
+def test_an_uneven_first_batch_evaluates_under_mirrored_strategy(two_cpu_strategy):
+    """Keras builds the model from the first batch reduced over the replicas: 459 examples over
+    2 replicas (230 and 229) failed `AddN ... must have the same size and shape`. Patched, the
+    uneven batch evaluates to what one device gives."""
+    import keras
+    import tensorflow as tf
+
+    from suite.runtime import multiworker_compat
+
+    multiworker_compat.apply()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(459, 6)).astype("float32"), rng.integers(0, 3, 459)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(1000)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+        net.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return net
+
+    alone = model().evaluate(data, verbose=0)
+    with two_cpu_strategy.scope():
+        mirrored = model()
+    np.testing.assert_allclose(mirrored.evaluate(data, verbose=0), alone, rtol=1e-5)

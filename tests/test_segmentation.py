@@ -238,7 +238,7 @@ def test_a_few_steps_lower_the_loss_on_generated_shapes(model):
 SMALL_RUN = ["--class_values=0,255", "--class_names=background,shape", "--boundary_class=0",
              "--held_out=2", "--crop_size=32", "--batch_size=2", "--steps_per_epoch=4",
              "--augmentations=flip,elastic", "--width_multiplier=0.0625", "--batch_norm",
-             "--learning_rate=3e-3"]
+             "--learning_rate=3e-3", "--validation_images=2"]
 
 
 def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_path):
@@ -249,7 +249,9 @@ def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_pa
     results = run_in_process(SegmentationTask, f"--dataset={root}", f"--model_dir={model_dir}",
                              "--epochs=2", *SMALL_RUN)
     assert results["status"] == "completed", results
-    assert results["held_out_images"] == 2 and results["train_images"] == 6
+    # 8 images: the last 2 are the test images, the 2 before them validate, 4 train
+    assert results["held_out_images"] == 2 and results["train_images"] == 4
+    assert results["selection"]["validation_split"] == "4.png, 5.png"
     assert 0 <= results["pixel_error"] <= 1 and 0 <= results["rand_error"] <= 1
     # binary: the error is the complement of accuracy (per image there, over all pixels here)
     assert results["pixel_accuracy"] == pytest.approx(1 - results["pixel_error"], abs=0.02)
@@ -262,8 +264,8 @@ def test_app_trains_evaluates_draws_and_exports_a_model_of_any_input_size(tmp_pa
     assert overlays.shape[1] >= 4 * 61 and overlays.shape[0] >= 48 + 61
     assert os.listdir(model_dir / "logs" / "evaluation")  # the overlays in TensorBoard
 
-    loaded = tf.saved_model.load(results["export"])
-    model = keras.models.load_model(model_dir / "checkpoints" / "last.keras")
+    loaded = tf.saved_model.load(results["export"])  # the model the validation images chose
+    model = keras.models.load_model(model_dir / "checkpoints" / "best.keras")
     image = images[-1][None].astype(np.float32)  # 61x61: not a multiple of anything
     served = loaded.signatures["serving_default"](image=tf.constant(image))
     expected = model.predict(image, verbose=0)
@@ -365,7 +367,8 @@ def test_init_from_a_vgg16_classifier_loads_the_encoder_and_recasts_fc6_fc7(tmp_
     model_dir = tmp_path / "run"
     results = run_in_process(SegmentationTask, "--dataset=unused", f"--model_dir={model_dir}",
                              "--epochs=0", f"--init_from={tmp_path / 'vgg.keras'}",
-                             "--width_multiplier=0.0625", data_override=data)
+                             "--width_multiplier=0.0625", "--validation_images=1",
+                             data_override=data)
     loaded = results["transfer"]["loaded"]
     assert "block1_conv1" in loaded and "block5_conv3" in loaded
     assert "fc6" in loaded and "fc7" in loaded  # dense weights recast as convolutions

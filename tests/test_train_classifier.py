@@ -93,11 +93,14 @@ def test_app_lowers_the_loss_and_writes_every_output(trained):
 
     model_dir, results = trained
     loss = read_history(os.path.join(model_dir, "history.csv"))["loss"]
-    assert len(loss) == 3 and loss[-1] < 0.5 * loss[0], loss
+    assert len(loss) == 5 and loss[-1] < 0.5 * loss[0], loss
     assert results["status"] == "completed" and results["test_top1_accuracy"] >= 0.85
     assert results["test_top5_accuracy"] is None  # 2 classes: always in the top 5
     assert results["class_names"] == list(CLASSES) and results["test_examples"] == 16
-    assert results["augmentations"] == ["crop_flip"] and results["train_examples"] == 64
+    # 6 of the 64 training images (10%, 3 of each class) choose the checkpoint
+    assert results["augmentations"] == ["crop_flip"] and results["train_examples"] == 58
+    assert results["selection"]["model"] == "best"
+    assert results["selection"]["validation_split"].startswith("6 training images held out")
     assert np.trace(results["confusion_matrix"]) == round(16 * results["test_top1_accuracy"])
     for name in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
         with open(os.path.join(model_dir, name), "rb") as f:
@@ -181,8 +184,10 @@ def test_the_app_trains_from_a_generated_folder_streamed_from_the_files(tmp_path
 
     names = tuple(f"class{i}" for i in range(7))
     root = write_stripes_folder(tmp_path / "stripes", 4, 2, size=16, fmt="jpg", classes=names)
+    # validation=test: the epoch's validation is then the test split the app evaluates at the end
     results = run_classifier(tmp_path / "run", epochs=1, steps_per_epoch=2, model="resnet20",
-                             dataset=root, in_memory="no", augmentations=("crop", "rotation"))
+                             dataset=root, in_memory="no", augmentations=("crop", "rotation"),
+                             validation="test")
     assert results["status"] == "completed" and results["image_size"] == 16
     assert results["test_examples"] == 14 and results["dataset"] == "stripes"
     # 7 classes: top-5 is measured, by Keras during training and by the app at the end.
@@ -192,6 +197,28 @@ def test_the_app_trains_from_a_generated_folder_streamed_from_the_files(tmp_path
     assert history["val_accuracy"] == [pytest.approx(results["test_top1_accuracy"])]
     assert os.path.isfile(tmp_path / "run" / "confusion_matrix.png")
     assert not os.path.exists(tmp_path / "run" / "misclassified.png")  # no images in memory
+
+
+def test_the_curves_training_sample_holds_every_class_of_a_class_sorted_folder(tmp_path,
+                                                                              monkeypatch):
+    """A folder lists its training images class by class: the first N of them, which the
+    curves' inference-mode accuracy was measured on, were one class (on the CIFAR subset, 2,000
+    airplanes). The sample is stratified now, on every data source."""
+    import suite.tasks.classifier as classifier
+    from conftest import app_task
+    from suite.runtime.runner import run_task
+
+    names = tuple(f"class{i}" for i in range(7))
+    root = write_stripes_folder(tmp_path / "stripes", 14, 2, size=16, classes=names)
+    monkeypatch.setattr(classifier, "TRAINING_SUBSET", 14)  # 2 of each class; the first 14: 2
+    task = app_task(ClassifierTask, f"--dataset={root}", f"--model_dir={tmp_path / 'run'}",
+                    "--epochs=1", "--steps_per_epoch=1", "--batch_size=8", "--noexport")
+    assert run_task(task, task.config.runtime)["status"] == "completed"
+    labels = np.concatenate([y.numpy() for _, y in task.training_subset])
+    assert np.bincount(labels, minlength=7).tolist() == [2] * 7
+    # ... and the 10% of the 98 training images that choose the checkpoint hold every class.
+    validation = np.concatenate([y.numpy() for _, y in task.validation_data])
+    assert len(validation) == 10 and set(validation.tolist()) == set(range(7))
 
 
 def test_the_app_runs_under_mirrored_strategy_with_a_frozen_transferred_backbone(

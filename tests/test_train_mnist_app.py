@@ -38,6 +38,32 @@ def history(model_dir):
     return [str(int(e)) for e in read_history(os.path.join(model_dir, "history.csv"))["epoch"]]
 
 
+def test_held_out_training_images_choose_the_model_the_test_set_scores_once(tmp_path,
+                                                                           mnist_small):
+    """The first 1/12 of the training images (5,000 of MNIST's 60,000; 41 of the fixture's
+    500) are held out: they validate every epoch and choose best.keras, and the test images
+    score that model once, at the end. --validation=test is the book's way: the test set
+    every epoch, the last epoch reported."""
+    from suite.viz.plots import read_history
+
+    results = run_mnist(tmp_path, mnist_small, epochs=3, steps_per_epoch=10)
+    chosen = results["selection"]
+    assert chosen["validation_split"] == "the first 41 training images"
+    assert chosen["model"] == "best" and chosen["metric"] == "val_accuracy"
+    curves = read_history(str(tmp_path / "run" / "history.csv"))
+    assert chosen["value"] == pytest.approx(max(curves["val_accuracy"]))
+    assert curves["val_accuracy"][chosen["epoch"] - 1] == pytest.approx(chosen["value"])
+    best = keras.saving.load_model(str(tmp_path / "run" / "checkpoints" / "best.keras"))
+    (_, _), (x_test, y_test) = mnist_small
+    scored = np.mean(best.predict(x_test.astype("float32"), verbose=0).argmax(-1) == y_test)
+    assert results["test_accuracy"] == pytest.approx(scored)
+    book = run_in_process(MnistTask, *flags_for(tmp_path / "book", epochs=1), "--validation=test",
+                          data_override=mnist_small)
+    assert book["selection"] == {"model": "last", "validation_split": "the 200 test images"}
+    assert read_history(str(tmp_path / "book" / "run" / "history.csv"))["val_accuracy"] == [
+        pytest.approx(book["test_accuracy"])]
+
+
 def test_training_lowers_the_loss_and_writes_every_output(tmp_path, mnist_small):
     model_dir = str(tmp_path / "run")
     results = run_mnist(tmp_path, mnist_small, epochs=3, steps_per_epoch=30, learning_rate=2e-3)
@@ -271,13 +297,15 @@ def _export_versions(model_dir):
 def test_an_export_cut_short_is_written_by_the_rerun_and_an_identical_one_is_not(tmp_path,
                                                                              mnist_small):
     model_dir = str(tmp_path / "run")
-    first = run_mnist(tmp_path, mnist_small, epochs=1, export=True)
+    # validation=test serves the last epoch's model, so epoch 2 changes what is served (under
+    # the held-out validation epoch 1 may stay the best: then nothing is to be exported again).
+    first = run_mnist(tmp_path, mnist_small, epochs=1, export=True, validation="test")
     assert _export_versions(model_dir) == ["1"]
     # Training goes on to epoch 2, but the run ends before its export (here --noexport; a
     # signal during the final evaluation or a kill leaves the same folder).
-    run_mnist(tmp_path, mnist_small, epochs=2)
+    run_mnist(tmp_path, mnist_small, epochs=2, validation="test")
     # The rerun has nothing to train, yet the export named in results.json holds epoch 1.
-    again = run_mnist(tmp_path, mnist_small, epochs=2, export=True)
+    again = run_mnist(tmp_path, mnist_small, epochs=2, export=True, validation="test")
     assert again["export"] != first["export"] and _export_versions(model_dir) == ["1", "2"]
     served = tf.saved_model.load(again["export"]).signatures["serving_default"]
     last = keras.saving.load_model(os.path.join(model_dir, "checkpoints", "last.keras"))
@@ -285,7 +313,7 @@ def test_an_export_cut_short_is_written_by_the_rerun_and_an_identical_one_is_not
     images = x_test[:8].astype("float32")
     np.testing.assert_allclose(served(image=tf.constant(images))["probabilities"].numpy(),
                                last.predict(images, verbose=0), atol=1e-5)
-    run_mnist(tmp_path, mnist_small, epochs=2, export=True)  # the same again: nothing new
+    run_mnist(tmp_path, mnist_small, epochs=2, export=True, validation="test")  # nothing new
     assert _export_versions(model_dir) == ["1", "2"]
 
 

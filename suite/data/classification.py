@@ -4,8 +4,10 @@ Small datasets (CIFAR) are decoded once into uint8 arrays; large ones (ImageNet,
 stream from files or tfds records, decoded per step. Either way the app gets the same
 ClassificationData and trains from the same tf.data pipelines (`train_dataset`, `eval_dataset`):
 shuffle, repeat, per-image augmentation (suite.data.augment) with a per-element seed, batch.
-`--classes` keeps a subset of classes, relabelled 0..k-1 in the given order (transfer learning);
-`--train_examples_per_class` keeps a few labels per class (few-label fine-tuning).
+`classes` keeps a subset of classes, relabelled 0..k-1 in the given order (transfer learning);
+`train_examples_per_class` keeps a few labels per class (few-label fine-tuning). The validation
+examples that choose a checkpoint are the set's own validation split where it has one beside
+its test split, else a stratified share of the training examples (suite.data.holdout).
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ class ClassificationData:
     test: Split
     image_channels: int = 0  # 0: from the in-memory arrays, else 3 (files decode as RGB)
     test_split: str = "test"  # where the test examples came from (tfds split expression)
+    validation: Split | None = None  # what chooses the checkpoint; None: nothing held out
+    validation_source: str = ""  # where the validation examples came from, in words
 
     @property
     def in_memory(self) -> bool:
@@ -119,14 +123,40 @@ def select(labels: np.ndarray, class_names: list[str], classes=(), per_class: in
     return np.concatenate(kept)[order], np.concatenate(new_labels)[order], classes
 
 
+def _take(split: Split, idx: np.ndarray, labels: np.ndarray | None = None) -> Split:
+    """The examples `idx` of an in-memory or file split (with new `labels` if given)."""
+    return Split(len(idx), split.labels[idx] if labels is None else labels,
+                 images=None if split.images is None else split.images[idx],
+                 paths=None if split.paths is None else split.paths[idx])
+
+
 def _subset(split: Split, class_names, classes, per_class, seed) -> tuple[Split, list[str]]:
     idx, labels, names = select(split.labels, class_names, classes, per_class, seed)
-    return Split(len(idx), labels,
-                 images=None if split.images is None else split.images[idx],
-                 paths=None if split.paths is None else split.paths[idx]), names
+    return _take(split, idx, labels), names
 
 
-def _load_local(path: str, image_size: int, in_memory: bool | None, crop_fraction: float):
+def held_out_count(count: int, fraction: float) -> int:
+    """How many of `count` training examples a `fraction` holds out: at least one each side."""
+    return min(max(1, round(count * fraction)), count - 1)
+
+
+def hold_out(data: ClassificationData, fraction: float, seed: int) -> ClassificationData:
+    """`data` with a stratified `fraction` of its in-memory or file training examples held out
+    as its validation split (drawn with `seed`)."""
+    if not fraction or data.validation is not None:
+        return data
+    from suite.data.holdout import stratified_split
+
+    held = held_out_count(data.train.count, fraction)
+    kept, out = stratified_split(data.train.labels, held, seed)
+    return dataclasses.replace(
+        data, train=_take(data.train, kept), validation=_take(data.train, out),
+        validation_source=f"{held} training images held out ({100 * fraction:g}%, stratified, "
+                          f"seed {seed})")
+
+
+def _load_local(path: str, image_size: int, in_memory: bool | None, crop_fraction: float,
+                validation_fraction: float = 0.0, seed: int = 0):
     from suite.data import image_folder
 
     if os.path.isfile(path):  # a zip: the CIFAR-10 layout of ../shared/data/cifar10-subset
@@ -137,21 +167,35 @@ def _load_local(path: str, image_size: int, in_memory: bool | None, crop_fractio
                                               list(CLASS_NAMES), os.path.basename(path))
         if image_size not in (0, 32):
             raise DataError(f"{path} holds 32x32 CIFAR-10 images; use `image_size=32` (or 0)")
-        return data
+        return hold_out(data, validation_fraction, seed)
     index = image_folder.scan_image_folder(path)
     size = image_size or image_folder.first_image_side(index.train.paths)
     total = (len(index.train.paths) + len(index.test.paths)) * size * size * 3
     if in_memory is None:
         in_memory = total <= IN_MEMORY_BYTES
-    splits = []
-    for s, crop in ((index.train, 1.0), (index.test, crop_fraction)):
-        if in_memory:
-            images = image_folder.load_images(s.paths, size, crop)
-            splits.append(Split(len(s.paths), s.labels, images=images))
+    files = {"train": Split(len(index.train.paths), index.train.labels, paths=index.train.paths),
+             "test": Split(len(index.test.paths), index.test.labels, paths=index.test.paths)}
+    source = ""
+    if validation_fraction:  # held out by file, so they load with the evaluation's crop
+        from suite.data.holdout import stratified_split
+
+        held = held_out_count(files["train"].count, validation_fraction)
+        kept, out = stratified_split(files["train"].labels, held, seed)
+        files["train"], files["validation"] = _take(files["train"], kept), _take(files["train"],
+                                                                               out)
+        source = (f"{held} training images held out ({100 * validation_fraction:g}%, "
+                  f"stratified, seed {seed})")
+    splits = {}
+    for key, s in files.items():
+        if in_memory:  # the training crop for training images, the evaluation's for the rest
+            crop = 1.0 if key == "train" else crop_fraction
+            splits[key] = Split(s.count, s.labels,
+                                images=image_folder.load_images(s.paths, size, crop))
         else:
-            splits.append(Split(len(s.paths), s.labels, paths=s.paths))
+            splits[key] = s
     return ClassificationData(os.path.basename(os.path.normpath(path)), index.class_names, size,
-                              *splits)
+                              splits["train"], splits["test"],
+                              validation=splits.get("validation"), validation_source=source)
 
 
 @dataclasses.dataclass
@@ -163,6 +207,7 @@ class TfdsClassification:
     class_names: list[str]
     train_split: str
     test_split: str
+    validation_split: str | None = None  # the set's own, beside its test split
 
 
 def available_splits(builder) -> set[str]:
@@ -194,8 +239,9 @@ def describe_tfds(name: str, info, splits: set[str]) -> TfdsClassification:
     else:
         cut = 100 - HELD_OUT_PERCENT
         train, test = f"train[:{cut}%]", f"train[{cut}%:]"
+    validation = "validation" if "validation" in splits and test != "validation" else None
     return TfdsClassification(image_key, label_key, tuple(features[image_key].shape),
-                              list(features[label_key].names), train, test)
+                              list(features[label_key].names), train, test, validation)
 
 
 def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
@@ -223,7 +269,7 @@ def _prepare_tfds(name: str, builder, local_forms: str = DATASET_FORMS) -> None:
 
 
 def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool | None,
-               crop_fraction: float):
+               crop_fraction: float, validation_fraction: float = 0.0, seed: int = 0):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -241,11 +287,18 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool
     height, width, channels = meta.shape
     default_size = TFDS_HINTS.get(name.split("/")[0].split(":")[0], (None, None))[0]
     size = image_size or default_size or (height if height and height == width else 224)
-    count = {split: int(builder.as_dataset(split=split).cardinality())  # from the split info
-             for split in (meta.train_split, meta.test_split)}
+    def size_of(split):  # from the split info
+        return int(builder.as_dataset(split=split).cardinality())
+
+    count = {split: size_of(split) for split in (meta.train_split, meta.test_split)}
     if in_memory is None:
         pixels = (height or size) * (width or size) * (channels or 3)
         in_memory = bool(height and width) and sum(count.values()) * pixels <= IN_MEMORY_BYTES
+    if validation_fraction and meta.validation_split is None and not in_memory:
+        meta = _sliced_validation(meta, validation_fraction)  # a stream is not indexable
+        count[meta.train_split] = size_of(meta.train_split)
+    if validation_fraction and meta.validation_split:
+        count[meta.validation_split] = size_of(meta.validation_split)
 
     def pairs(split, shuffle=False):
         ds = builder.as_dataset(split=split, shuffle_files=shuffle)
@@ -255,22 +308,38 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int, in_memory: bool
         if in_memory:  # one batch of the whole split (batch_size=-1 aborts under tfds mocks)
             ds = pairs(split)
             if not (height and width):  # images of varying size: stacked at the model's size
-                crop = crop_fraction if split == meta.test_split else 1.0
+                crop = crop_fraction if split != meta.train_split else 1.0
                 ds = ds.map(lambda x, y: (tf.cast(prepare_for_eval(x, size, crop), tf.uint8), y))
             x, y = next(iter(tfds.as_numpy(ds.batch(max(count[split], 1)))))
             return Split(len(y), y.astype(np.int64), images=x.astype(np.uint8))
-        return Split(count[split], stream=lambda: pairs(split, shuffle=split == "train"))
+        return Split(count[split], stream=lambda: pairs(split, shuffle=split == meta.train_split))
 
-    return ClassificationData(name, meta.class_names, size, split_of(meta.train_split),
+    data = ClassificationData(name, meta.class_names, size, split_of(meta.train_split),
                               split_of(meta.test_split), image_channels=channels or 3,
                               test_split=meta.test_split)
+    if validation_fraction and meta.validation_split:
+        data = dataclasses.replace(
+            data, validation=split_of(meta.validation_split),
+            validation_source=f"{name}'s {meta.validation_split!r} split")
+    return hold_out(data, validation_fraction, seed) if in_memory else data
+
+
+def _sliced_validation(meta: TfdsClassification, fraction: float) -> TfdsClassification:
+    """A streamed set without a validation split holds out the end of its training split
+    (tfds shuffles records when it prepares a set; not stratified: a stream has no index)."""
+    percent = max(1, round(100 * fraction))
+    end = 100 - HELD_OUT_PERCENT if meta.train_split != "train" else 100
+    return dataclasses.replace(meta, train_split=f"train[:{end - percent}%]",
+                               validation_split=f"train[{end - percent}%:{end}%]")
 
 
 def load_classification(dataset: str, data_dir: str | None = None, image_size: int = 0,
                         classes=(), train_examples_per_class: int = 0, seed: int = 0,
-                        in_memory: bool | None = None,
-                        crop_fraction: float = 1.0) -> ClassificationData:
-    """The dataset `--dataset` names, with --classes / --train_examples_per_class applied.
+                        in_memory: bool | None = None, crop_fraction: float = 1.0,
+                        validation_fraction: float = 0.0) -> ClassificationData:
+    """The dataset `dataset` names, with `classes` / `train_examples_per_class` applied, and
+    with `validation_fraction` of its training examples held out unless it has a validation
+    split of its own (0: no validation split).
 
     `data_dir` is the tensorflow-datasets folder for tfds names; `in_memory=None` decides by size.
     In-memory images of a folder, or of a tfds set of varying size, are stored at the model's size
@@ -282,8 +351,9 @@ def load_classification(dataset: str, data_dir: str | None = None, image_size: i
     if error:
         raise DataError(error)
     is_path = os.path.isdir(dataset) or os.path.isfile(dataset)
-    data = (_load_local(dataset, image_size, in_memory, crop_fraction) if is_path
-            else _load_tfds(dataset, data_dir, image_size, in_memory, crop_fraction))
+    data = (_load_local(dataset, image_size, in_memory, crop_fraction, validation_fraction, seed)
+            if is_path else _load_tfds(dataset, data_dir, image_size, in_memory, crop_fraction,
+                                       validation_fraction, seed))
     return subset(data, classes, train_examples_per_class, seed)
 
 
@@ -296,7 +366,10 @@ def subset(data: ClassificationData, classes=(), train_examples_per_class: int =
         return _subset_streams(data, classes, train_examples_per_class)
     train, names = _subset(data.train, data.class_names, classes, train_examples_per_class, seed)
     test, _ = _subset(data.test, data.class_names, classes, 0, seed)
-    return dataclasses.replace(data, class_names=names, train=train, test=test)
+    validation = (None if data.validation is None
+                  else _subset(data.validation, data.class_names, classes, 0, seed)[0])
+    return dataclasses.replace(data, class_names=names, train=train, test=test,
+                               validation=validation)
 
 
 def _subset_streams(data: ClassificationData, classes, per_class: int) -> ClassificationData:
@@ -326,23 +399,24 @@ def _subset_streams(data: ClassificationData, classes, per_class: int) -> Classi
         count = limit * len(names) if limit else max(1, int(split.count * fraction))
         return Split(count, stream=stream)
 
+    validation = None if data.validation is None else subset(data.validation, 0)
     return dataclasses.replace(data, class_names=names, train=subset(data.train, per_class),
-                               test=subset(data.test, 0))
+                               test=subset(data.test, 0), validation=validation)
 
 
-def first_training_examples(data: ClassificationData, count: int) -> ClassificationData:
-    """The same dataset whose test split is the first `count` training examples: what the
-    learning curves' inference-mode training accuracy is measured on, the same images every
-    epoch (for a streamed tfds set: the first `count` records read)."""
+def training_sample(data: ClassificationData, count: int, seed: int) -> Split:
+    """`count` training examples, each class's share drawn with `seed`: what the learning
+    curves' inference-mode training accuracy is measured on, the same images every epoch. A
+    folder or zip lists its images class by class, so its first N would be one class; a
+    streamed tfds set has no index, and gives its first `count` records (tfds shuffles records
+    when it prepares a set)."""
+    from suite.data.holdout import stratified_sample
+
     split = data.train
-    n = min(count, split.count)
     if split.stream is not None:
-        fixed = Split(n, stream=lambda: split.stream().take(n))
-    else:
-        fixed = Split(n, split.labels[:n],
-                      images=None if split.images is None else split.images[:n],
-                      paths=None if split.paths is None else split.paths[:n])
-    return dataclasses.replace(data, test=fixed)
+        n = min(count, split.count)
+        return Split(n, stream=lambda: split.stream().take(n))
+    return _take(split, stratified_sample(split.labels, count, seed))
 
 
 # -- tf.data pipelines ----------------------------------------------------------------------
@@ -389,13 +463,15 @@ def train_dataset(data: ClassificationData, batch_size: int, seed: int, augmenta
     return _finish(ds, batch_size, drop_remainder=True)
 
 
-def eval_dataset(data: ClassificationData, batch_size: int, crop_fraction: float = 1.0):
-    """One ordered pass over the test split (the last batch may be smaller)."""
+def eval_dataset(data: ClassificationData, batch_size: int, crop_fraction: float = 1.0,
+                 split: Split | None = None):
+    """One ordered pass over `split` (default the test split; the last batch may be
+    smaller), prepared as evaluation prepares images."""
     import tensorflow as tf
 
     from suite.data.augment import prepare_for_eval
 
-    ds = _elements(data.test, None).map(
+    ds = _elements(split or data.test, None).map(
         lambda x, y: (prepare_for_eval(x, data.image_size, crop_fraction), y),
         num_parallel_calls=tf.data.AUTOTUNE)
     return _finish(ds, batch_size, drop_remainder=False)

@@ -21,6 +21,7 @@ PRECISIONS = ("auto", "fastest", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine")
 RESUME_SOURCES = ("backup", "checkpoint")
+VALIDATIONS = ("holdout", "test")
 
 
 def _not_empty(path: str) -> None:
@@ -65,6 +66,17 @@ class RuntimeConfig(Config):
     @property
     def resolved_export_dir(self) -> str:
         return self.export_dir or os.path.join(self.model_dir, "export")
+
+
+def validation_option(holdout: str):
+    """An app's `validation` option: which data chooses its checkpoint. `holdout` names the
+    training examples it holds out for that."""
+    return option(
+        "holdout", f"What chooses the best checkpoint, the model evaluated, exported and "
+        f"reported: holdout = {holdout}, and the test set is evaluated once, at the end, on the "
+        "model they chose; test = the test set every epoch, as the book does, and the last "
+        "epoch's model is reported (its curves and best.keras are then chosen on the test data: "
+        "only to reproduce runs made that way).", choices=VALIDATIONS)
 
 
 @dataclasses.dataclass

@@ -238,6 +238,10 @@ def setup_runtime(strategy: str, precision: str, seed: int, deterministic: bool,
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
     dist = strategy_override or make_strategy(strategy, peer_timeout_s)
+    if dist.num_replicas_in_sync > 1:  # Keras 3's fit/evaluate need it over several replicas
+        from suite.runtime import multiworker_compat
+
+        multiworker_compat.apply()
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

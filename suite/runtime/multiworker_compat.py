@@ -6,16 +6,19 @@ keras.src.backend.tensorflow.trainer:
 
 1. `TensorFlowTrainer._maybe_symbolic_build` averages the first distributed batch eagerly
    (`strategy.reduce("MEAN", batch)`) only to learn its shapes and dtypes; in multi-worker mode
-   that raises `ValueError: Attempt to convert a value (PerReplica:{...})`. The first local
-   replica's batch has the same per-replica shapes and dtypes, so we build from it.
+   that raises `ValueError: Attempt to convert a value (PerReplica:{...})`, and under
+   MirroredStrategy a first batch that does not split evenly (459 validation images over 2
+   replicas: 230 and 229) fails `AddN ... must have the same size and shape`. The first local
+   replica's batch has the same per-replica shapes and dtypes, so we build from it (under both
+   strategies).
 2. `reduce_per_replica` averages every log with `strategy.reduce("MEAN", v, axis=0)`; the loss
    and metric results are scalars, hence `Invalid reduction dimension 0 for input with 0
    dimensions`. We average scalars across replicas with `axis=None`.
 
-`apply()` swaps in replacements that change only the multi-worker path and hand every other
-call to the original code, so single-worker training (default strategy, MirroredStrategy)
-is untouched. It patches private code, so it refuses any Keras version it was not checked
-against: re-verify both functions (and tests/test_multiworker_compat.py) before adding a
+`apply()` swaps in replacements that change only those paths and hand every other call to
+the original code, so one-device training is untouched; the runner applies them whenever its
+strategy has several replicas. It patches private code, so it refuses any Keras version it
+was not checked against: re-verify both functions (and tests/test_multiworker_compat.py) before adding a
 version to SUPPORTED_KERAS_VERSIONS, and delete this module once upstream is fixed.
 """
 from __future__ import annotations
@@ -81,7 +84,8 @@ def _patched_symbolic_build(trainer, original):
         if (
             iterator is None
             or strategy is None
-            or not trainer._collective_all_reduce_multi_worker(strategy)
+            or not (trainer._collective_all_reduce_multi_worker(strategy)
+                    or isinstance(strategy, tf.distribute.MirroredStrategy))
         ):
             return original(self, iterator=iterator, data_batch=data_batch)
 

@@ -97,9 +97,11 @@ class EpochCheckpoints:
                 self.best = None  # a damaged best.json: the next improvement rewrites it
 
     def _improved(self, value: float) -> bool:
+        """At least as good as the best so far: on a tie (frequent with few validation
+        examples) the model trained longer replaces the earlier one."""
         if self.best is None:
             return True
-        return value > self.best if self.mode == "max" else value < self.best
+        return value >= self.best if self.mode == "max" else value <= self.best
 
     def save(self, model: keras.Model, epoch: int, logs: dict | None) -> None:
         """After epoch `epoch` (0-based) finished with `logs`."""
@@ -115,8 +117,16 @@ class EpochCheckpoints:
     def last_info(self) -> dict:
         """last.json: {"epoch": epochs in last.keras} (and "served": true when the runner left
         the served model there), {} when unreadable."""
+        return self._read("last.json")
+
+    def best_info(self) -> dict:
+        """best.json: {<monitor>: its best value, "epoch": epochs in best.keras}, {} when
+        missing or unreadable."""
+        return self._read("best.json")
+
+    def _read(self, name: str) -> dict:
         try:
-            with open(os.path.join(self.directory, "last.json")) as f:
+            with open(os.path.join(self.directory, name)) as f:
                 info = json.load(f)
         except (OSError, ValueError):
             return {}

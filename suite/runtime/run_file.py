@@ -163,6 +163,19 @@ def export_is_current(results: dict, weights: str, export_base: str) -> bool:
 CHECKPOINTS = ("best", "last")
 
 
+def exported_checkpoint(run_dir: str, run: dict, checkpoint: str | None = None) -> str:
+    """The checkpoint a re-export takes: `checkpoint` when asked for, else the one the run's
+    own export served (run.json's export_checkpoint): best.keras for a run that serves the
+    model its validation chose, unless nothing chose one (a run of 0 epochs, a validation
+    metric that never improved), where the run served last.keras, and so does the re-export."""
+    if checkpoint is None:
+        checkpoint = run.get("export_checkpoint") or "last"
+        if checkpoint == "best" and not os.path.isfile(
+                os.path.join(run_dir, "checkpoints", "best.keras")):
+            checkpoint = "last"
+    return checkpoint_path(run_dir, checkpoint)
+
+
 def checkpoint_path(run_dir: str, checkpoint: str = "last") -> str:
     """<run_dir>/checkpoints/<checkpoint>.keras, or FileNotFoundError saying how to make it."""
     if checkpoint not in CHECKPOINTS:

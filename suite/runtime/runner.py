@@ -77,7 +77,7 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
         run_file.write_run_file(run.run_dir, description, flags_text)
     if outcome.status != "completed":
         return outcome.results()
-    served = run.served = _served_model(run)
+    served = run.served = task.served_model(run)
     if run.is_chief:
         _leave_checkpoint(run, served, outcome.epochs_done)
 
@@ -93,6 +93,7 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
     results.update(task.evaluate(run) or {})
     if "epochs" in results:  # what the evaluated model trained, not the option of this rerun
         results["epochs"] = outcome.epochs_done
+    results["selection"] = task.selection(run)
     if not run.is_chief:
         return results
 
@@ -108,16 +109,6 @@ def _run(run: Run, flags_text: str | None, started: float) -> dict:
     results["seconds"] = round(time.monotonic() - started, 1)
     run_file.write_results(run.run_dir, results)
     return results
-
-
-def _served_model(run: Run):
-    """What is exported: the task's served model, or checkpoints/best.keras for a task that
-    serves its best checkpoint (an RL policy: the last one may have collapsed)."""
-    task = run.task
-    best = os.path.join(run.paths.run_checkpoints, "best.keras")
-    if task.export_checkpoint == "best" and os.path.isfile(best):
-        return type(task).load_checkpoint(best)
-    return task.served_model(run)
 
 
 def _leave_checkpoint(run: Run, served, epochs_done: int) -> None:

@@ -40,7 +40,8 @@ class Task:
     watched_losses: tuple[str, ...] = ("loss",)  # logs the non-finite guard checks
     global_batch_size: int | None = None  # checked against the replicas when set
     validation_label: str = "validation"  # what the val_* curves are called in figures
-    export_checkpoint: str = "last"  # "best": export checkpoints/best.keras (run.served)
+    validation_split: str | None = None  # the examples the val_* numbers are measured on
+    export_checkpoint: str = "last"  # "best": evaluate and export checkpoints/best.keras
     initial_weights: str | None = None  # where build() took weights from (init_from, ...)
     epoch_option: str = "steps_per_epoch"  # a custom loop's epoch length: named if it changes
     # export_metadata() keys that give the trained weights their meaning: a rerun that would
@@ -64,6 +65,10 @@ class Task:
         self.seed = runtime.seed if runtime is not None else 0
         if schedule is not None:
             self.epochs, self.global_batch_size = schedule.epochs, schedule.batch_size
+        if getattr(config, "validation", None) == "holdout":  # suite.runtime.config's option
+            self.export_checkpoint = "best"  # the model the held-out examples chose
+        elif getattr(config, "validation", None) == "test":
+            self.export_checkpoint, self.validation_label = "last", "test"
 
     def load_data(self, run) -> None:
         """Reads the data; runs before build()."""
@@ -94,8 +99,33 @@ class Task:
         return {}
 
     def served_model(self, run) -> keras.Model:
-        """What is exported and left in checkpoints/last.keras; default the primary model."""
-        return run.model
+        """What is evaluated, exported and left in checkpoints/last.keras: checkpoints/best.keras
+        for a task that serves its best checkpoint (chosen on validation data; an RL policy,
+        which can collapse late), where there is one; else the primary model as trained."""
+        best = self._best_checkpoint(run)
+        return self.load_checkpoint(best.best_path) if best else run.model
+
+    def selection(self, run) -> dict:
+        """results.json's account of what chose the evaluated model: best.keras, by its metric
+        on `validation_split` at some epoch, or the last epoch's model."""
+        chosen = {"model": "last", "validation_split": self.validation_split}
+        best = self._best_checkpoint(run)
+        if best:
+            metric, info = best.monitor, best.best_info()
+            chosen.update(model="best", metric=metric, value=info.get(metric),
+                          epoch=info.get("epoch"))
+        return chosen
+
+    def _best_checkpoint(self, run):
+        """The run's EpochCheckpoints when this task serves its best.keras and one exists."""
+        import os
+
+        from suite.runtime.records import EpochCheckpoints
+
+        checkpoints = EpochCheckpoints(run.paths.run_checkpoints, *self.best_checkpoint)
+        if self.export_checkpoint == "best" and os.path.isfile(checkpoints.best_path):
+            return checkpoints
+        return None
 
     def export_metadata(self) -> dict:
         """JSON stored with the export and in run.json: class names, vocabulary, box format."""

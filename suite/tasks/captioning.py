@@ -129,6 +129,8 @@ class CaptioningTask(Task):
     name = "nic"
     best_checkpoint = ("val_loss", "min")
     validation_label = "validation"
+    validation_split = "the validation images (before the test images in file-name order)"
+    export_checkpoint = "best"  # the epoch the validation loss chose
     meaning_keys = ("vocabulary", "start_id", "end_id")
     figures = ("gallery.png",)  # data_override: a CaptionData instead of `dataset`
 
@@ -236,6 +238,11 @@ class CaptioningTask(Task):
         return model
 
     def served_model(self, run):
+        """NIC with the weights of the epoch the validation loss chose (best.keras holds the
+        trained model: the decoder alone where features were precomputed)."""
+        best = self._best_checkpoint(run)
+        if best:
+            run.model.load_weights(best.best_path)
         return self.nic
 
     def _features(self, encoder) -> dict:

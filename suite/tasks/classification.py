@@ -13,7 +13,6 @@ from suite.tasks.base import Task
 
 class ImageClassificationTask(Task):
     best_checkpoint = ("val_accuracy", "max")
-    validation_label = "test"  # both apps validate on the test set, as the book does
     meaning_keys = ("class_names", "num_classes")
     figures = ("confusion_matrix.png", "misclassified.png")
     class_names: list[str] = []  # set by load_data

@@ -2,8 +2,10 @@
 
 A registered network (suite.models.registry) on a tensorflow-datasets set, a folder or a zip;
 `init_from` starts from another run's weights (transfer learning), `freeze_backbone` trains only
-the classification head. Writes what the MNIST task writes (confusion matrix, misclassified
-images; results with top-1/top-5) and exports <model>/<version>/ with the class names.
+the classification head. The best epoch is chosen on the set's validation split, or on a
+stratified 10% of its training examples held out; the test split is evaluated once, at the
+end. Writes what the MNIST task writes (confusion matrix, misclassified images; results with
+top-1/top-5) and exports <model>/<version>/ with the class names.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import inspect
 
 from suite.config import Config, existing_path, group, option, rule
 from suite.errors import ConfigError
-from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig, validation_option
 from suite.tasks.classification import ImageClassificationTask
 
 TRAINING_SUBSET = 2000  # training images the curves' inference-mode accuracy is measured on
@@ -106,6 +108,12 @@ class ClassifierConfig(Config):
         "(no); auto: in memory up to 2 GiB of pixels.", choices=tuple(IN_MEMORY))
     export_name: str | None = option(None, "Model name of the export; default --model.",
                                      check=_export_name)
+    validation: str = validation_option(
+        "the set's validation split where it has one beside its test split, else "
+        "`validation_fraction` of the training examples, stratified by class (seed `seed`)")
+    validation_fraction: float = option(0.1, "Share of the training examples held out for "
+                                        "validation when the set has no validation split.",
+                                        bounds="(0, 0.5]")
 
     @rule("init_from", "freeze_backbone")
     def _frozen_needs_weights(init_from, freeze_backbone):
@@ -153,23 +161,32 @@ class ClassifierTask(ImageClassificationTask):
         override = self.data_override
         if isinstance(override, tuple):
             override = cls_data.ClassificationData.from_arrays(*override)
+        fraction = c.validation_fraction if c.validation == "holdout" else 0.0
         if override is not None:
-            data = cls_data.subset(override, c.classes, c.train_examples_per_class, self.seed)
+            data = cls_data.subset(cls_data.hold_out(override, fraction, self.seed), c.classes,
+                                   c.train_examples_per_class, self.seed)
         else:
             data = cls_data.load_classification(c.dataset, c.data_dir, c.image_size, c.classes,
                                                 c.train_examples_per_class, self.seed,
-                                                IN_MEMORY[c.in_memory], self.crop_fraction)
+                                                IN_MEMORY[c.in_memory], self.crop_fraction,
+                                                fraction)
         self.data, self.class_names = data, data.class_names
+        self.validation_split = (data.validation_source if data.validation is not None
+                                 else f"{data.name}'s test split ({data.test_split})")
         self.image_shape = (data.image_size, data.image_size, data.channels)
         batch = c.schedule.batch_size
         self.steps_per_epoch = c.schedule.steps_per_epoch or steps_per_epoch(data.train.count,
                                                                              batch)
         self.train_data = cls_data.train_dataset(data, batch, self.seed, self.augmentations)
-        self.validation_data = cls_data.eval_dataset(data, batch, self.crop_fraction)
+        self.validation_data = cls_data.eval_dataset(data, batch, self.crop_fraction,
+                                                     data.validation)
         self.training_subset = cls_data.eval_dataset(
-            cls_data.first_training_examples(data, TRAINING_SUBSET), batch, self.crop_fraction)
-        print(f"{data.name}: {data.train.count} training / {data.test.count} test images, "
-              f"{len(data.class_names)} classes, {data.image_size}x{data.image_size}, "
+            data, batch, self.crop_fraction,
+            cls_data.training_sample(data, TRAINING_SUBSET, self.seed))
+        validation = data.validation.count if data.validation is not None else "no"
+        print(f"{data.name}: {data.train.count} training / {validation} validation / "
+              f"{data.test.count} test images, {len(data.class_names)} classes, "
+              f"{data.image_size}x{data.image_size}, "
               f"{'in memory' if data.in_memory else 'streamed'}", flush=True)
 
     def build(self, run):
@@ -217,16 +234,18 @@ class ClassifierTask(ImageClassificationTask):
         return net
 
     def evaluate(self, run):
+        from suite.data.classification import eval_dataset
         from suite.runtime.evaluation import predict_dataset
 
-        data = self.data
-        probabilities, labels = predict_dataset(run.model, self.validation_data)
+        data, model = self.data, run.served
+        test = eval_dataset(data, self.config.schedule.batch_size, self.crop_fraction)
+        probabilities, labels = predict_dataset(model, test)
         same_size = data.in_memory and data.test.images.shape[1] == data.image_size
         results = self.report(run, probabilities, labels,
                               images=data.test.images if same_size else None,
-                              title=f"{run.model.name} on {data.name}")
+                              title=f"{model.name} on {data.name}")
         results.update({
-            "model": run.model.name, "dataset": data.name, "image_size": data.image_size,
+            "model": model.name, "dataset": data.name, "image_size": data.image_size,
             "train_examples": data.train.count, "epochs": self.epochs,
             "augmentations": list(self.augmentations),
             "transfer": self.transfer_report.as_dict() if self.transfer_report else None,

@@ -6,8 +6,10 @@ backbone starts from a classification run (--init_from, layers matched by name: 
 transfer learning) or from scratch; a backbone that starts trained keeps its batch-norm
 statistics frozen (batches of 2 images cannot estimate them), as Detectron does.
 
-Evaluation runs the one inference path (suite.models.faster_rcnn.detect) on every held-out
-image at its own size and scores the boxes in its own pixels with COCO's metrics (mAP over IoU
+The best epoch is chosen by the validation loss on every `validation_every`-th training image,
+held out; the held-out test images are evaluated once, at the end, on its model. Evaluation
+runs the one inference path (suite.models.faster_rcnn.detect) on every held-out test image at
+its own size and scores the boxes in its own pixels with COCO's metrics (mAP over IoU
 0.50:0.95, mAP@0.5, mAP@0.75, recalls); it times detection per image and draws gallery.png (true
 boxes and predictions, also in TensorBoard). The export takes PNG/JPEG bytes and returns boxes in
 each original image's pixels, class ids and names and scores after NMS.
@@ -15,13 +17,14 @@ each original image's pixels, class ids and names and scores after NMS.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import numpy as np
 
 from suite.config import Config, existing_path, group, option, rule
 from suite.errors import DataError
-from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig, validation_option
 from suite.tasks.base import Task
 
 BATCH_NORM = ("auto", "frozen", "trained")
@@ -95,6 +98,11 @@ class DetectorConfig(Config):
     gallery_images: int = option(8, "Held-out images in gallery.png.", bounds=">= 0")
     export_name: str | None = option(None, "Model name of the export; default "
                                      "faster_rcnn_resnet<depth>.")
+    validation: str = validation_option(
+        "every `validation_every`-th training image (natural name order), held out (raccoon: "
+        "20 of its 160 training images)")
+    validation_every: int = option(8, "Hold out every N-th training image for validation.",
+                                   bounds=">= 2")
 
     @rule("schedule.batch_size")
     def _two_images(batch_size):
@@ -159,16 +167,27 @@ class DetectionTask(Task):
                 f"`batch_size={batch}` gives {batch / replicas:g} image(s) per replica; Faster "
                 f"R-CNN's training step (keras-cv) needs at least 2: use "
                 f"`batch_size={2 * replicas}` or more")
+        validation = data.test
+        if c.validation == "holdout":
+            every = c.validation_every
+            picked = [i for i in range(data.train.count) if i % every == every - 1]
+            validation = data.train.subset(picked)
+            data = dataclasses.replace(data, train=data.train.subset(
+                [i for i in range(data.train.count) if i % every != every - 1]))
+        self.validation_split = (f"{validation.count} images: "
+                                 + ", ".join(os.path.basename(n) for n in validation.names[:3])
+                                 + (", ..." if validation.count > 3 else ""))
         self.data, self.class_names = data, data.class_names
-        self.max_boxes = pipeline.max_boxes_of(data.train, data.test)
+        self.max_boxes = pipeline.max_boxes_of(data.train, data.test, validation)
         train = pipeline.letterboxed_arrays(data.train, c.image_size, self.max_boxes)
-        held_out = pipeline.letterboxed_arrays(data.test, c.image_size, self.max_boxes)
-        self.held_out_arrays = held_out
+        validating = pipeline.letterboxed_arrays(validation, c.image_size, self.max_boxes)
+        self.held_out_arrays = pipeline.letterboxed_arrays(data.test, c.image_size,
+                                                           self.max_boxes)
         per_pass = steps_per_epoch(data.train.count, batch)  # refuses a batch above the count
         self.steps_per_epoch = self.config.schedule.steps_per_epoch or per_pass
         self.train_data = pipeline.train_dataset(train, batch, self.seed, c.augment)
-        self.validation_data = (pipeline.eval_dataset(held_out, batch)
-                                if data.test.count >= batch else None)
+        self.validation_data = (pipeline.eval_dataset(validating, batch)
+                                if validation.count >= batch else None)
         print(data.summary(), flush=True)
         print(f"Letterboxed to {c.image_size}x{c.image_size}, batches of {batch}, "
               f"{self.steps_per_epoch} steps per epoch, augmentation "

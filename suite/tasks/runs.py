@@ -11,7 +11,7 @@ import json
 import os
 import pkgutil
 
-from suite.runtime.run_file import RUN_FILE, checkpoint_path, read_run_file
+from suite.runtime.run_file import RUN_FILE, checkpoint_path, exported_checkpoint, read_run_file
 
 
 def read_run(run_dir: str) -> dict:
@@ -68,7 +68,7 @@ def export_run(run_dir: str, export_dir: str | None = None, name: str | None = N
     """Loads the run's checkpoint and exports it with its Task's signatures (`cls`: a Task
     class from elsewhere, e.g. an app of your own); returns the version folder."""
     run = read_run(run_dir)
-    path = checkpoint_path(run_dir, checkpoint or run.get("export_checkpoint") or "last")
+    path = exported_checkpoint(run_dir, run, checkpoint)
     cls = cls or task_class(run)
     model = cls.load_checkpoint(path)
     return cls.write_export(model, run.get("export_metadata") or {},

@@ -3,17 +3,21 @@
 Trains on random crops with per-pixel cross-entropy (pixel accuracy and mean IoU as the fit's
 metrics), validates and evaluates on whole held-out images, and reports per-class IoU, mIoU,
 pixel accuracy and, for a binary boundary map such as ISBI 2012's membranes, the challenge's
-pixel and Rand errors. Figures: overlays.png (input | truth | prediction | errors), also in
-TensorBoard. The export maps images of any size to a class map and probabilities.
+pixel and Rand errors. The best epoch is chosen on the last `validation_images` training
+images, held out; the held-out test images are evaluated once, at the end, on its model.
+Figures: overlays.png (input | truth | prediction | errors), also in TensorBoard. The export
+maps images of any size to a class map and probabilities.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
 from suite.config import Config, existing_path, group, option
-from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
+from suite.errors import DataError
+from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig, validation_option
 from suite.tasks.base import Task
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unet")
@@ -77,6 +81,11 @@ class SegmenterConfig(Config):
         "between objects (ISBI: 0, the membranes); -1: no ISBI scores.", bounds=">= -1",
         message="must be a class index (>= 0) or -1")
     export_name: str | None = option(None, "Model name of the export; default --model.")
+    validation: str = validation_option(
+        "the last `validation_images` training images (natural order), held out (ISBI: "
+        "images 20-23 when 24-29 are the test images)")
+    validation_images: int = option(4, "Training images held out for validation: the last N "
+                                    "of the training part.", bounds=">= 1")
 
     def __post_init__(self):
         super().__post_init__()
@@ -128,8 +137,6 @@ class SegmentationTask(Task):
         data = self.data_override or seg_data.load_segmentation(
             c.dataset, c.data_dir, list(c.class_names), list(c.class_values), c.held_out)
         if c.boundary_class >= data.num_classes:
-            from suite.errors import DataError
-
             raise DataError(f"`boundary_class={c.boundary_class}`, but {data.name} has "
                             f"{data.num_classes} classes {data.class_names}; give the index of "
                             "the boundary class (ISBI: 0, the membranes), or -1 for no ISBI "
@@ -138,17 +145,33 @@ class SegmentationTask(Task):
         if c.crop_size > smallest and "scale" not in c.augmentations:
             print(f"Note: --crop_size={c.crop_size} exceeds the smallest training image "
                   f"({smallest}); such images are enlarged to fit the crop.", flush=True)
+        validation = data.test
+        if c.validation == "holdout":
+            keep = data.train.count - c.validation_images
+            if keep < 1:
+                raise DataError(f"{data.train.count} training images: `validation_images="
+                                f"{c.validation_images}` must leave at least one to train on")
+            validation = seg_data.SegmentationSplit(
+                *(part[keep:] for part in (data.train.images, data.train.masks,
+                                           data.train.names)))
+            data = dataclasses.replace(data, train=seg_data.SegmentationSplit(
+                *(part[:keep] for part in (data.train.images, data.train.masks,
+                                           data.train.names))))
+        names = [os.path.basename(n) for n in validation.names]
+        self.validation_split = ", ".join(names[:3]) + (
+            f", ... ({validation.count} images)" if validation.count > 3 else "")
         self.data, self.class_names = data, data.class_names
         batch = c.schedule.batch_size
         self.steps_per_epoch = c.schedule.steps_per_epoch or max(1, data.train.count // batch)
         self.train_data = pipeline.train_dataset(data.train.images, data.train.masks, batch,
                                                  c.crop_size, self.seed, c.augmentations)
-        self.validation_data = self._curve_dataset(run, data.test, "held-out")
+        self.validation_data = self._curve_dataset(run, validation, "validation")
         self.training_subset = self._curve_dataset(run, seg_data.SegmentationSplit(
             *(part[:TRAINING_SUBSET] for part in (data.train.images, data.train.masks,
                                                   data.train.names))), "training")
         sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in data.train.images})
-        print(f"{data.name}: {data.train.count} training / {data.test.count} held-out images "
+        print(f"{data.name}: {data.train.count} training / {validation.count} validation / "
+              f"{data.test.count} held-out test images "
               f"({', '.join(sizes[:3])}{', ...' if len(sizes) > 3 else ''}), "
               f"{data.num_classes} classes {data.class_names}, crops {c.crop_size}x{c.crop_size}",
               flush=True)
@@ -159,7 +182,6 @@ class SegmentationTask(Task):
         an empty batch (BatchNormalization fails on one under a strategy); the few left over
         by a division are left out of the curves only, never out of evaluate()."""
         from suite.data import segmentation_pipeline as pipeline
-        from suite.errors import DataError
 
         replicas = run.strategy.num_replicas_in_sync
         if replicas == 1:
@@ -220,8 +242,8 @@ class SegmentationTask(Task):
 
         data = self.data
         # A copy outside the strategy: every image alone, on every worker, no collectives.
-        model = run.model
-        if run.strategy.num_replicas_in_sync > 1:
+        model = run.served
+        if run.strategy.num_replicas_in_sync > 1 and model is run.model:
             import keras
 
             model = keras.models.clone_model(run.model)
@@ -248,7 +270,7 @@ class SegmentationTask(Task):
             self._draw(run, predictions)
         c = self.config
         results.update({
-            "model": run.model.name, "dataset": data.name, "class_names": list(data.class_names),
+            "model": model.name, "dataset": data.name, "class_names": list(data.class_names),
             "train_images": data.train.count, "held_out_images": data.test.count,
             "held_out_files": list(data.test.names), "crop_size": c.crop_size,
             "augmentations": list(c.augmentations), "epochs": self.epochs,

@@ -54,6 +54,7 @@ import keras  # noqa: E402
 import roofline  # noqa: E402
 import torch  # noqa: E402
 from interleaved import machine  # noqa: E402
+from torch_deep_convnet import TorchClassifier, keras_weights_into_torch, torch_int8  # noqa: E402
 from torch_deep_convnet import build_model as build_torch  # noqa: E402
 
 from suite.export.quantize import keras_predict_fn  # noqa: E402
@@ -88,69 +89,10 @@ def arithmetic_precision(peer: str) -> str:
         "bfloat16" if peer.endswith("bfloat16") else "float32")
 
 
-def keras_weights_into_torch(model: keras.Model, net: torch.nn.Module) -> None:
-    """The Keras DeepConvNet's weights in the PyTorch one (HWIO -> OIHW; the first dense layer's
-    rows reordered from NHWC flattening to NCHW flattening), so both compute one function. The
-    book's inference-time dropout (x0.5 after fc1's ReLU and after fc2) is folded into fc2:
-    its kernel x0.25, its bias x0.5 (PyTorch's inverted dropout is the identity in eval())."""
-    kernels = [layer for layer in model.layers if layer.weights]
-    modules = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    assert len(kernels) == len(modules), (len(kernels), len(modules))
-    first_dense = True
-    with torch.no_grad():
-        for layer, module in zip(kernels, modules):
-            kernel, bias = (w.numpy() if hasattr(w, "numpy") else np.asarray(w)
-                            for w in layer.weights[:2])
-            kernel = np.asarray(kernel)
-            if kernel.ndim == 4:
-                kernel = kernel.transpose(3, 2, 0, 1)
-            else:
-                if first_dense:  # Keras flattens (4, 4, 64) channel-last, PyTorch (64, 4, 4)
-                    kernel = kernel.reshape(4, 4, 64, -1).transpose(2, 0, 1, 3).reshape(1024, -1)
-                    first_dense = False
-                kernel = kernel.T
-                if module is modules[-1]:
-                    kernel, bias = kernel * 0.25, np.asarray(bias) * 0.5
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
-            module.bias.copy_(torch.from_numpy(np.asarray(bias)))
-
-
-class TorchClassifier:
-    def __init__(self, net, channels_last=False, compiled=False, bfloat16=False):
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.to(memory_format=fmt).eval()
-        self.forward = torch.compile(self.net) if compiled else self.net
-        self.fmt, self.bfloat16 = fmt, bfloat16
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(images.transpose(0, 3, 1, 2)).contiguous(memory_format=self.fmt)
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bfloat16):
-            return torch.softmax(self.forward(x).float(), dim=-1).numpy()
-
-
 def calibration_images() -> np.ndarray:
     """What both int8 peers calibrate their activation ranges on: images like the timed ones."""
     rng = np.random.default_rng(2)
     return rng.uniform(0, 255, (CALIBRATION_IMAGES, 28, 28, 1)).astype(np.float32)
-
-
-def torch_int8(net: torch.nn.Module, images: np.ndarray) -> torch.nn.Module:
-    """PyTorch's static int8 model of `net` (FX graph mode, x86 backend: fbgemm and oneDNN
-    kernels), calibrated on `images`. FX quantisation is deprecated for torchao's pt2e, which
-    measured the same here (10.9 ms against 10.3 at batch 256) but is another dependency."""
-    import warnings
-
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = "x86"
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (x[:1],))
-        with torch.inference_mode():
-            prepared(x)
-        return convert_fx(prepared)
 
 
 def saved_model_path(export_dir: str, model: keras.Model) -> str:

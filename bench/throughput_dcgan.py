@@ -14,9 +14,10 @@ batches separately).
 
   keras               suite.models.dcgan.DCGAN, model.fit on an in-memory tf.data dataset
                       (from_tensor_slices, repeat, batch), jit_compile off, verbose 0
-  torch               the same networks in torch.nn (parameter counts asserted equal), eager,
-                      NCHW; the discriminator step's fakes under no_grad (Keras's tape does not
-                      differentiate into the generator there either)
+  torch               the same networks in torch.nn (bench/torch_dcgan.py, parameter counts
+                      asserted equal), eager, NCHW; the discriminator step's fakes under
+                      no_grad (Keras's tape does not differentiate into the generator there
+                      either)
   torch_channels_last the same, models and inputs in torch.channels_last
   torch_compile       the same, NCHW, both networks wrapped in torch.compile (default mode)
 
@@ -40,12 +41,11 @@ from suite.runtime.startup import load_tensorflow  # noqa: E402
 tf = load_tensorflow()
 import keras  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 import interleaved  # noqa: E402
 from interleaved import machine  # noqa: E402
-from suite.models.dcgan import DCGAN, KERNEL, LATENT_DIM, LEAK, upsampling_stages  # noqa: E402
+from suite.models.dcgan import DCGAN, LATENT_DIM  # noqa: E402
+from torch_dcgan import Discriminator, Generator, init_normal, make_train_step  # noqa: E402
 
 SIDE, CHANNELS = 28, 1
 LEARNING_RATE, BETA_1 = 2e-4, 0.5
@@ -63,60 +63,6 @@ def real_batches(batch_size: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(-1, 1, (NUM_BATCHES * batch_size, SIDE, SIDE, CHANNELS)).astype(np.float32)
 
 
-def _bn(channels):  # Keras BatchNormalization's defaults: epsilon 1e-3, momentum 0.99
-    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
-
-
-class Generator(nn.Module):
-    def __init__(self, base_filters: int):
-        super().__init__()
-        stages = upsampling_stages(SIDE)
-        self.start, self.filters = SIDE >> stages, base_filters * 2 ** (stages - 1)
-        self.project = nn.Linear(LATENT_DIM, self.start ** 2 * self.filters, bias=False)
-        self.project_bn = _bn(self.filters)
-        layers, filters = [], self.filters
-        for _ in range(1, stages):
-            layers += [nn.ConvTranspose2d(filters, filters // 2, KERNEL, 2, 2, output_padding=1,
-                                          bias=False), _bn(filters // 2), nn.ReLU()]
-            filters //= 2
-        layers += [nn.ConvTranspose2d(filters, CHANNELS, KERNEL, 2, 2, output_padding=1),
-                   nn.Tanh()]
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, z):
-        x = self.project(z).view(-1, self.filters, self.start, self.start)
-        return self.body(F.relu(self.project_bn(x)))
-
-
-class Discriminator(nn.Module):
-    def __init__(self, base_filters: int):
-        super().__init__()
-        layers, cin = [], CHANNELS
-        for i in range(upsampling_stages(SIDE)):
-            out = base_filters * 2 ** i
-            layers += [nn.Conv2d(cin, out, KERNEL, 2, 2, bias=i == 0),
-                       *([_bn(out)] if i else []), nn.LeakyReLU(LEAK)]
-            cin = out
-        self.body = nn.Sequential(*layers, nn.Flatten())
-        side = SIDE >> upsampling_stages(SIDE)
-        self.logit = nn.Linear(cin * side * side, 1)
-
-    def forward(self, x):
-        return self.logit(self.body(x))
-
-
-def init_normal(module: nn.Module) -> None:
-    """The paper's N(0, 0.02) weights and N(1, 0.02) batch-norm scales."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-
 def keras_gan(base_filters: int) -> DCGAN:
     gan = DCGAN(image_shape=(SIDE, SIDE, CHANNELS), latent_dim=LATENT_DIM,
                 base_filters=base_filters)
@@ -129,8 +75,8 @@ def parameter_counts(base_filters: int) -> dict:
     gan = keras_gan(base_filters)
     counts = {"keras_generator": gan.generator.count_params(),
               "keras_discriminator": gan.discriminator.count_params()}
-    for name, module in (("generator", Generator(base_filters)),
-                         ("discriminator", Discriminator(base_filters))):
+    for name, module in (("generator", Generator(base_filters, SIDE, CHANNELS)),
+                         ("discriminator", Discriminator(base_filters, SIDE, CHANNELS))):
         running = sum(b.numel() for n, b in module.named_buffers()
                       if n.endswith(("running_mean", "running_var")))
         counts[f"torch_{name}"] = sum(p.numel() for p in module.parameters()) + running
@@ -152,37 +98,22 @@ class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        generator, discriminator = Generator(args.base_filters), Discriminator(args.base_filters)
+        generator = Generator(args.base_filters, SIDE, CHANNELS)
+        discriminator = Discriminator(args.base_filters, SIDE, CHANNELS)
         for net in (generator, discriminator):
             init_normal(net)
             net.to(memory_format=fmt).train()
-        adam = dict(lr=LEARNING_RATE, betas=(BETA_1, 0.999), eps=1e-7)  # Keras's epsilon
-        self.d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
-        self.g_opt = torch.optim.Adam(generator.parameters(), **adam)
-        self.generator = torch.compile(generator) if compiled else generator
-        self.discriminator = torch.compile(discriminator) if compiled else discriminator
+        self.train_step = make_train_step(generator, discriminator, args.batch_size,
+                                          LEARNING_RATE, BETA_1, compiled)
         real = real_batches(args.batch_size).transpose(0, 3, 1, 2)
         self.batches = [torch.from_numpy(np.ascontiguousarray(b)).contiguous(memory_format=fmt)
                         for b in np.split(real, NUM_BATCHES)]
-        self.batch_size, self.i = args.batch_size, 0
+        self.i = 0
 
     def step(self):
         real = self.batches[self.i % len(self.batches)]
         self.i += 1
-        ones = torch.ones(self.batch_size, 1)
-        zeros = torch.zeros(self.batch_size, 1)
-        with torch.no_grad():
-            fake = self.generator(torch.randn(self.batch_size, LATENT_DIM))
-        self.d_opt.zero_grad(set_to_none=True)
-        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
-                  + F.binary_cross_entropy_with_logits(self.discriminator(fake), zeros))
-        d_loss.backward()
-        self.d_opt.step()
-        self.g_opt.zero_grad(set_to_none=True)
-        fake = self.generator(torch.randn(self.batch_size, LATENT_DIM))
-        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
-        g_loss.backward()  # also fills the discriminator's grads, cleared before its next step
-        self.g_opt.step()
+        self.train_step(real)
 
 
 def build_peer(name: str, args):

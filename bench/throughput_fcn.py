@@ -11,13 +11,14 @@ cross-entropy, float32, on the CPU:
   keras               suite.models.fcn.build_fcn("8s", ...) compiled with Adam and
                       sparse_categorical_crossentropy (jit_compile=False), model.fit on an
                       in-memory tf.data dataset (from_tensor_slices, repeat, batch), verbose 0
-  torch               FCN8s below, the same layers op for op (parameter counts asserted equal,
-                      and the Keras weights copied into it give the same outputs), eager, NCHW
+  torch               bench/torch_fcn.py, the same layers op for op (parameter counts asserted
+                      equal, and the Keras weights copied into it give the same outputs), eager,
+                      NCHW
   torch_channels_last the same, model and inputs in torch.channels_last
   torch_compile       the same, NCHW, the model wrapped in torch.compile (default mode); if it
                       fails here, its error text goes into the results instead of a number
 
-The PyTorch net repeats the border before each upsampling with torch.cat (see edge_pad):
+The PyTorch net repeats the border before each upsampling with torch.cat (torch_fcn.edge_pad):
 F.pad(mode="replicate"), EdgePad's literal counterpart (--torch_edge_pad=replicate), computes
 the same but makes torch.compile fail in torch 2.13 on CPU.
 
@@ -40,7 +41,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import OrderedDict
 
 import numpy as np
 
@@ -54,14 +54,11 @@ tf = load_tensorflow()
 import keras  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 import interleaved  # noqa: E402
 from interleaved import machine  # noqa: E402
-from suite.models.dense_prediction import bilinear_kernel  # noqa: E402
-from suite.models.fcn import STRIDE, build_fcn  # noqa: E402
-from suite.models.vgg import (BLOCK_FILTERS, CLASSIFIER_UNITS, CONVS_PER_BLOCK,  # noqa: E402
-                              DROPOUT_RATE, scaled)
+from suite.models.fcn import build_fcn  # noqa: E402
+from torch_fcn import FCN8s, BilinearUpsample, make_train_step  # noqa: E402
 
 NUM_CLASSES = 2
 CHANNELS = 1
@@ -83,94 +80,6 @@ def synthetic_data(crop: int, batch_size: int, channels_first: bool, seed: int =
     images = rng.integers(0, 256, shape).astype(np.float32)
     labels = rng.integers(0, NUM_CLASSES, (n, crop, crop)).astype(np.int64)
     return images, labels
-
-
-# --- PyTorch FCN-8s ------------------------------------------------------------------------------
-def edge_pad(x, how: str = "cat"):
-    """EdgePad: the border row and column repeated once ('symmetric' by one pixel). "replicate" is
-    F.pad(mode="replicate"), its literal counterpart, but torch.compile (inductor, torch 2.13, CPU)
-    fails on its backward (assert_size_stride in replication_pad2d_backward: the incoming gradient
-    is channels-last); "cat" builds the same tensor from slices and compiles."""
-    if how == "replicate":
-        return F.pad(x, (1, 1, 1, 1), mode="replicate")
-    x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], 2)
-    return torch.cat([x[:, :, :, :1], x, x[:, :, :, -1:]], 3)
-
-
-class BilinearUpsample(nn.Module):
-    """suite.models.dense_prediction.bilinear_upsample: edge-pad 1 (EdgePad), ConvTranspose2d
-    kernel 2f stride f without bias, cut to `in * f` as Keras's padding="same" does (padding
-    f // 2), then crop f from every side (CropBorder)."""
-
-    def __init__(self, channels: int, factor: int, trainable: bool = True, edge_pad: str = "cat"):
-        super().__init__()
-        self.factor = factor
-        self.edge_pad = edge_pad
-        self.up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor,
-                                     padding=factor // 2, bias=False)
-        kernel = bilinear_kernel(factor, channels, channels)  # (k, k, out, in), Keras's layout
-        with torch.no_grad():
-            self.up.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))  # (in, out, k, k)
-        self.up.weight.requires_grad_(trainable)
-
-    def forward(self, x):
-        f = self.factor
-        x = self.up(edge_pad(x, self.edge_pad))
-        return x[:, :, f:x.shape[2] - f, f:x.shape[3] - f]
-
-
-class FCN8s(nn.Module):
-    """suite.models.fcn.build_fcn("8s", batch_norm=True) in torch.nn: raw pixels (N, C, H, W) in,
-    logits (N, classes, H, W) out (the Keras model's softmax is in its loss here). Module names
-    follow the Keras layer names (block3_conv2 -> block3.conv2), so Keras weights copy across."""
-
-    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = CHANNELS,
-                 width_multiplier: float = 0.25, dropout_rate: float = DROPOUT_RATE,
-                 edge_pad: str = "cat"):
-        super().__init__()
-        widths = [scaled(f, width_multiplier) for f in BLOCK_FILTERS]
-        cin = in_channels
-        for block, (width, convs) in enumerate(zip(widths, CONVS_PER_BLOCK[16]), start=1):
-            layers = OrderedDict()
-            for i in range(1, convs + 1):
-                layers[f"conv{i}"] = nn.Conv2d(cin, width, 3, padding=1, bias=False)
-                # Keras BatchNormalization's defaults: epsilon 1e-3, moving average momentum 0.99.
-                layers[f"conv{i}_bn"] = nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)
-                layers[f"conv{i}_relu"] = nn.ReLU(inplace=True)
-                cin = width
-            layers["pool"] = nn.MaxPool2d(2, 2)
-            self.add_module(f"block{block}", nn.Sequential(layers))
-        units = scaled(CLASSIFIER_UNITS, width_multiplier)
-        self.fc6 = nn.Conv2d(cin, units, 7, padding=3)
-        self.drop6 = nn.Dropout(dropout_rate)
-        self.fc7 = nn.Conv2d(units, units, 1)
-        self.drop7 = nn.Dropout(dropout_rate)
-        self.score_fr = nn.Conv2d(units, num_classes, 1)
-        self.score_pool4 = nn.Conv2d(widths[3], num_classes, 1)
-        self.score_pool3 = nn.Conv2d(widths[2], num_classes, 1)
-        self.upscore2 = BilinearUpsample(num_classes, 2, edge_pad=edge_pad)
-        self.upscore_pool4 = BilinearUpsample(num_classes, 2, edge_pad=edge_pad)
-        self.upscore8 = BilinearUpsample(num_classes, 8, trainable=False, edge_pad=edge_pad)
-        for module in self.modules():  # Keras's defaults: Glorot uniform kernels, zero biases
-            if isinstance(module, nn.Conv2d):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        for score in (self.score_fr, self.score_pool4, self.score_pool3):  # the paper's zero init
-            nn.init.zeros_(score.weight)
-
-    def forward(self, images):
-        height, width = images.shape[2], images.shape[3]
-        x = images * (1.0 / 255.0)  # Rescaling
-        x = F.pad(x, (0, (-width) % STRIDE, 0, (-height) % STRIDE))  # PadToMultiple(32)
-        pool3 = self.block3(self.block2(self.block1(x)))
-        pool4 = self.block4(pool3)
-        x = self.block5(pool4)
-        x = self.drop6(F.relu(self.fc6(x)))
-        x = self.drop7(F.relu(self.fc7(x)))
-        x = self.upscore2(self.score_fr(x)) + self.score_pool4(pool4)
-        x = self.upscore_pool4(x) + self.score_pool3(pool3)
-        return self.upscore8(x)[:, :, :height, :width]  # CropLike
 
 
 def keras_fcn(width_multiplier: float) -> keras.Model:
@@ -206,7 +115,8 @@ def check_same_function(width_multiplier: float, edge_pad: str = "cat", toleranc
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path
                                else rng.normal(0, 1, w.shape) * np.sqrt(2 / np.prod(w.shape[:-1]))
                                for w in layer.weights])
-    torch_model = FCN8s(width_multiplier=width_multiplier, edge_pad=edge_pad).eval()
+    torch_model = FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=width_multiplier,
+                        edge_pad=edge_pad).eval()
     modules = dict(torch_model.named_modules())
     with torch.no_grad():
         for layer in model.layers:
@@ -251,12 +161,11 @@ class KerasPeer(interleaved.FitPeer):
 class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
         torch.manual_seed(0)
-        model = FCN8s(width_multiplier=args.width_multiplier, edge_pad=args.torch_edge_pad)
+        model = FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=args.width_multiplier,
+                      edge_pad=args.torch_edge_pad)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(memory_format=fmt).train()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=LEARNING_RATE, eps=1e-7)  # Keras's eps
-        self.model = torch.compile(model) if compiled else model
+        self.train_step = make_train_step(model.to(memory_format=fmt).train(), LEARNING_RATE,
+                                          compiled)
         images, labels = synthetic_data(args.crop, args.batch_size, channels_first=True)
         self.batches = [(torch.from_numpy(x).contiguous(memory_format=fmt), torch.from_numpy(y))
                         for x, y in zip(np.split(images, NUM_BATCHES), np.split(labels, NUM_BATCHES))]
@@ -265,10 +174,7 @@ class TorchPeer(interleaved.StepPeer):
     def step(self):
         images, labels = self.batches[self.i % len(self.batches)]
         self.i += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(images), labels)  # mean over every pixel, as Keras
-        loss.backward()
-        self.optimizer.step()
+        self.train_step(images, labels)
 
 
 def build_peer(name: str, args):
@@ -318,7 +224,8 @@ def main(argv=None):
     torch.set_num_threads(args.torch_threads)
     info = machine.describe()
     warning = interleaved.load_warning(info)
-    counts = parameter_counts(keras_fcn(args.width_multiplier), FCN8s(width_multiplier=args.width_multiplier))
+    counts = parameter_counts(keras_fcn(args.width_multiplier),
+                              FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=args.width_multiplier))
     print(f"parameters: Keras {counts['keras_total']:,} ({counts['keras_trainable']:,} trainable), "
           f"PyTorch {counts['torch_total']:,} ({counts['torch_trainable']:,} trainable)", flush=True)
     difference = check_same_function(args.width_multiplier, args.torch_edge_pad)

@@ -1,7 +1,7 @@
 """Each convolution of a training step alone, in TensorFlow and in PyTorch, on 1 and on all
 cores: the same oneDNN kernels, so what differs is how each framework runs them in parallel.
 
-    python bench/conv_scaling.py --network=deep_convnet [--repeats=3] [--iterations=60]
+    python -m bench.conv_scaling --network=deep_convnet [--repeats=3] [--iterations=60]
 
 For every distinct convolution of the suite's network (shapes from the Keras model; batch as in
 bench/training_throughput.py) it times the three passes a training step runs: forward, input
@@ -16,7 +16,6 @@ cores. Results go to bench/results/conv_scaling_<network>.{md,json}.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -24,8 +23,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
+from absl import flags
+
+from bench import RESULTS, cli, machine
 
 PASSES = ("forward", "input gradient", "weight gradient")
 NETWORKS = ("deep_convnet", "resnet20")
@@ -125,8 +125,8 @@ def time_torch(shapes, batch: int, threads: int, iterations: int) -> dict:
 
 def run_worker(framework: str, threads: int, shapes, batch: int, iterations: int) -> dict:
     """One (framework, threads) measurement in a fresh process: thread pools are fixed at start."""
-    command = [sys.executable, __file__, f"--worker={framework}", f"--threads={threads}",
-               f"--shapes={json.dumps(shapes)}", f"--batch={batch}",
+    command = [sys.executable, "-m", "bench.conv_scaling", f"--worker={framework}",
+               f"--threads={threads}", f"--shapes={json.dumps(shapes)}", f"--batch={batch}",
                f"--iterations={iterations}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode:
@@ -152,8 +152,6 @@ def per_step(runs: list[dict], shapes) -> dict:
 
 def report(network: str, shapes, batch: int, measured: dict, info: dict, command: str,
            all_cores: int) -> str:
-    import machine
-
     lines = [f"# Convolutions of a {network} training step, one at a time "
              f"({machine.label(info)}, load {info['load_1min']})", "", f"`{command}`", "",
              f"Batch {batch}; milliseconds per training step (each distinct shape times the "
@@ -188,20 +186,24 @@ def report(network: str, shapes, batch: int, measured: dict, info: dict, command
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", choices=NETWORKS, default="deep_convnet")
-    p.add_argument("--repeats", type=int, default=3, help="alternated rounds of processes")
-    p.add_argument("--iterations", type=int, default=60, help="timed calls per pass")
-    p.add_argument("--out", default="", help="path prefix of the .md and .json results "
-                   "(default bench/results/conv_scaling_<network>)")
-    p.add_argument("--worker", choices=("tensorflow", "torch"), help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--shapes", default="", help=argparse.SUPPRESS)
-    p.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.repeats < 1 or args.iterations < 1:
-        p.error("--repeats and --iterations must be >= 1")
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("network", "deep_convnet", list(NETWORKS), "the network whose "
+                      "convolutions are timed", flag_values=fv)
+    flags.DEFINE_integer("repeats", 3, "alternated rounds of processes", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("iterations", 60, "timed calls per pass", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_string("out", "", "path prefix of the .md and .json results "
+                        "(default bench/results/conv_scaling_<network>)", flag_values=fv)
+    # What the bench passes to each measuring process of its own.
+    flags.DEFINE_enum("worker", None, ["tensorflow", "torch"], "internal: this process times "
+                      "one framework and prints JSON", flag_values=fv)
+    flags.DEFINE_integer("threads", 0, "internal: the worker's threads", flag_values=fv)
+    flags.DEFINE_string("shapes", "", "internal: the worker's shapes, JSON", flag_values=fv)
+    flags.DEFINE_integer("batch", 0, "internal: the worker's batch", flag_values=fv)
+
+
+def main(args):
     if args.worker:
         timer = time_tensorflow if args.worker == "tensorflow" else time_torch
         print(json.dumps(timer(json.loads(args.shapes), args.batch, args.threads,
@@ -211,9 +213,8 @@ def main(argv=None):
     from suite.runtime.startup import load_tensorflow
 
     load_tensorflow(quiet=True)  # the suite's oneDNN default, before Keras builds the model
-    import machine
-    from interleaved import footer, write
-    from training_throughput import Network  # the networks and batches that bench trains
+    from bench.interleaved import footer, write
+    from bench.training_throughput import Network  # the networks and batches that bench trains
 
     network = Network(args.network)
     shapes, batch = conv_shapes(network.keras_model()[0]), network.batch_size
@@ -225,9 +226,9 @@ def main(argv=None):
         for f, t in keys[round_index % len(keys):] + keys[:round_index % len(keys)]:
             print(f"round {round_index + 1}: {f}, {t} thread(s) ...", flush=True)
             measured[(f, t)].append(run_worker(f, t, shapes, batch, args.iterations))
-    command = machine.command(__file__, argv)
+    command = machine.command(__file__)
     text = report(args.network, shapes, batch, measured, info, command, all_cores)
-    out = args.out or os.path.join(HERE, "results", f"conv_scaling_{args.network}")
+    out = args.out or os.path.join(RESULTS, f"conv_scaling_{args.network}")
     write(out, text + footer(info) + "\n", {
         "command": command, "machine": info, "network": args.network, "batch": batch,
         "shapes": shapes,
@@ -235,4 +236,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

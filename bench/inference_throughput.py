@@ -1,7 +1,7 @@
 """DeepConvNet (MNIST) inference: the suite's exported SavedModel and Keras against the same
 network in PyTorch (eager and torch.compile), at batch 1 (latency) and large batches (throughput).
 
-    python bench/inference_throughput.py [--batch_sizes=1,256,1000] [--calls=200] [--repeats=5]
+    python -m bench.inference_throughput [--batch_sizes=1,256,1000] [--calls=200] [--repeats=5]
 
   saved_model         the suite's export (suite.export.classifier, as apps.train_mnist
                       writes it), loaded with tf.saved_model.load, its serving_default signature
@@ -33,32 +33,15 @@ PyTorch's peer of its precision. Results go to bench/results/inference_throughpu
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-import suite  # noqa: E402,F401  (first: the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-tf = load_tensorflow()
-import interleaved  # noqa: E402
-import keras  # noqa: E402
-import roofline  # noqa: E402
-import torch  # noqa: E402
-from interleaved import machine  # noqa: E402
-from torch_deep_convnet import TorchClassifier, keras_weights_into_torch, torch_int8  # noqa: E402
-from torch_deep_convnet import build_model as build_torch  # noqa: E402
-
-from suite.export.quantize import keras_predict_fn  # noqa: E402
-from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
+from bench import RESULTS, cli, interleaved, machine, roofline
 
 PEERS = {
     "saved_model": "the suite's SavedModel export, serving_default",
@@ -95,7 +78,7 @@ def calibration_images() -> np.ndarray:
     return rng.uniform(0, 255, (CALIBRATION_IMAGES, 28, 28, 1)).astype(np.float32)
 
 
-def saved_model_path(export_dir: str, model: keras.Model) -> str:
+def saved_model_path(export_dir: str, model) -> str:
     """The suite's export of `model` under `export_dir`, written once for every peer."""
     from suite.export.classifier import classifier_signatures
     from suite.export.saved_model import write_saved_model
@@ -106,7 +89,15 @@ def saved_model_path(export_dir: str, model: keras.Model) -> str:
     return path
 
 
-def build_peers(names, model: keras.Model, export_dir: str) -> dict:
+def build_peers(names, model, export_dir: str) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from bench.torch_deep_convnet import TorchClassifier, keras_weights_into_torch, torch_int8
+    from bench.torch_deep_convnet import build_model as build_torch
+    from suite.export.quantize import keras_predict_fn
+    from suite.models.deep_convnet import build_deep_convnet
+
     peers = {}
     for name in names:
         if name == "saved_model":
@@ -250,32 +241,36 @@ def markdown(results, ratios, agreement, info, batch_sizes, command, warning, pe
     return "\n".join(lines + ["", interleaved.footer(info)]) + "\n"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch_sizes", default="1,256,1000")
-    p.add_argument("--calls", type=int, default=200,
-                   help="calls per round at the smallest batch (fewer at larger ones: same images)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls per peer and batch first")
-    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    roofline.add_flag(p)
-    p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
-                   help=f"comma-separated, from {','.join(PEERS)}")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "inference_throughput"))
-    args = p.parse_args(argv)
-    names = [n for n in args.peers.split(",") if n]
-    if unknown := set(names) - set(PEERS):
-        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("batch_sizes", "1,256,1000", "comma-separated batch sizes",
+                        flag_values=fv)
+    flags.DEFINE_integer("calls", 200, "calls per round at the smallest batch (fewer at larger "
+                         "ones: same images)", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "interleaved rounds", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup", 5, "untimed calls per peer and batch first", lower_bound=1,
+                         flag_values=fv)
+    interleaved.add_threads_flag(fv)
+    roofline.add_flag(fv)
+    flags.DEFINE_string("peers", ",".join(DEFAULT_PEERS), f"comma-separated, from "
+                        f"{','.join(PEERS)}", flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "inference_throughput"),
+                        "path prefix of the .md and .json results", flag_values=fv)
+
+
+def main(args):
+    names = cli.peer_names(args.peers, PEERS)
     try:
         batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b})
     except ValueError:
-        p.error(f"--batch_sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    if not batch_sizes or min(batch_sizes + [args.calls, args.repeats, args.warmup]) < 1:
-        p.error("--batch_sizes, --calls, --repeats and --warmup must be >= 1")
+        cli.usage_error(f"--batch_sizes must be comma-separated integers, got "
+                        f"{args.batch_sizes!r}")
+    if not batch_sizes or min(batch_sizes) < 1:
+        cli.usage_error("--batch_sizes must be >= 1")
+    info, warning = interleaved.start(args.torch_threads)
+    import keras
 
-    torch.set_num_threads(args.torch_threads)
-    info = machine.describe()
-    warning = interleaved.load_warning(info)
+    from suite.models.deep_convnet import build_deep_convnet
+
     keras.utils.set_random_seed(0)
     model = build_deep_convnet()
 
@@ -289,10 +284,9 @@ def main(argv=None):
     (agreement, results), peaks, peaks_before = roofline.around(build_and_measure, args.no_peak)
     gflop_per_image = roofline.gflops_per_image(model)
     add_rates(results, gflop_per_image, peaks)
-    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    info["torch_threads"] = torch.get_num_threads()
+    interleaved.finish(info)
     ratios = summary(results, batch_sizes, peaks)
-    command = machine.command(__file__, argv)
+    command = machine.command(__file__)
     interleaved.write(args.out, markdown(results, ratios, agreement, info, batch_sizes, command,
                                          warning, peaks, gflop_per_image),
                       {"command": command, "warning": warning or None, "machine": info,
@@ -303,4 +297,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -15,7 +15,37 @@ import statistics
 import time
 import traceback
 
-import machine
+from absl import flags
+
+from bench import machine
+
+
+def add_threads_flag(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("torch_threads", os.cpu_count(),
+                         "torch.set_num_threads (default: all CPUs, as the other benches)",
+                         lower_bound=1, flag_values=fv)
+
+
+def start(torch_threads: int) -> tuple[dict, str]:
+    """How every side-by-side bench begins: TensorFlow loaded first (the suite's oneDNN default,
+    its start-up notes hidden), PyTorch's threads set, the machine described and, if it is busy,
+    a warning. Returns (machine, warning)."""
+    from suite.runtime.startup import load_tensorflow
+
+    load_tensorflow()
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    info = machine.describe()
+    return info, load_warning(info)
+
+
+def finish(info: dict) -> None:
+    """The machine record's end: the load after the rounds, and PyTorch's threads."""
+    import torch
+
+    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    info["torch_threads"] = torch.get_num_threads()
 
 
 def clock() -> tuple[float, float]:
@@ -176,5 +206,5 @@ def footer(info: dict) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())
 
 
-__all__ = ["FitPeer", "StepPeer", "clock", "footer", "load_warning", "machine", "measure",
-           "record_error", "table", "torch_options", "write"]
+__all__ = ["FitPeer", "StepPeer", "add_threads_flag", "clock", "finish", "footer",
+           "load_warning", "measure", "record_error", "start", "table", "torch_options", "write"]

@@ -9,8 +9,7 @@ import os
 import platform
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from suite.runtime.startup import cpu_flags  # noqa: E402  (no TensorFlow: safe before it)
+from suite.runtime.startup import cpu_flags  # no TensorFlow: safe before it
 
 
 def cpu_model() -> str:
@@ -57,10 +56,11 @@ ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 def command(script_file: str, argv: list[str] | None = None) -> str:
     """The command line that reproduces a bench run, as its report prints it: the ISA caps in
-    force first (they change every number), then `python bench/<script> <arguments>`."""
+    force first (they change every number), then `python -m bench.<name> <arguments>`."""
     arguments = sys.argv[1:] if argv is None else list(argv)
     caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
-    return " ".join(caps + ["python", f"bench/{os.path.basename(script_file)}", *arguments])
+    name = os.path.splitext(os.path.basename(script_file))[0]
+    return " ".join(caps + ["python", "-m", f"bench.{name}", *arguments])
 
 
 def label(info: dict | None = None) -> str:

@@ -2,7 +2,7 @@
 the same network's fastest float32 PyTorch form (eager, channels_last) under torch.profiler,
 per op kind, in milliseconds per step.
 
-    python bench/profile_training.py --network=resnet20 [--steps=10] [--policy=float32]
+    python -m bench.profile_training --network=resnet20 [--steps=10] [--policy=float32]
 
 The networks, batches and optimizers are bench/training_throughput.py's. TensorFlow's figures
 are the op kernels' wall time on its inter-op threads (an op's oneDNN work on other threads
@@ -12,21 +12,17 @@ the shares, and take speeds from bench/training_throughput.py. Results go to ben
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import os
-import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
+from absl import flags
 
-import training_throughput as bench  # noqa: E402  (first: the suite's oneDNN default)
-from interleaved import footer, machine, write  # noqa: E402
-
-tf, torch = bench.tf, bench.torch
+from bench import RESULTS, cli, machine
+from bench import training_throughput as throughput
+from bench.interleaved import footer, write
 
 # TensorFlow kernel type -> the kind of work it is (oneDNN kernels carry an _Mkl prefix).
 TF_KINDS = {
@@ -51,9 +47,10 @@ def tf_kind(kernel: str) -> str:
 
 def profile_keras(network, policy: str, steps: int) -> tuple[dict, float]:
     """({kind: ms per step}, wall ms per step) of `steps` fit steps under the profiler."""
+    import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    peer = bench.KerasPeer(network, policy)
+    peer = throughput.KerasPeer(network, policy)
     peer.warm_up(5)
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
@@ -89,7 +86,7 @@ TORCH_KINDS = {
 def profile_torch(network, steps: int) -> tuple[dict, float]:
     from torch.profiler import ProfilerActivity, profile
 
-    peer = bench.TorchPeer(network, channels_last=True)
+    peer = throughput.TorchPeer(network, channels_last=True)
     peer.warm_up(5)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         started = time.perf_counter()
@@ -119,31 +116,38 @@ def table(title: str, kinds: dict, wall_ms: float, top: int) -> list[str]:
     return lines + [""]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", choices=("deep_convnet", "resnet20"), default="resnet20")
-    p.add_argument("--policy", choices=("float32", "mixed_bfloat16"), default="float32",
-                   help="the Keras model's precision policy (PyTorch stays float32)")
-    p.add_argument("--steps", type=int, default=10, help="profiled steps per framework")
-    p.add_argument("--top", type=int, default=12, help="op kinds listed before 'other'")
-    p.add_argument("--out", default="", help="path prefix of the .md and .json results "
-                   "(default bench/results/profile_<network>)")
-    args = p.parse_args(argv)
-    if args.steps < 1 or args.top < 1:
-        p.error("--steps and --top must be >= 1")
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("network", "resnet20", ["deep_convnet", "resnet20"], "the network profiled",
+                      flag_values=fv)
+    flags.DEFINE_enum("policy", "float32", ["float32", "mixed_bfloat16"], "the Keras model's "
+                      "precision policy (PyTorch stays float32)", flag_values=fv)
+    flags.DEFINE_integer("steps", 10, "profiled steps per framework", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("top", 12, "op kinds listed before 'other'", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_string("out", "", "path prefix of the .md and .json results (default "
+                        "bench/results/profile_<network>)", flag_values=fv)
+
+
+def main(args):
+    from suite.runtime.startup import load_tensorflow
+
+    load_tensorflow()
+    import torch
+
     torch.set_num_threads(os.cpu_count())
-    network = bench.Network(args.network)
+    network = throughput.Network(args.network)
     info = machine.describe()
     keras_kinds, keras_ms = profile_keras(network, args.policy, args.steps)
     torch_kinds, torch_ms = profile_torch(network, args.steps)
-    command = machine.command(__file__, argv)
+    command = machine.command(__file__)
     lines = [f"# Where a {network.name} training step goes ({machine.label(info)}, load "
              f"{info['load_1min']})", "", f"`{command}`", "",
              f"Batch {network.batch_size}, {args.steps} profiled steps each.", "",
              *table(f"Keras, {args.policy}", keras_kinds, keras_ms, args.top),
              *table("PyTorch eager, channels_last, float32", torch_kinds, torch_ms, args.top),
              footer(info)]
-    out = args.out or os.path.join(HERE, "results", f"profile_{args.network}")
+    out = args.out or os.path.join(RESULTS, f"profile_{args.network}")
     write(out, "\n".join(lines) + "\n", {
         "command": command, "machine": info, "network": args.network, "policy": args.policy,
         "keras": {"ms_per_step": keras_ms, "kinds": keras_kinds},
@@ -151,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,7 +1,7 @@
 """The ceiling under a speed figure: a network's arithmetic per image and this CPU's measured
 matrix-multiply peak, so a ratio between two frameworks comes with how far either could go.
 
-    python bench/roofline.py      # this machine's float32 and bfloat16 GEMM peaks, and the
+    python -m bench.roofline      # this machine's float32 and bfloat16 GEMM peaks, and the
                                   # forward multiply-adds of DeepConvNet and ResNet-20
 
 A framework whose convolutions already run at 90% of the peak cannot be beaten by 1.2x in the
@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from absl import flags
+
+from bench import cli, machine
 
 # Forward, input gradient, weight gradient: the usual estimate of a training step's arithmetic
 # (each is one pass of the layer's multiply-adds).
@@ -86,9 +89,7 @@ def gemm_peak(dtype: str = "float32", n: int = 2048, seconds: float = 2.0) -> di
 def peaks(dtypes=("float32", "bfloat16")) -> dict:
     """{dtype: gemm_peak(dtype)}; bfloat16 only where the CPU has bfloat16 arithmetic
     (elsewhere it is emulated and the figure would mislead)."""
-    from machine import isa
-
-    has_bf16 = any(f in isa() for f in ("avx512_bf16", "amx_tile"))
+    has_bf16 = any(f in machine.isa() for f in ("avx512_bf16", "amx_tile"))
     return {d: gemm_peak(d) for d in dtypes if d != "bfloat16" or has_bf16}
 
 
@@ -103,9 +104,10 @@ def best_of(*measurements: dict) -> dict:
     return out
 
 
-def add_flag(parser) -> None:
-    parser.add_argument("--no_peak", action="store_true",
-                        help="skip the GEMM peak measurement (about 10 s before and after)")
+def add_flag(fv: flags.FlagValues) -> None:
+    flags.DEFINE_boolean("no_peak", False,
+                         "skip the GEMM peak measurement (about 10 s before and after)",
+                         flag_values=fv)
 
 
 def around(measure, skip: bool = False):
@@ -121,17 +123,10 @@ def share(gflops: float, peak: dict | None) -> float | None:
     return round(100 * gflops / peak["gflops"], 1) if peak else None
 
 
-if __name__ == "__main__":
-    import os
-    import sys
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:0] = [here, os.path.dirname(here)]
-    import suite  # noqa: F401  (the suite's oneDNN default before TensorFlow loads)
+def main(args) -> None:
     from suite.runtime.startup import load_tensorflow
 
     load_tensorflow()
-    import machine
     from suite.models.deep_convnet import build_deep_convnet
     from suite.models.registry import build_model
 
@@ -142,3 +137,7 @@ if __name__ == "__main__":
                         ("ResNet-20", build_model("resnet20"))):
         print(f"{name}: {multiply_adds(model):,} multiply-adds per image forward, "
               f"{gflops_per_image(model, training=True) * 1e3:.1f} MFLOP per training image")
+
+
+if __name__ == "__main__":
+    cli.run(main)

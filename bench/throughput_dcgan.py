@@ -1,7 +1,7 @@
 """DCGAN training step time on MNIST-sized images: the suite's Keras model against the same
 networks and step in PyTorch.
 
-    python bench/throughput_dcgan.py [--steps=20] [--repeats=5] [--warmup_steps=3]
+    python -m bench.throughput_dcgan [--steps=20] [--repeats=5] [--warmup_steps=3]
         [--batch_size=128] [--base_filters=64] [--out=bench/results/throughput_dcgan]
 
 What is measured: training steps per second x batch size of suite.models.dcgan at 28x28x1
@@ -26,26 +26,12 @@ torch.set_num_threads(os.cpu_count()). Run on a quiet machine.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-import suite  # noqa: E402,F401  (first: sets the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-tf = load_tensorflow()
-import keras  # noqa: E402
-import torch  # noqa: E402
-
-import interleaved  # noqa: E402
-from interleaved import machine  # noqa: E402
-from suite.models.dcgan import DCGAN, LATENT_DIM  # noqa: E402
-from torch_dcgan import Discriminator, Generator, init_normal, make_train_step  # noqa: E402
+from bench import RESULTS, cli, interleaved, machine
 
 SIDE, CHANNELS = 28, 1
 LEARNING_RATE, BETA_1 = 2e-4, 0.5
@@ -63,7 +49,9 @@ def real_batches(batch_size: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(-1, 1, (NUM_BATCHES * batch_size, SIDE, SIDE, CHANNELS)).astype(np.float32)
 
 
-def keras_gan(base_filters: int) -> DCGAN:
+def keras_gan(base_filters: int):
+    from suite.models.dcgan import DCGAN, LATENT_DIM
+
     gan = DCGAN(image_shape=(SIDE, SIDE, CHANNELS), latent_dim=LATENT_DIM,
                 base_filters=base_filters)
     gan(np.zeros((1, LATENT_DIM), np.float32))
@@ -72,6 +60,8 @@ def keras_gan(base_filters: int) -> DCGAN:
 
 def parameter_counts(base_filters: int) -> dict:
     """Keras counts batch norm's moving statistics; PyTorch keeps them as buffers (added)."""
+    from bench.torch_dcgan import Discriminator, Generator
+
     gan = keras_gan(base_filters)
     counts = {"keras_generator": gan.generator.count_params(),
               "keras_discriminator": gan.discriminator.count_params()}
@@ -86,6 +76,9 @@ def parameter_counts(base_filters: int) -> dict:
 
 class KerasPeer(interleaved.FitPeer):
     def __init__(self, args):
+        import keras
+        import tensorflow as tf
+
         keras.utils.set_random_seed(0)
         self.model = keras_gan(args.base_filters)
         self.model.compile(keras.optimizers.Adam(LEARNING_RATE, beta_1=BETA_1),
@@ -96,6 +89,10 @@ class KerasPeer(interleaved.FitPeer):
 
 class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
+        import torch
+
+        from bench.torch_dcgan import Discriminator, Generator, init_normal, make_train_step
+
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         generator = Generator(args.base_filters, SIDE, CHANNELS)
@@ -122,27 +119,27 @@ def build_peer(name: str, args):
     return TorchPeer(args, **interleaved.torch_options(name))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20, help="timed steps per peer per round")
-    p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps per peer first")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--base_filters", type=int, default=64)
-    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    p.add_argument("--peers", default=",".join(PEERS), help=f"from {','.join(PEERS)}")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "throughput_dcgan"),
-                   help="path prefix of the .md and .json results")
-    args = p.parse_args(argv)
-    names = [n for n in args.peers.split(",") if n]
-    if unknown := set(names) - set(PEERS):
-        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
-    if min(args.steps, args.warmup_steps, args.repeats, args.batch_size, args.base_filters,
-           args.torch_threads) < 1:
-        p.error("every number must be >= 1")
-    torch.set_num_threads(args.torch_threads)
-    info = machine.describe()
-    warning = interleaved.load_warning(info)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("steps", 20, "timed steps per peer per round", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 3, "untimed steps per peer first", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "interleaved rounds", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("batch_size", 128, "images per step (real and generated alike)",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("base_filters", 64, "filters of the narrowest convolution (doubling by "
+                         "stage)", lower_bound=1, flag_values=fv)
+    interleaved.add_threads_flag(fv)
+    flags.DEFINE_string("peers", ",".join(PEERS), f"from {','.join(PEERS)}", flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "throughput_dcgan"),
+                        "path prefix of the .md and .json results", flag_values=fv)
+
+
+def main(args):
+    names = cli.peer_names(args.peers, PEERS)
+    info, warning = interleaved.start(args.torch_threads)
+    import keras
+
     counts = parameter_counts(args.base_filters)
     print(f"parameters: {counts}", flush=True)
     keras.backend.clear_session()
@@ -152,9 +149,8 @@ def main(argv=None):
     for record in results.values():
         if record["mean_images_per_s"]:
             record["ms_per_step"] = round(1e3 * args.batch_size / record["mean_images_per_s"], 1)
-    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    info["torch_threads"] = torch.get_num_threads()
-    command = machine.command(__file__, argv)
+    interleaved.finish(info)
+    command = machine.command(__file__)
     steps = ", ".join(f"{n} {r['ms_per_step']:.0f} ms" for n, r in results.items()
                       if r.get("ms_per_step"))
     lines = [f"# DCGAN training step time ({machine.label(info)}, load {info['load_1min']})", "",
@@ -172,4 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
 """FCN-8s training throughput (images/s): the suite's Keras model against the same network in PyTorch.
 
-    python bench/throughput_fcn.py [--steps=16] [--repeats=5] [--warmup_steps=3] [--crop=256]
+    python -m bench.throughput_fcn [--steps=16] [--repeats=5] [--warmup_steps=3] [--crop=256]
         [--batch_size=4] [--width_multiplier=0.25] [--out=bench/results/throughput_fcn]
 
 What is measured: training steps per second x batch size of FCN-8s on VGG-16 with batch norm,
@@ -38,27 +38,12 @@ PyTorch's spinning OpenMP threads lose up to ~10x (see bench/README.md), Keras m
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-import suite  # noqa: E402,F401  (first: sets the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-tf = load_tensorflow()
-import keras  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-import interleaved  # noqa: E402
-from interleaved import machine  # noqa: E402
-from suite.models.fcn import build_fcn  # noqa: E402
-from torch_fcn import FCN8s, BilinearUpsample, make_train_step  # noqa: E402
+from bench import RESULTS, cli, interleaved, machine
 
 NUM_CLASSES = 2
 CHANNELS = 1
@@ -82,12 +67,20 @@ def synthetic_data(crop: int, batch_size: int, channels_first: bool, seed: int =
     return images, labels
 
 
-def keras_fcn(width_multiplier: float) -> keras.Model:
+def keras_fcn(width_multiplier: float):
+    from suite.models.fcn import build_fcn
+
     return build_fcn("8s", NUM_CLASSES, (None, None, CHANNELS), width_multiplier=width_multiplier,
                      batch_norm=True)
 
 
-def parameter_counts(keras_model: keras.Model, torch_model: nn.Module) -> dict:
+def torch_fcn(width_multiplier: float, edge_pad: str = "cat"):
+    from bench.torch_fcn import FCN8s
+
+    return FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=width_multiplier, edge_pad=edge_pad)
+
+
+def parameter_counts(keras_model, torch_model) -> dict:
     """Keras's count_params() holds BN moving statistics and the fixed upscore8 kernel; PyTorch
     keeps the statistics as buffers, so they are added (num_batches_tracked is not a weight)."""
     running = sum(b.numel() for name, b in torch_model.named_buffers()
@@ -107,6 +100,12 @@ def check_same_function(width_multiplier: float, edge_pad: str = "cat", toleranc
     """Random weights everywhere (score layers and upsampling kernels too, or the check is
     vacuous), copied from Keras into PyTorch; a 40x72 input exercises the pad and the crops.
     Returns the largest logit difference relative to the largest logit, inference mode."""
+    import keras
+    import torch
+    from torch import nn
+
+    from bench.torch_fcn import BilinearUpsample
+
     keras.utils.set_random_seed(1)
     model = keras_fcn(width_multiplier)
     rng = np.random.default_rng(1)
@@ -115,8 +114,7 @@ def check_same_function(width_multiplier: float, edge_pad: str = "cat", toleranc
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path
                                else rng.normal(0, 1, w.shape) * np.sqrt(2 / np.prod(w.shape[:-1]))
                                for w in layer.weights])
-    torch_model = FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=width_multiplier,
-                        edge_pad=edge_pad).eval()
+    torch_model = torch_fcn(width_multiplier, edge_pad).eval()
     modules = dict(torch_model.named_modules())
     with torch.no_grad():
         for layer in model.layers:
@@ -149,6 +147,9 @@ def check_same_function(width_multiplier: float, edge_pad: str = "cat", toleranc
 # --- Peers: warm_up(n) once, then run(n) -> step-end clocks ------------------------------------------
 class KerasPeer(interleaved.FitPeer):
     def __init__(self, args):
+        import keras
+        import tensorflow as tf
+
         keras.utils.set_random_seed(0)
         self.model = keras_fcn(args.width_multiplier)
         # jit_compile off, as in the other benches (XLA is slower on these CPUs); no metrics.
@@ -160,9 +161,12 @@ class KerasPeer(interleaved.FitPeer):
 
 class TorchPeer(interleaved.StepPeer):
     def __init__(self, args, channels_last: bool = False, compiled: bool = False):
+        import torch
+
+        from bench.torch_fcn import make_train_step
+
         torch.manual_seed(0)
-        model = FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=args.width_multiplier,
-                      edge_pad=args.torch_edge_pad)
+        model = torch_fcn(args.width_multiplier, args.torch_edge_pad)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.train_step = make_train_step(model.to(memory_format=fmt).train(), LEARNING_RATE,
                                           compiled)
@@ -199,33 +203,32 @@ def markdown(results: dict, info: dict, args, command: str, counts: dict, differ
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=16, help="timed steps per peer per round")
-    p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps per peer first (tracing, compilation)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--crop", type=int, default=256, help="image side in pixels")
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--width_multiplier", type=float, default=0.25)
-    p.add_argument("--torch_threads", type=int, default=os.cpu_count(),
-                   help="torch.set_num_threads (default: all CPUs, as the other benches)")
-    p.add_argument("--torch_edge_pad", choices=("cat", "replicate"), default="cat",
-                   help="how the PyTorch net repeats the border before each upsampling (see edge_pad)")
-    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "throughput_fcn"),
-                   help="path prefix of the .md and .json results")
-    args = p.parse_args(argv)
-    names = [n for n in args.peers.split(",") if n]
-    if unknown := set(names) - set(PEERS):
-        p.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
-    if min(args.steps, args.warmup_steps, args.repeats, args.crop, args.batch_size, args.torch_threads) < 1:
-        p.error("--steps, --warmup_steps, --repeats, --crop, --batch_size and --torch_threads must be >= 1")
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("steps", 16, "timed steps per peer per round", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 3, "untimed steps per peer first (tracing, compilation)",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "interleaved rounds", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("crop", 256, "image side in pixels", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("batch_size", 4, "images per step", lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("width_multiplier", 0.25, "VGG-16's widths scaled by this",
+                       flag_values=fv)
+    interleaved.add_threads_flag(fv)
+    flags.DEFINE_enum("torch_edge_pad", "cat", ["cat", "replicate"], "how the PyTorch net "
+                      "repeats the border before each upsampling (see torch_fcn.edge_pad)",
+                      flag_values=fv)
+    flags.DEFINE_string("peers", ",".join(PEERS), f"comma-separated, from {','.join(PEERS)}",
+                        flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "throughput_fcn"),
+                        "path prefix of the .md and .json results", flag_values=fv)
 
-    torch.set_num_threads(args.torch_threads)
-    info = machine.describe()
-    warning = interleaved.load_warning(info)
-    counts = parameter_counts(keras_fcn(args.width_multiplier),
-                              FCN8s(NUM_CLASSES, CHANNELS, width_multiplier=args.width_multiplier))
+
+def main(args):
+    names = cli.peer_names(args.peers, PEERS)
+    info, warning = interleaved.start(args.torch_threads)
+    import keras
+
+    counts = parameter_counts(keras_fcn(args.width_multiplier), torch_fcn(args.width_multiplier))
     print(f"parameters: Keras {counts['keras_total']:,} ({counts['keras_trainable']:,} trainable), "
           f"PyTorch {counts['torch_total']:,} ({counts['torch_trainable']:,} trainable)", flush=True)
     difference = check_same_function(args.width_multiplier, args.torch_edge_pad)
@@ -235,9 +238,8 @@ def main(argv=None):
     results, orders = interleaved.measure(lambda name: build_peer(name, args), names, PEERS,
                                           args.steps, args.warmup_steps, args.repeats,
                                           args.batch_size)
-    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    info["torch_threads"] = torch.get_num_threads()
-    command = machine.command(__file__, argv)
+    interleaved.finish(info)
+    command = machine.command(__file__)
     report = markdown(results, info, args, command, counts, difference, warning)
     interleaved.write(args.out, report, {
         "command": command, "warning": warning or None, "machine": info,
@@ -249,4 +251,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

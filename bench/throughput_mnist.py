@@ -2,7 +2,7 @@
 
 Usage (from the repository root; see bench/README.md):
 
-    python bench/throughput_mnist.py --steps=200 --repeats=5
+    python -m bench.throughput_mnist --steps=200 --repeats=5
 
 Every peer trains the same 123,552-parameter network (Adam lr 1e-3, batch 100, float32 unless noted).
 Each is warmed up, then `--steps` steps are timed `--repeats` times; the table gives the median
@@ -12,6 +12,7 @@ input pipeline (suite.data.pipeline.train_dataset on the MNIST files) keeps up w
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -21,17 +22,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402  (after the log level)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import flags
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from suite.data.mnist import load_mnist_arrays  # noqa: E402
-from suite.data.pipeline import train_dataset  # noqa: E402
-from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
+from bench import RESULTS, SHARED, SHARED_DATA, cli, machine
 
 BATCH_SIZE = 100
 NUM_PARAMETERS = 123_552  # the book's DeepConvNet; every peer must match it
@@ -46,19 +40,30 @@ PEERS = {
 }
 ALIASES = {"keras": "keras_synthetic"}
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", str(REPO_ROOT.parent / "shared/data/mnist"), "Folder with the MNIST IDX .gz files.")
-flags.DEFINE_string("reference_dir", str(REPO_ROOT.parent / "shared/reference/deep-learning-from-scratch"),
-                    "Checkout of the book's code (ch08/, common/); only the numpy peers need it.")
-flags.DEFINE_list("peers", list(PEERS), f"Peers to measure, from: {', '.join(PEERS)} ('keras' = keras_synthetic).")
-flags.DEFINE_integer("steps", 200, "Timed training steps per repeat.", lower_bound=1)
-flags.DEFINE_integer("repeats", 5, "Timed repeats per peer; the median is reported.", lower_bound=1)
-flags.DEFINE_integer("warmup_steps", 20, "Untimed steps first (tracing, allocator, shuffle buffer).", lower_bound=1)
-flags.DEFINE_integer("numpy_steps", 10, "Timed steps per repeat for the (slow) numpy peers.", lower_bound=1)
-flags.DEFINE_string("out_dir", str(REPO_ROOT / "bench/results"), "Where throughput_mnist.{json,md} go.")
-flags.register_validator(
-    "peers", lambda names: all(ALIASES.get(n, n) in PEERS for n in names),
-    message=f"unknown peer in --peers; choose from {', '.join(PEERS)}")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data_dir", os.path.join(SHARED_DATA, "mnist"),
+                        "Folder with the MNIST IDX .gz files.", flag_values=fv)
+    flags.DEFINE_string("reference_dir", os.path.join(SHARED, "reference",
+                                                      "deep-learning-from-scratch"),
+                        "Checkout of the book's code (ch08/, common/); only the numpy peers need "
+                        "it.", flag_values=fv)
+    flags.DEFINE_list("peers", list(PEERS), f"Peers to measure, from: {', '.join(PEERS)} "
+                      "('keras' = keras_synthetic).", flag_values=fv)
+    flags.DEFINE_integer("steps", 200, "Timed training steps per repeat.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "Timed repeats per peer; the median is reported.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 20, "Untimed steps first (tracing, allocator, shuffle "
+                         "buffer).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("numpy_steps", 10, "Timed steps per repeat for the (slow) numpy peers.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("out_dir", RESULTS, "Where throughput_mnist.{json,md} go.",
+                        flag_values=fv)
+    flags.register_validator(
+        "peers", lambda names: all(ALIASES.get(n, n) in PEERS for n in names),
+        message=f"unknown peer in --peers; choose from {', '.join(PEERS)}", flag_values=fv)
 
 
 def synthetic_batches(num_batches: int = 10, channels_first: bool = False, seed: int = 0):
@@ -92,12 +97,17 @@ def timed_loop(step, batches, warmup: int, steps: int, repeats: int, batch_size:
 
 
 # --- Keras -----------------------------------------------------------------------------------------
-def keras_synthetic_dataset() -> tf.data.Dataset:
+def keras_synthetic_dataset():
+    import tensorflow as tf
+
     return tf.data.Dataset.from_tensor_slices(synthetic_batches()).cache().repeat()
 
 
-def keras_mnist_dataset(data_dir: str) -> tf.data.Dataset:
+def keras_mnist_dataset(data_dir: str):
     """The production pipeline (per-image slices, shuffle(60000), repeat, batch, cast, prefetch) on MNIST."""
+    from suite.data.mnist import load_mnist_arrays
+    from suite.data.pipeline import train_dataset
+
     if os.path.isdir(data_dir):
         (images, labels), _ = load_mnist_arrays(data_dir)  # raises DataError naming a corrupt or missing file
     else:
@@ -107,7 +117,11 @@ def keras_mnist_dataset(data_dir: str) -> tf.data.Dataset:
     return train_dataset(images, labels, batch_size=BATCH_SIZE, seed=0)
 
 
-def measure_keras(dataset: tf.data.Dataset, warmup: int, steps: int, repeats: int):
+def measure_keras(dataset, warmup: int, steps: int, repeats: int):
+    import keras
+
+    from suite.models.deep_convnet import build_deep_convnet
+
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = build_deep_convnet()
@@ -127,7 +141,7 @@ def measure_torch(channels_last: bool, warmup: int, steps: int, repeats: int):
     except ImportError as e:
         raise ImportError("the torch peers need PyTorch: pip install torch==2.13.0 (or pip install '.[bench]'), "
                           "or leave torch,torch_channels_last out of --peers") from e
-    from torch_deep_convnet import build_model, make_train_step
+    from bench.torch_deep_convnet import build_model, make_train_step
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -139,17 +153,29 @@ def measure_torch(channels_last: bool, warmup: int, steps: int, repeats: int):
 
 
 # --- The book's NumPy code -------------------------------------------------------------------------
+def _load_by_path(name: str, path: Path, package: bool = False):
+    """The module (or package) `name` from `path`, kept in sys.modules under that name."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[str(path.parent)] if package else None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def measure_numpy(reference_dir: str, dtype, warmup: int, steps: int, repeats: int):
     ref = Path(reference_dir)
     if not (ref / "ch08/deep_convnet.py").exists():
         raise FileNotFoundError(f"{ref}/ch08/deep_convnet.py not found: pass --reference_dir=<book checkout> "
                                 "or leave numpy,numpy_f32 out of --peers.")
-    for path in (str(ref), str(ref / "ch08")):  # its modules import `common.*` from the checkout root
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    # The checkout's `common` package first: ch08's module imports `common.*` by that name.
+    _load_by_path("common", ref / "common" / "__init__.py", package=True)
     import common.util
     from common.optimizer import Adam
-    from deep_convnet import DeepConvNet
+
+    DeepConvNet = _load_by_path("deep_convnet", ref / "ch08" / "deep_convnet.py").DeepConvNet
 
     class Float32Scratch:
         """numpy as common.util sees it, but np.zeros defaults to float32: im2col/col2im allocate
@@ -199,8 +225,6 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    import machine  # bench/machine.py: CPU model, ISA (AVX2/AVX-512/AMX), oneDNN state
-
     return {**machine.describe(), "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
             **{p: version(p) for p in ("numpy", "tensorflow", "keras", "torch")},
@@ -230,9 +254,11 @@ def write_report(results: dict, info: dict, command: str, warning: str = "") -> 
     return "\n".join(lines) + "\n"
 
 
-def main(argv):
-    del argv
-    peers = [ALIASES.get(n, n) for n in FLAGS.peers]
+def main(args):
+    from suite.runtime.startup import load_tensorflow
+
+    load_tensorflow()
+    peers = [ALIASES.get(n, n) for n in args.peers]
     info = machine_info()
     warning = ""
     if info["load_average_1min_at_start"] > 0.5 * os.cpu_count():
@@ -240,15 +266,18 @@ def main(argv):
         warning = (f"WARNING: load average {info['load_average_1min_at_start']} on {os.cpu_count()} CPUs at start: "
                    "the machine was busy, numbers are noisy (PyTorch and NumPy suffer most); do not quote them.")
         print(warning)
-    warmup, steps, repeats = FLAGS.warmup_steps, FLAGS.steps, FLAGS.repeats
+    warmup, steps, repeats = args.warmup_steps, args.steps, args.repeats
     numpy_warmup = 1  # a numpy step takes ~0.5 s and has nothing to trace
     measures = {
         "keras_synthetic": lambda: measure_keras(keras_synthetic_dataset(), warmup, steps, repeats),
-        "keras_tfdata": lambda: measure_keras(keras_mnist_dataset(FLAGS.data_dir), warmup, steps, repeats),
+        "keras_tfdata": lambda: measure_keras(keras_mnist_dataset(args.data_dir), warmup, steps,
+                                              repeats),
         "torch": lambda: measure_torch(False, warmup, steps, repeats),
         "torch_channels_last": lambda: measure_torch(True, warmup, steps, repeats),
-        "numpy": lambda: measure_numpy(FLAGS.reference_dir, np.float64, numpy_warmup, FLAGS.numpy_steps, repeats),
-        "numpy_f32": lambda: measure_numpy(FLAGS.reference_dir, np.float32, numpy_warmup, FLAGS.numpy_steps, repeats),
+        "numpy": lambda: measure_numpy(args.reference_dir, np.float64, numpy_warmup,
+                                       args.numpy_steps, repeats),
+        "numpy_f32": lambda: measure_numpy(args.reference_dir, np.float32, numpy_warmup,
+                                           args.numpy_steps, repeats),
     }
     results = {}
     for name in peers:
@@ -256,14 +285,13 @@ def main(argv):
         ips, cpu_ms = ([round(v, 2) for v in column] for column in zip(*measures[name]()))
         results[name] = {"images_per_s": ips, "median_images_per_s": statistics.median(ips),
                          "cpu_ms_per_step": cpu_ms, "median_cpu_ms_per_step": statistics.median(cpu_ms),
-                         "steps": FLAGS.numpy_steps if name.startswith("numpy") else steps, "repeats": repeats}
+                         "steps": args.numpy_steps if name.startswith("numpy") else steps,
+                         "repeats": repeats}
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
-    import machine
-
     command = machine.command(__file__)
     report = write_report(results, info, command, warning)
     print("\n" + report)
-    out = Path(FLAGS.out_dir)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput_mnist.md").write_text(report)
     (out / "throughput_mnist.json").write_text(json.dumps(
@@ -273,4 +301,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, define_flags)

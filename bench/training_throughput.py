@@ -1,8 +1,8 @@
 """Training throughput of DeepConvNet (MNIST) and ResNet-20 (CIFAR-10): the suite's Keras models
 against the same networks in PyTorch, eager, channels-last, torch.compile and bfloat16.
 
-    python bench/training_throughput.py --network=deep_convnet [--steps=100] [--repeats=5]
-    python bench/training_throughput.py --network=resnet20 [--steps=20] [--repeats=5]
+    python -m bench.training_throughput --network=deep_convnet [--steps=100] [--repeats=5]
+    python -m bench.training_throughput --network=resnet20 [--steps=20] [--repeats=5]
 
 Each network is the same in both frameworks (parameter counts asserted): DeepConvNet with Adam
 1e-3 at batch 100 (bench/torch_deep_convnet.py), ResNet-20 with SGD momentum 0.9 and weight decay
@@ -29,25 +29,14 @@ bench/results/training_throughput_<network>.{md,json}.
 """
 from __future__ import annotations
 
-import argparse
+import functools
+import importlib
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-import suite  # noqa: E402,F401  (first: the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-tf = load_tensorflow()
-import keras  # noqa: E402
-import torch  # noqa: E402
-
-import interleaved  # noqa: E402
-import roofline  # noqa: E402
-from interleaved import machine  # noqa: E402
+from bench import RESULTS, cli, interleaved, machine, roofline
 
 NUM_BATCHES = 8
 PEERS = {
@@ -82,6 +71,8 @@ class Network:
                 rng.integers(0, 10, (NUM_BATCHES, self.batch_size)).astype(np.int64))
 
     def keras_model(self, unfused_bn: bool = False):
+        import keras
+
         if self.name == "deep_convnet":
             from suite.models.deep_convnet import build_deep_convnet
 
@@ -97,8 +88,10 @@ class Network:
         return model, optimizer
 
     def torch_step(self, channels_last: bool, compiled: bool):
-        module = __import__("torch_deep_convnet" if self.name == "deep_convnet"
-                            else "torch_resnet20")
+        import torch
+
+        module = importlib.import_module("bench.torch_deep_convnet" if self.name == "deep_convnet"
+                                         else "bench.torch_resnet20")
         model = module.build_model(channels_last=channels_last)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert trainable == self.parameters, f"PyTorch {self.name}: {trainable:,} parameters"
@@ -107,6 +100,9 @@ class Network:
 
 class KerasPeer(interleaved.FitPeer):
     def __init__(self, network: Network, policy: str, unfused_bn: bool = False):
+        import keras
+        import tensorflow as tf
+
         keras.utils.set_random_seed(0)
         keras.mixed_precision.set_global_policy(policy)
         try:
@@ -121,17 +117,21 @@ class KerasPeer(interleaved.FitPeer):
 class TorchPeer(interleaved.StepPeer):
     def __init__(self, network: Network, channels_last: bool = False, compiled: bool = False,
                  bfloat16: bool = False):
+        import torch
+
         torch.manual_seed(0)
         self.train_step = network.torch_step(channels_last, compiled)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.batches = [(torch.from_numpy(x).contiguous(memory_format=fmt), torch.from_numpy(y))
                         for x, y in zip(*network.batches(True))]
-        self.bfloat16, self.i = bfloat16, 0
+        self.autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16,
+                                          enabled=bfloat16)
+        self.i = 0
 
     def step(self):
         images, labels = self.batches[self.i % len(self.batches)]
         self.i += 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+        with self.autocast():
             self.train_step(images, labels)
 
 
@@ -205,44 +205,37 @@ def markdown(network: Network, results: dict, info: dict, args, command: str,
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--network", choices=("deep_convnet", "resnet20"), default="deep_convnet")
-    p.add_argument("--steps", type=int, default=0,
-                   help="timed steps per peer per round (default: 100 DeepConvNet, 20 ResNet-20)")
-    p.add_argument("--warmup_steps", type=int, default=5,
-                   help="untimed steps per peer first (tracing, compilation)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--torch_threads", type=int, default=os.cpu_count())
-    roofline.add_flag(p)
-    p.add_argument("--peers", default="", help=f"comma-separated, from {','.join(PEERS)} "
-                   "(default: all the network has; DeepConvNet has no batch norm)")
-    p.add_argument("--out", default="", help="path prefix of the .md and .json results "
-                   "(default bench/results/training_throughput_<network>)")
-    args = p.parse_args(argv)
-    offered = [n for n in PEERS if args.network == "resnet20" or "unfused" not in n]
-    names = [n for n in args.peers.split(",") if n] or offered
-    if unknown := set(names) - set(offered):
-        p.error(f"peers {sorted(unknown)} are not offered for {args.network}; choose from "
-                f"{', '.join(offered)}")
-    args.steps = args.steps or (100 if args.network == "deep_convnet" else 20)
-    if min(args.steps, args.warmup_steps, args.repeats, args.torch_threads) < 1:
-        p.error("--steps, --warmup_steps, --repeats and --torch_threads must be >= 1")
-    out = args.out or os.path.join(HERE, "results", f"training_throughput_{args.network}")
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("network", "deep_convnet", ["deep_convnet", "resnet20"],
+                      "the network trained by every peer", flag_values=fv)
+    flags.DEFINE_integer("steps", 0, "timed steps per peer per round (default: 100 DeepConvNet, "
+                         "20 ResNet-20)", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 5, "untimed steps per peer first (tracing, compilation)",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "interleaved rounds", lower_bound=1, flag_values=fv)
+    interleaved.add_threads_flag(fv)
+    roofline.add_flag(fv)
+    flags.DEFINE_string("peers", "", f"comma-separated, from {','.join(PEERS)} (default: all "
+                        "the network has; DeepConvNet has no batch norm)", flag_values=fv)
+    flags.DEFINE_string("out", "", "path prefix of the .md and .json results (default "
+                        "bench/results/training_throughput_<network>)", flag_values=fv)
 
-    torch.set_num_threads(args.torch_threads)
+
+def main(args):
+    offered = [n for n in PEERS if args.network == "resnet20" or "unfused" not in n]
+    names = cli.peer_names(args.peers, offered, of=args.network) or offered
+    args.steps = args.steps or (100 if args.network == "deep_convnet" else 20)
+    out = args.out or os.path.join(RESULTS, f"training_throughput_{args.network}")
+    info, warning = interleaved.start(args.torch_threads)
     network = Network(args.network)
-    info = machine.describe()
-    warning = interleaved.load_warning(info)
     (results, orders), peaks, peaks_before = roofline.around(
         lambda: interleaved.measure(lambda name: build_peer(name, network), names, PEERS,
                                     args.steps, args.warmup_steps, args.repeats,
                                     network.batch_size), args.no_peak)
     gflop_per_image = roofline.gflops_per_image(network.keras_model()[0], training=True)
     ceilings = add_rates(results, gflop_per_image, peaks)
-    info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    info["torch_threads"] = torch.get_num_threads()
-    command = machine.command(__file__, argv)
+    interleaved.finish(info)
+    command = machine.command(__file__)
     interleaved.write(out, markdown(network, results, info, args, command, warning, peaks,
                                     ceilings, gflop_per_image), {
         "command": command, "warning": warning or None, "machine": info,
@@ -253,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

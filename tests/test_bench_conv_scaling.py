@@ -1,17 +1,11 @@
 """bench/conv_scaling.py: which convolutions a training step runs, and how often."""
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "bench"))
-import conv_scaling  # noqa: E402
-
-from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
-from suite.models.registry import build_model  # noqa: E402
+from bench import conv_scaling
+from suite.models.deep_convnet import build_deep_convnet
+from suite.models.registry import build_model
 
 
 def test_deep_convnet_has_six_convolutions_and_no_input_gradient_for_the_first():

@@ -1,17 +1,11 @@
 """bench/roofline.py: the arithmetic the benches divide their GFLOP/s by."""
 from __future__ import annotations
 
-import os
-import sys
-
 import keras
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "bench"))
-import roofline  # noqa: E402
-
-from suite.models.deep_convnet import build_deep_convnet  # noqa: E402
+from bench import roofline
+from suite.models.deep_convnet import build_deep_convnet
 
 
 def test_deep_convnet_multiply_adds_are_the_hand_count():

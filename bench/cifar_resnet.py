@@ -1,8 +1,8 @@
-"""ResNet / plain nets on the CIFAR-10 subset with the paper's recipe (He et al. 2015, sec. 4.2).
+r"""ResNet / plain nets on the CIFAR-10 subset with the paper's recipe (He et al. 2015, sec. 4.2).
 
-    python bench/cifar_resnet.py --models=resnet20 --epochs=180 \
+    python -m bench.cifar_resnet --models=resnet20 --epochs=180 \
         --data=../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip
-    python bench/cifar_resnet.py --plot --models=plain20,plain56,resnet20,resnet56 \
+    python -m bench.cifar_resnet --plot --models=plain20,plain56,resnet20,resnet56 \
         --tag=depth_e100
 
 Recipe (the defaults): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at
@@ -20,16 +20,15 @@ of every confidently wrong example. Histories go to <out_dir>/<run>.json after e
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from bench import RESULTS, SHARED_DATA, cli
+
 PAD = 4
 
 
@@ -170,28 +169,36 @@ def plot(models, out_dir, tag):
     print(f"wrote {out}")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="resnet20", help="comma-separated, trained one by one")
-    p.add_argument("--epochs", type=int, default=180)
-    p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--weight_decay", type=float, default=1e-4)
-    p.add_argument("--schedule", choices=("step", "cosine"), default="step",
-                   help="step: lr / 10 at 50%% and 75%% of the epochs; cosine: to 0 at the end")
-    p.add_argument("--warmup_epochs", type=int, default=0,
-                   help="step: lr / 10 for these epochs first; cosine: linear ramp from 0")
-    p.add_argument("--cutout", type=int, default=0, help="side of the cutout square, 0 = none")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps_per_execution", type=int, default=1)
-    p.add_argument("--tag", default="", help="suffix of the run name: <model>_<tag>.json")
-    p.add_argument("--data", default=os.path.join(
-        REPO, "..", "shared", "data", "cifar10-subset", "cifar10_jpg_test10000_train20000.zip"))
-    p.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results", "cifar_resnet"))
-    p.add_argument("--plot", action="store_true", help="draw the curves of finished runs")
-    args = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("models", "resnet20", "comma-separated, trained one by one",
+                        flag_values=fv)
+    flags.DEFINE_integer("epochs", 180, "epochs of the 20k training images", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("batch_size", 128, "images per step", lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("lr", 0.1, "peak learning rate (SGD momentum 0.9)", flag_values=fv)
+    flags.DEFINE_float("weight_decay", 1e-4, "L2 penalty of the kernels", flag_values=fv)
+    flags.DEFINE_enum("schedule", "step", ["step", "cosine"], "step: lr / 10 at 50% and 75% of "
+                      "the epochs; cosine: to 0 at the end", flag_values=fv)
+    flags.DEFINE_integer("warmup_epochs", 0, "step: lr / 10 for these epochs first; cosine: "
+                         "linear ramp from 0", flag_values=fv)
+    flags.DEFINE_integer("cutout", 0, "side of the cutout square, 0 = none", lower_bound=0,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "seeds the initialisation, the order and the augmentation",
+                         flag_values=fv)
+    flags.DEFINE_integer("steps_per_execution", 1, "Keras's steps_per_execution",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("tag", "", "suffix of the run name: <model>_<tag>.json", flag_values=fv)
+    flags.DEFINE_string("data", os.path.join(SHARED_DATA, "cifar10-subset",
+                                             "cifar10_jpg_test10000_train20000.zip"),
+                        "the CIFAR-10 subset's zip", flag_values=fv)
+    flags.DEFINE_string("out_dir", os.path.join(RESULTS, "cifar_resnet"),
+                        "where <run>.json (and the figure) go", flag_values=fv)
+    flags.DEFINE_boolean("plot", False, "draw the curves of finished runs", flag_values=fv)
+
+
+def main(args):
     if not 0 <= args.warmup_epochs < args.epochs:
-        p.error(f"--warmup_epochs must be in [0, --epochs), got {args.warmup_epochs}")
+        cli.usage_error(f"--warmup_epochs must be in [0, --epochs), got {args.warmup_epochs}")
     os.makedirs(args.out_dir, exist_ok=True)
     models = args.models.split(",")
     if args.plot:
@@ -202,4 +209,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
-"""Trained DCGAN generators measured by several suite MNIST classifiers ("judges").
+r"""Trained DCGAN generators measured by several suite MNIST classifiers ("judges").
 
-    python bench/dcgan_judges.py --generators=runs/dcgan_mnist \
+    python -m bench.dcgan_judges --generators=runs/dcgan_mnist \
         --judges=runs/mnist,runs/mnist_augment --data_dir=../shared/data/mnist
 
 The classifier score (the Inception Score's formula) depends on how sure the judge is: real test
@@ -13,44 +13,46 @@ digits), on the same 10,000 latent vectors and the same 10,000 training digits t
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-import suite  # noqa: E402,F401  (first: the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-load_tensorflow()
-import keras  # noqa: E402
-
-import machine  # noqa: E402
-from suite.data.generation import load_generation_images  # noqa: E402
-from suite.metrics import generative  # noqa: E402
-from suite.metrics.classifier_features import load_feature_classifier  # noqa: E402
-from suite.models import dcgan  # noqa: E402,F401  (registers DCGAN for load_model)
-from suite.tasks.dcgan import generate  # noqa: E402
+from bench import RESULTS, SHARED_DATA, cli, interleaved, machine
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--generators", required=True, help="comma-separated train_dcgan model_dirs")
-    p.add_argument("--judges", required=True, help="comma-separated classifier model_dirs")
-    p.add_argument("--data_dir", default=os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
-    p.add_argument("--samples", type=int, default=10000)
-    p.add_argument("--seed", type=int, default=0, help="the DCGAN runs' --seed")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "dcgan_mnist", "judges"))
-    args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("generators", None, "comma-separated train_dcgan model_dirs",
+                        flag_values=fv)
+    flags.DEFINE_string("judges", None, "comma-separated classifier model_dirs", flag_values=fv)
+    flags.DEFINE_string("data_dir", os.path.join(SHARED_DATA, "mnist"),
+                        "folder with the MNIST IDX .gz files", flag_values=fv)
+    flags.DEFINE_integer("samples", 10000, "generated, real training and test images per judge",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "the DCGAN runs' --seed", flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "dcgan_mnist", "judges"),
+                        "path prefix of the .md and .json results", flag_values=fv)
+    for name in ("generators", "judges"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def main(args):
     generators = [g for g in args.generators.split(",") if g]
     judges = [j for j in args.judges.split(",") if j]
     for path in generators:
         if not os.path.isfile(os.path.join(path, "checkpoints", "last.keras")):
-            p.error(f"{path} has no checkpoints/last.keras: pass a train_dcgan model_dir")
+            cli.usage_error(f"{path} has no checkpoints/last.keras: pass a train_dcgan model_dir")
+    from suite.runtime.startup import load_tensorflow
+
+    load_tensorflow()
+    import keras
+
+    from suite.data.generation import load_generation_images
+    from suite.metrics import generative
+    from suite.metrics.classifier_features import load_feature_classifier
+    from suite.models import dcgan  # noqa: F401  (registers DCGAN for load_model)
+    from suite.tasks.dcgan import generate
+
     train, test, _ = load_generation_images("mnist", mnist_dir=args.data_dir)
     rng = np.random.default_rng(args.seed + 2)  # as DcganTask._judge draws them
     latents = rng.normal(size=(args.samples, 100)).astype(np.float32)
@@ -60,7 +62,7 @@ def main(argv=None):
     for path in generators:
         gan = keras.models.load_model(os.path.join(path, "checkpoints", "last.keras"), compile=False)
         images[path] = generate(gan.sampler, latents)
-    rows, payload = [], {"command": machine.command(__file__, argv),
+    rows, payload = [], {"command": machine.command(__file__),
                          "machine": machine.describe(), "judges": {}}
     for judge_path in judges:
         judge = load_feature_classifier(judge_path, train.shape[1:])
@@ -90,15 +92,8 @@ def main(argv=None):
                         f"`{payload['command']}`", "",
                         "| judge | images | classifier score | Frechet distance | smallest / "
                         "largest class |", "|---|---|---:|---:|---|", *rows]) + "\n"
-    print("\n" + report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".md", "w") as f:
-        f.write(report)
-    with open(args.out + ".json", "w") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-    print(f"wrote {args.out}.md and {args.out}.json")
+    interleaved.write(args.out, report, payload)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,10 +1,10 @@
-"""Faster R-CNN on the raccoon set: the backbone from a suite classifier against random
+r"""Faster R-CNN on the raccoon set: the backbone from a suite classifier against random
 initialisation in the same budget, training throughput and peak memory, and the exported model's
 latency at batch 1.
 
     python -m apps.train_classifier --flagfile=apps/flags/cifar_resnet18_backbone.flags \
         --dataset=../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip
-    python bench/detector_raccoon.py [--skip_training] [--steps=30]
+    python -m bench.detector_raccoon [--skip_training] [--steps=30]
 
 1. Runs the two presets one after the other (apps/flags/raccoon_faster_rcnn.flags, backbone from
    runs/cifar_resnet18; raccoon_faster_rcnn_scratch.flags, random), each as its own process, and
@@ -19,7 +19,6 @@ training times are what the bar (mAP@0.5 >= 0.30 within 60 minutes) is about.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -28,17 +27,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path[:0] = [HERE, REPO]
+import numpy as np
+from absl import flags
 
-import suite  # noqa: E402,F401  (first: sets the suite's oneDNN default before TensorFlow loads)
-from suite.runtime.startup import load_tensorflow  # noqa: E402
-
-tf = load_tensorflow()
-
-import machine  # noqa: E402
-import numpy as np  # noqa: E402
+from bench import REPO, RESULTS, SHARED_DATA, cli, machine
 
 PRESETS = {"classifier_backbone": "raccoon_faster_rcnn",
            "random_init": "raccoon_faster_rcnn_scratch"}
@@ -68,7 +60,6 @@ def results_of(model_dir: str) -> dict:
 def throughput(flagfile: str, steps: int) -> dict:
     """Training images per second of the preset's model on its augmented batches."""
     import keras
-    from absl import flags
 
     from suite.data import detection_pipeline as pipeline
     from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
@@ -99,6 +90,8 @@ def throughput(flagfile: str, steps: int) -> dict:
 
 
 def export_latency(export_dir: str, image_path: str, repeats: int = 20) -> dict:
+    import tensorflow as tf
+
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures["serving_default"]
     encoded = tf.constant([open(image_path, "rb").read()])
@@ -114,14 +107,20 @@ def export_latency(export_dir: str, image_path: str, repeats: int = 20) -> dict:
             "detections": int(out["num_detections"].numpy()[0])}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip_training", action="store_true",
-                        help="Use the finished runs as they are (their training times are then "
-                             "read from the last bench results).")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "raccoon_detection"))
-    args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_boolean("skip_training", False, "Use the finished runs as they are (their "
+                         "training times are then read from the last bench results).",
+                         flag_values=fv)
+    flags.DEFINE_integer("steps", 30, "timed training steps (after 5 warm-up steps)",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "raccoon_detection"),
+                        "folder of results.json and README.md", flag_values=fv)
+
+
+def main(args) -> None:
+    from suite.runtime.startup import load_tensorflow
+
+    load_tensorflow()
     os.makedirs(args.out, exist_ok=True)
     previous_path = os.path.join(args.out, "results.json")
     previous = json.load(open(previous_path)) if os.path.isfile(previous_path) else {}
@@ -138,7 +137,7 @@ def main() -> None:
     report["training_throughput"] = throughput("apps/flags/raccoon_faster_rcnn.flags", args.steps)
     print(json.dumps(report["training_throughput"]), flush=True)
     first = results_of(f"runs/{PRESETS['classifier_backbone']}")
-    test_image = os.path.join(REPO, "..", "shared", "data", "raccoon-detection", "images",
+    test_image = os.path.join(SHARED_DATA, "raccoon-detection", "images",
                               first["held_out_files"][0])
     report["export_latency"] = export_latency(first["export"], test_image)
     print(json.dumps(report["export_latency"]), flush=True)
@@ -151,7 +150,7 @@ def write_readme(report: dict, path: str) -> None:
     runs, speed, latency = report["runs"], report["training_throughput"], report["export_latency"]
     lines = [
         "Faster R-CNN (ResNet-18 pyramid, 256x256) on the raccoon set's 40 held-out images "
-        f"({machine.label(report['machine'])}); `python bench/detector_raccoon.py`.", "",
+        f"({machine.label(report['machine'])}); `{machine.command(__file__, [])}`.", "",
         "| backbone start | mAP@0.5 | COCO mAP | mAP@0.75 | recall@100 | training (min) |",
         "|---|---|---|---|---|---|"]
     for name, run in runs.items():
@@ -168,4 +167,4 @@ def write_readme(report: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,18 +1,18 @@
-"""CartPole-v1 DQN: the app's returns over seeds, and its speed against a PyTorch peer, in one run.
+r"""CartPole-v1 DQN: the app's returns over seeds, and its speed against a PyTorch peer, in one run.
 
-    python bench/dqn_cartpole.py --seeds=0,1,2,3 [--peer_seeds=0,1] [--out=bench/results/dqn_cartpole]
+    python -m bench.dqn_cartpole --seeds=0,1,2,3 [--peer_seeds=0,1] \
+        [--out=bench/results/dqn_cartpole]
 
 For each seed: `python -m apps.train_dqn --flagfile=apps/flags/dqn_cartpole.flags --seed=S`
 (100k environment steps; its results.json has the greedy return over 100 new episodes of the
 policy it keeps and of its final network, and the environment steps per second of training,
 evaluations excluded), with its wall time from start to exit; then, for --peer_seeds,
-bench/dqn_cartpole_torch.py (the same network, hyperparameters and evaluation in PyTorch).
+bench.dqn_cartpole_torch (the same network, hyperparameters and evaluation in PyTorch).
 Runs one at a time, so each has the machine to itself. Writes <out>.json and <out>.md, each
 naming the CPU (bench/machine.py).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,11 +20,9 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-
-import machine  # noqa: E402
+from bench import REPO, RESULTS, cli, machine
 
 
 def run_app(seed: int, work_dir: str, extra: list[str]) -> dict:
@@ -45,19 +43,24 @@ def run_app(seed: int, work_dir: str, extra: list[str]) -> dict:
 
 
 def run_peer(seed: int) -> dict:
-    out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "dqn_cartpole_torch.py"),
-                          f"--seed={seed}"], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "bench.dqn_cartpole_torch", f"--seed={seed}"],
+                         cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2,3")
-    p.add_argument("--peer_seeds", default="0,1")
-    p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "bench_dqn_cartpole"))
-    p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "dqn_cartpole"))
-    p.add_argument("--extra", default="", help="extra app flags, space-separated")
-    a = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("seeds", "0,1,2,3", "comma-separated seeds of the app's runs",
+                        flag_values=fv)
+    flags.DEFINE_string("peer_seeds", "0,1", "comma-separated seeds of the PyTorch peer's runs",
+                        flag_values=fv)
+    flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "bench_dqn_cartpole"),
+                        "where the app's runs go (one model_dir per seed)", flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "dqn_cartpole"),
+                        "path prefix of the .md and .json results", flag_values=fv)
+    flags.DEFINE_string("extra", "", "extra app flags, space-separated", flag_values=fv)
+
+
+def main(a) -> None:
     info = machine.describe()
     app = [run_app(int(s), a.work_dir, a.extra.split()) for s in a.seeds.split(",") if s]
     for r in app:
@@ -93,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
 """A CleanRL-style PyTorch DQN on CartPole-v1 with the app's hyperparameters: the speed peer.
 
-    python bench/dqn_cartpole_torch.py --env_steps=100000 --seed=0 [--threads=2]
+    python -m bench.dqn_cartpole_torch --env_steps=100000 --seed=0 [--threads=2]
 
 The same 256-256 MLP, Adam 2.3e-3 with gradient-norm clipping at 10, Huber loss, batch 64,
 100k-transition buffer, 1,000 steps before learning, 128 gradient steps every 256 environment
@@ -12,29 +12,39 @@ Measurement only; torch is the [bench] extra.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
 
-import gymnasium as gym
 import numpy as np
-import torch
-from torch import nn
+from absl import flags
+
+from bench import cli
 
 
-def q_network(obs_size: int, actions: int) -> nn.Module:
+def q_network(obs_size: int, actions: int):
+    from torch import nn
+
     return nn.Sequential(nn.Linear(obs_size, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                          nn.Linear(256, actions))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env_steps", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
-    p.add_argument("--eval_episodes", type=int, default=100)
-    a = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("env_steps", 100_000, "environment steps of training", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "seeds the environment, PyTorch and the replay sampling",
+                         flag_values=fv)
+    flags.DEFINE_integer("threads", 0, "torch threads; 0: torch's default", lower_bound=0,
+                         flag_values=fv)
+    flags.DEFINE_integer("eval_episodes", 100, "greedy episodes of the final network",
+                         lower_bound=1, flag_values=fv)
+
+
+def main(a) -> None:
+    import gymnasium as gym
+    import torch
+    from torch import nn
+
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -104,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
-"""ISBI 2012 membranes: trained segmenters side by side with a thresholding baseline.
+r"""ISBI 2012 membranes: trained segmenters side by side with a thresholding baseline.
 
-    python bench/isbi_compare.py --runs=runs/isbi_fcn32s,runs/isbi_fcn8s,runs/isbi_unet \
+    python -m bench.isbi_compare --runs=runs/isbi_fcn32s,runs/isbi_fcn8s,runs/isbi_unet \
         --dataset=../shared/data/isbi2012-em-membrane/train --out=bench/results/isbi
 
 Reads each run's results.json (its held-out mIoU, pixel error and Rand error, computed by the
@@ -12,14 +12,13 @@ input | truth | threshold | each run; then the three scores as bars).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import cli
 
 CROP = 192  # side of the drawn crop of held-out image 0
 
@@ -48,14 +47,18 @@ def threshold_scores(data, boundary_class: int = 0):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", required=True, help="comma-separated model_dirs")
-    parser.add_argument("--dataset", default="../shared/data/isbi2012-em-membrane/train")
-    parser.add_argument("--held_out", type=int, default=6)
-    parser.add_argument("--out", default="bench/results/isbi")
-    args = parser.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("runs", None, "comma-separated model_dirs", flag_values=fv)
+    flags.DEFINE_string("dataset", "../shared/data/isbi2012-em-membrane/train",
+                        "the ISBI training folder the runs trained on", flag_values=fv)
+    flags.DEFINE_integer("held_out", 6, "its last images the runs held out (as their "
+                         "--held_out)", lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("out", "bench/results/isbi", "folder of compare.md, compare.json and "
+                        "compare.png", flag_values=fv)
+    flags.mark_flag_as_required("runs", flag_values=fv)
 
+
+def main(args):
     import keras
     import matplotlib
 
@@ -120,4 +123,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

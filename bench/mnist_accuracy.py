@@ -1,6 +1,6 @@
-"""Accuracy of the MNIST recipes over several seeds, and of their ensembles.
+r"""Accuracy of the MNIST recipes over several seeds, and of their ensembles.
 
-    python bench/mnist_accuracy.py --recipes=mnist,mnist_augment --seeds=0,1,2,3,4 \
+    python -m bench.mnist_accuracy --recipes=mnist,mnist_augment --seeds=0,1,2,3,4 \
         --data_dir=../shared/data/mnist --jobs=1
 
 Each recipe is an app flagfile (apps/flags/<recipe>.flags), parsed by the app's own flags, so
@@ -12,7 +12,6 @@ Runs already finished in --out_dir are kept, not trained again.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,9 +19,9 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from bench import REPO, RESULTS, SHARED_DATA, cli
 
 
 def host_augmented_batches(images, labels, batch_size, degrees, shift, seed):
@@ -82,7 +81,6 @@ def run_stem(out_dir: str, recipe: str, seed: int) -> str:
 def train_one(recipe: str, seed: int, data_dir: str, out_dir: str, extra: list[str],
               verify: bool = True, host_augment: bool = False) -> dict:
     import keras
-    from absl import flags
 
     from suite.data.mnist import load_mnist_arrays
     from suite.models.deep_convnet import build_augmentation, build_deep_convnet
@@ -181,22 +179,27 @@ def to_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", default="mnist,mnist_augment",
-                        help="comma-separated flagfile names in apps/flags/")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--data_dir", default=os.path.join(REPO, "..", "shared", "data", "mnist"),
-                        help="folder with the four official MNIST IDX .gz files")
-    parser.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results", "mnist_accuracy"))
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # "recipe:seed", internal
-    parser.add_argument("--no_verify", action="store_true",
-                        help="accept IDX files that are not the official ones (smoke tests)")
-    parser.add_argument("--host_augment", action="store_true",
-                        help="augment in NumPy on the host instead of in the model (GPU + JAX)")
-    parser.add_argument("--extra", default="", help="extra app flags for every run, space-separated")
-    args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("recipes", "mnist,mnist_augment",
+                        "comma-separated flagfile names in apps/flags/", flag_values=fv)
+    flags.DEFINE_string("seeds", "0,1,2", "comma-separated seeds", flag_values=fv)
+    flags.DEFINE_string("data_dir", os.path.join(SHARED_DATA, "mnist"),
+                        "folder with the four official MNIST IDX .gz files", flag_values=fv)
+    flags.DEFINE_string("out_dir", os.path.join(RESULTS, "mnist_accuracy"),
+                        "where every run's files and the summary go", flag_values=fv)
+    flags.DEFINE_integer("jobs", 1, "runs trained at once (processes)", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_string("one", None, "internal: train this recipe:seed alone (what each "
+                        "process of --jobs runs)", flag_values=fv)
+    flags.DEFINE_boolean("no_verify", False, "accept IDX files that are not the official ones "
+                         "(smoke tests)", flag_values=fv)
+    flags.DEFINE_boolean("host_augment", False, "augment in NumPy on the host instead of in the "
+                         "model (GPU + JAX)", flag_values=fv)
+    flags.DEFINE_string("extra", "", "extra app flags for every run, space-separated",
+                        flag_values=fv)
+
+
+def main(args):
     os.makedirs(args.out_dir, exist_ok=True)
     extra = args.extra.split()
     if args.one:
@@ -213,7 +216,8 @@ def main():
     while pending or running:
         while pending and len(running) < args.jobs:
             r, s = pending.pop(0)
-            cmd = [sys.executable, __file__, f"--one={r}:{s}", f"--data_dir={args.data_dir}",
+            cmd = [sys.executable, "-m", "bench.mnist_accuracy", f"--one={r}:{s}",
+                   f"--data_dir={args.data_dir}",
                    f"--out_dir={args.out_dir}", f"--extra={args.extra}",
                    *(["--no_verify"] if args.no_verify else []),
                    *(["--host_augment"] if args.host_augment else [])]
@@ -238,4 +242,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

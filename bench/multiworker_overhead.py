@@ -2,9 +2,9 @@
 
 Usage (from the repository root; see bench/SCALING.md for results and the scaling analysis):
 
-    python bench/multiworker_overhead.py --steps=300 --repeats=3   # the measurement
-    python bench/multiworker_overhead.py --steps=60 --warmup_steps=10   # a short run
-    python bench/multiworker_overhead.py --cost_model         # ring all-reduce table only
+    python -m bench.multiworker_overhead --steps=300 --repeats=3   # the measurement
+    python -m bench.multiworker_overhead --steps=60 --warmup_steps=10   # a short run
+    python -m bench.multiworker_overhead --cost_model         # ring all-reduce table only
 
 Both sides train the suite's DeepConvNet (123,552 parameters, Adam) with Keras fit on the same
 global batch of 100 random MNIST-shaped images through suite.data.pipeline (DATA sharding):
@@ -30,30 +30,36 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench import REPO, cli
 
 GLOBAL_BATCH = 100
 NUM_PARAMETERS = 123_552
 
-flags.DEFINE_enum("role", "main", ["main", "single", "worker"],
-                  "main runs both sides and reports; single/worker are its subprocesses.")
-flags.DEFINE_integer("steps", 300, "Timed training steps (after the warm-up).", lower_bound=10)
-flags.DEFINE_integer("warmup_steps", 20, "Untimed first steps.", lower_bound=1)
-flags.DEFINE_integer("repeats", 1, "Runs of each side, alternating; each row reports the median "
-                     "over runs of each run's median.", lower_bound=1)
-flags.DEFINE_integer("allreduce_repeats", 200, "Timed calls of each bare all-reduce.",
-                     lower_bound=1)
-flags.DEFINE_boolean("stop_agreement", True,
-                     "Workers also time a fit with MultiWorkerBackup's per-step stop agreement.")
-flags.DEFINE_integer("threads", 2, "CPU threads in all: the single process gets them all, each "
-                     "worker threads // 2 (intra-op and inter-op alike).", lower_bound=2)
-flags.DEFINE_string("out", None, "Also write the results as JSON here.")
-flags.DEFINE_string("result_dir", None, "(single/worker) where a subprocess writes its JSON.")
-flags.DEFINE_boolean("cost_model", False, "Print the ring all-reduce cost model table and exit.")
-FLAGS = flags.FLAGS
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("role", "main", ["main", "single", "worker"],
+                      "main runs both sides and reports; single/worker are its subprocesses.",
+                      flag_values=fv)
+    flags.DEFINE_integer("steps", 300, "Timed training steps (after the warm-up).",
+                         lower_bound=10, flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 20, "Untimed first steps.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("repeats", 1, "Runs of each side, alternating; each row reports the "
+                         "median over runs of each run's median.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("allreduce_repeats", 200, "Timed calls of each bare all-reduce.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("stop_agreement", True, "Workers also time a fit with "
+                         "MultiWorkerBackup's per-step stop agreement.", flag_values=fv)
+    flags.DEFINE_integer("threads", 2, "CPU threads in all: the single process gets them all, "
+                         "each worker threads // 2 (intra-op and inter-op alike).", lower_bound=2,
+                         flag_values=fv)
+    flags.DEFINE_string("out", None, "Also write the results as JSON here.", flag_values=fv)
+    flags.DEFINE_string("result_dir", None, "(single/worker) where a subprocess writes its JSON.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("cost_model", False, "Print the ring all-reduce cost model table and "
+                         "exit.", flag_values=fv)
 
 
 # -- the cost model of bench/SCALING.md ------------------------------------------------------
@@ -112,8 +118,9 @@ def _summary(ends: list[float], cpu: list[float], warmup: int) -> dict:
             "cpu_ms_per_step": 1e3 * statistics.fmean(cpu_steps)}
 
 
-def measure(role: str) -> dict:
-    threads = FLAGS.threads if role == "single" else FLAGS.threads // 2
+def measure(args) -> dict:
+    role = args.role
+    threads = args.threads if role == "single" else args.threads // 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -154,32 +161,34 @@ def measure(role: str) -> dict:
             self.ends.append(time.perf_counter())
             self.cpu.append(_cpu_s())
 
-    total = FLAGS.warmup_steps + FLAGS.steps
+    total = args.warmup_steps + args.steps
     stamps = Stamps()
     model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[stamps], verbose=0)
     result = {"role": role, "threads": threads, "replicas": strategy.num_replicas_in_sync,
-              "fit": _summary(stamps.ends, stamps.cpu, FLAGS.warmup_steps)}
+              "fit": _summary(stamps.ends, stamps.cpu, args.warmup_steps)}
     if role == "worker":
         from suite.runtime.stopping import WorkerSum
 
         agree = WorkerSum(strategy)
         result["allreduce_ms"] = {
-            "gradient_494KB_fp32": _time_allreduce(strategy, NUM_PARAMETERS),
-            "stop_agreement_2_floats": _time_calls(lambda: agree([0.0, 0.0])),
+            "gradient_494KB_fp32": _time_allreduce(strategy, NUM_PARAMETERS,
+                                                   args.allreduce_repeats),
+            "stop_agreement_2_floats": _time_calls(lambda: agree([0.0, 0.0]),
+                                                   args.allreduce_repeats),
         }
-        if FLAGS.stop_agreement:
+        if args.stop_agreement:
             stamps = Stamps(extra=lambda: agree([0.0, 0.0]))
             model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[stamps], verbose=0)
             result["fit_with_stop_agreement"] = _summary(stamps.ends, stamps.cpu,
-                                                         FLAGS.warmup_steps)
+                                                         args.warmup_steps)
     return result
 
 
-def _time_calls(call) -> dict:
+def _time_calls(call, repeats: int) -> dict:
     for _ in range(5):
         call()
     times = []
-    for _ in range(FLAGS.allreduce_repeats):
+    for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -187,7 +196,7 @@ def _time_calls(call) -> dict:
             "p90": 1e3 * statistics.quantiles(times, n=10)[-1]}
 
 
-def _time_allreduce(strategy, size: int) -> dict:
+def _time_allreduce(strategy, size: int, repeats: int) -> dict:
     import tensorflow as tf
 
     value = tf.random.normal([size])
@@ -197,7 +206,7 @@ def _time_allreduce(strategy, size: int) -> dict:
         per_replica = strategy.experimental_distribute_values_from_function(lambda _: value)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    return _time_calls(lambda: allreduce().numpy())
+    return _time_calls(lambda: allreduce().numpy(), repeats)
 
 
 # -- the orchestration -------------------------------------------------------------------------
@@ -212,12 +221,12 @@ def _run(command: list[str], timeout_s: float) -> None:
                            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
-def _side_args(role: str, result_dir: str) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), f"--role={role}",
-            f"--result_dir={result_dir}", f"--steps={FLAGS.steps}",
-            f"--warmup_steps={FLAGS.warmup_steps}", f"--threads={FLAGS.threads}",
-            f"--allreduce_repeats={FLAGS.allreduce_repeats}",
-            f"--stop_agreement={FLAGS.stop_agreement}"]
+def _side_args(args, role: str, result_dir: str) -> list[str]:
+    return [sys.executable, "-m", "bench.multiworker_overhead", f"--role={role}",
+            f"--result_dir={result_dir}", f"--steps={args.steps}",
+            f"--warmup_steps={args.warmup_steps}", f"--threads={args.threads}",
+            f"--allreduce_repeats={args.allreduce_repeats}",
+            f"--stop_agreement={args.stop_agreement}"]
 
 
 def _median_of(fits: list[dict]) -> dict:
@@ -256,31 +265,30 @@ def report(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    if FLAGS.cost_model:
+def main(args):
+    if args.cost_model:
         print(cost_model_table())
         return
-    if FLAGS.role != "main":
-        result = measure(FLAGS.role)
-        name = "single" if FLAGS.role == "single" else "worker{}".format(
+    if args.role != "main":
+        result = measure(args)
+        name = "single" if args.role == "single" else "worker{}".format(
             json.loads(os.environ["TF_CONFIG"])["task"]["index"])
-        result["index"] = int(name[-1]) if FLAGS.role == "worker" else None
-        Path(FLAGS.result_dir, f"{name}.json").write_text(json.dumps(result))
+        result["index"] = int(name[-1]) if args.role == "worker" else None
+        Path(args.result_dir, f"{name}.json").write_text(json.dumps(result))
         return
     load_before = os.getloadavg()
-    timeout_s = 120 + 3 * FLAGS.steps  # generous: 2 fits of `steps` at well under 1 s a step
+    timeout_s = 120 + 3 * args.steps  # generous: 2 fits of `steps` at well under 1 s a step
     started, runs = time.monotonic(), []
-    for _ in range(FLAGS.repeats):
+    for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="mw-overhead-") as tmp:
-            _run(_side_args("single", tmp), timeout_s)
+            _run(_side_args(args, "single", tmp), timeout_s)
             _run([sys.executable, "-m", "launch.local", "--num_workers=2", "--grace_period_s=5",
-                  "--", *_side_args("worker", tmp)], timeout_s)
+                  "--", *_side_args(args, "worker", tmp)], timeout_s)
             runs.append({"single": json.loads(Path(tmp, "single.json").read_text()),
                          "workers": [json.loads(Path(tmp, f"worker{i}.json").read_text())
                                      for i in range(2)]})
-    results = {"runs": runs, "global_batch": GLOBAL_BATCH, "steps": FLAGS.steps,
-               "warmup_steps": FLAGS.warmup_steps, "wall_s": time.monotonic() - started,
+    results = {"runs": runs, "global_batch": GLOBAL_BATCH, "steps": args.steps,
+               "warmup_steps": args.warmup_steps, "wall_s": time.monotonic() - started,
                "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
                "cpu_count": os.cpu_count()}
     print(report(runs))
@@ -288,9 +296,9 @@ def main(argv):
           f" on {os.cpu_count()} CPUs; {results['wall_s']:.0f} s in all")
     if load_before[0] > 0.5 * (os.cpu_count() or 1):
         print("warning: the machine was busy at the start: compare ratios, not absolute times")
-    if FLAGS.out:
-        Path(FLAGS.out).write_text(json.dumps(results, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
 """Training speed of DeepConvNet under each Keras precision policy on this machine.
 
-    python bench/precision_training_speed.py [--steps=100] [--rounds=3]
+    python -m bench.precision_training_speed [--steps=100] [--rounds=3]
 
 Why it exists: `--precision=auto` picks float32 on CPUs and mixed_float16 only on CUDA GPUs
 with compute capability >= 7.0; this measures the CPU side of that decision. Policies are
@@ -9,16 +9,15 @@ the table reports the median images/s and the ratio to float32.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from bench import RESULTS, cli, machine
+
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -41,12 +40,16 @@ def time_policy(policy: str, steps: int, batch: int = 100) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "precision_training_speed"))
-    args = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("steps", 100, "timed training steps per policy per round",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("rounds", 3, "alternating rounds over the policies", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "precision_training_speed"),
+                        "path prefix of the .md and .json results", flag_values=fv)
+
+
+def main(args):
     speeds = {policy: [] for policy in POLICIES}
     for _ in range(args.rounds):
         for policy in POLICIES:
@@ -58,12 +61,12 @@ def main():
     table = "\n".join(lines) + "\n"
     print(table)
     with open(args.out + ".md", "w") as f:
-        f.write(f"`python bench/precision_training_speed.py --steps={args.steps} "
-                f"--rounds={args.rounds}` (load average {os.getloadavg()[0]:.1f} on "
+        command = machine.command(__file__, [f"--steps={args.steps}", f"--rounds={args.rounds}"])
+        f.write(f"`{command}` (load average {os.getloadavg()[0]:.1f} on "
                 f"{os.cpu_count()} cores at the end)\n\n" + table)
     with open(args.out + ".json", "w") as f:
         json.dump(speeds, f, indent=1)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
-"""Runs an app preset for one or more seeds, as a user would, and records what it measured.
+r"""Runs an app preset for one or more seeds, as a user would, and records what it measured.
 
-    python bench/preset_run.py --name=mnist_book --app=train_mnist \
+    python -m bench.preset_run --name=mnist_book --app=train_mnist \
         --flagfile=apps/flags/mnist.flags --seeds=0 -- --data_dir=../shared/data/mnist
 
 Each seed is `python -m apps.<app> --flagfile=<flagfile> --seed=<s> --model_dir=<work>/<name>/
@@ -12,7 +12,6 @@ metrics every seed reports, and their mean and standard deviation over the seeds
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -22,10 +21,9 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from bench import machine  # noqa: E402
+from bench import REPO, RESULTS, cli, machine
 
 COPIED = ("results.json", "history.csv", "learning_curves.png")
 
@@ -56,16 +54,22 @@ def summary(runs: list[dict]) -> dict:
                 "seeds": len(runs)} for k in sorted(keys)}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", required=True, help="results folder under bench/results/protocol")
-    p.add_argument("--app", required=True, help="apps.<app>, e.g. train_mnist")
-    p.add_argument("--flagfile", required=True)
-    p.add_argument("--seeds", default="0", help="comma-separated")
-    p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "protocol"))
-    p.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results", "protocol"))
-    p.add_argument("extra", nargs="*", help="more app flags, after --")
-    args = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("name", None, "results folder under bench/results/protocol",
+                        flag_values=fv)
+    flags.DEFINE_string("app", None, "apps.<app>, e.g. train_mnist", flag_values=fv)
+    flags.DEFINE_string("flagfile", None, "the app's preset, passed on to it (not read as this "
+                        "bench's flags); more app flags go after --", flag_values=fv)
+    flags.DEFINE_string("seeds", "0", "comma-separated", flag_values=fv)
+    flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "protocol"),
+                        "where the runs go: <work_dir>/<name>/seed<s>", flag_values=fv)
+    flags.DEFINE_string("out_dir", os.path.join(RESULTS, "protocol"),
+                        "where the records go: <out_dir>/<name>/", flag_values=fv)
+    for name in ("name", "app", "flagfile"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def main(args):
     out = os.path.join(args.out_dir, args.name)
     os.makedirs(out, exist_ok=True)
     record_path = os.path.join(out, "record.json")
@@ -103,4 +107,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags, rest="extra")

@@ -4,15 +4,17 @@
     <out>/mosaic.png      a generated stained-glass mosaic: Voronoi cells in saturated colours
                           with dark leading between them (seeded, so always the same picture)
 
-    python bench/style_images.py --out=runs/style_inputs [--size=256]
+    python -m bench.style_images --out=runs/style_inputs [--size=256]
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
+from absl import flags
 from PIL import Image
+
+from bench import cli
 
 
 def mosaic(size: int, cells: int = 120, seed: int = 0) -> np.ndarray:
@@ -31,11 +33,14 @@ def mosaic(size: int, cells: int = 120, seed: int = 0) -> np.ndarray:
     return np.clip(image + grain, 0, 255).astype(np.uint8)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/style_inputs")
-    p.add_argument("--size", type=int, default=256)
-    args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out", "runs/style_inputs", "folder the two images go to",
+                        flag_values=fv)
+    flags.DEFINE_integer("size", 256, "side of both images in pixels", lower_bound=1,
+                         flag_values=fv)
+
+
+def main(args):
     import skimage.data
 
     os.makedirs(args.out, exist_ok=True)
@@ -47,4 +52,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
-"""Time to accuracy: the MNIST app's own command, timed from its start to its last line, per seed.
+r"""Time to accuracy: the MNIST app's own command, timed from its start to its last line, per seed.
 
-    python bench/time_to_accuracy.py --flagfile=apps/flags/mnist_fast.flags --seeds=0,1,2 \
+    python -m bench.time_to_accuracy --flagfile=apps/flags/mnist_fast.flags --seeds=0,1,2 \
         --data_dir=../shared/data/mnist
 
 Each seed runs `python -m apps.train_mnist --flagfile=<flagfile> --seed=<s> --data_dir=<dir>
@@ -12,7 +12,6 @@ seeds against the bars (--accuracy_bar, --seconds_bar) and the machine
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,11 +20,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path[:0] = [HERE]
+from absl import flags
 
-import machine  # noqa: E402
+from bench import REPO, RESULTS, SHARED_DATA, cli, interleaved, machine
 
 
 def run_seed(args, preset: str, seed: int) -> dict:
@@ -47,25 +44,31 @@ def run_seed(args, preset: str, seed: int) -> dict:
             "command": " ".join(["python"] + command[1:])}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--flagfile", default="apps/flags/mnist_fast.flags")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--data_dir", default=os.path.join(REPO, "..", "shared", "data", "mnist"))
-    p.add_argument("--accuracy_bar", type=float, default=0.9938, help="the book's 99.38%%")
-    p.add_argument("--seconds_bar", type=float, default=300.0)
-    p.add_argument("--out_dir", default=os.path.join(REPO, "runs", "time_to_accuracy"),
-                   help="where the runs' model_dirs go")
-    p.add_argument("--results_dir", default=os.path.join(HERE, "results"))
-    args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("flagfile", "apps/flags/mnist_fast.flags", "the app's preset, passed on "
+                        "to it (not read as this bench's flags)", flag_values=fv)
+    flags.DEFINE_string("seeds", "0,1,2", "comma-separated seeds, run one after another",
+                        flag_values=fv)
+    flags.DEFINE_string("data_dir", os.path.join(SHARED_DATA, "mnist"),
+                        "folder with the MNIST IDX files", flag_values=fv)
+    flags.DEFINE_float("accuracy_bar", 0.9938, "the book's 99.38%", flag_values=fv)
+    flags.DEFINE_float("seconds_bar", 300.0, "the most seconds a run may take", flag_values=fv)
+    flags.DEFINE_string("out_dir", os.path.join(REPO, "runs", "time_to_accuracy"),
+                        "where the runs' model_dirs go", flag_values=fv)
+    flags.DEFINE_string("results_dir", RESULTS, "where time_to_accuracy_<preset>.{md,json} go",
+                        flag_values=fv)
+
+
+def main(args):
     if not os.path.isfile(os.path.join(REPO, args.flagfile)):
-        p.error(f"--flagfile {args.flagfile} is not a file (relative to the repository root)")
+        cli.usage_error(f"--flagfile {args.flagfile} is not a file (relative to the repository "
+                        "root)")
     if not os.path.isdir(args.data_dir):
-        p.error(f"--data_dir {args.data_dir} is not a folder with the MNIST IDX files")
+        cli.usage_error(f"--data_dir {args.data_dir} is not a folder with the MNIST IDX files")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
-        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+        cli.usage_error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     preset = os.path.splitext(os.path.basename(args.flagfile))[0]
     info = machine.describe()
     runs = [run_seed(args, preset, s) for s in seeds]
@@ -75,7 +78,7 @@ def main(argv=None):
     seconds = statistics.fmean(r["seconds"] for r in runs)
     verdict = {"accuracy": accuracy >= args.accuracy_bar,
                "seconds": max(r["seconds"] for r in runs) <= args.seconds_bar}
-    command = machine.command(__file__, argv)
+    command = machine.command(__file__)
     lines = [f"# Time to accuracy: {preset} ({machine.label(info)}, load {info['load_1min']})", "",
              f"`{command}`", "", "| seed | test accuracy | wall seconds (whole command) | precision |",
              "|---:|---:|---:|---|",
@@ -86,20 +89,13 @@ def main(argv=None):
              f"{'met' if verdict['accuracy'] else 'NOT met'}; every run <= "
              f"{args.seconds_bar:.0f} s: {'met' if verdict['seconds'] else 'NOT met'}.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
-    report = "\n".join(lines) + "\n"
-    print("\n" + report)
-    os.makedirs(args.results_dir, exist_ok=True)
-    out = os.path.join(args.results_dir, f"time_to_accuracy_{preset}")
-    with open(out + ".md", "w") as f:
-        f.write(report)
-    with open(out + ".json", "w") as f:
-        json.dump({"command": command, "machine": info, "runs": runs,
-                   "mean_test_accuracy": accuracy, "mean_seconds": seconds,
-                   "bars": {"accuracy": args.accuracy_bar, "seconds": args.seconds_bar},
-                   "met": verdict}, f, indent=1)
-        f.write("\n")
-    print(f"wrote {out}.md and {out}.json")
+    interleaved.write(os.path.join(args.results_dir, f"time_to_accuracy_{preset}"),
+                      "\n".join(lines) + "\n",
+                      {"command": command, "machine": info, "runs": runs,
+                       "mean_test_accuracy": accuracy, "mean_seconds": seconds,
+                       "bars": {"accuracy": args.accuracy_bar, "seconds": args.seconds_bar},
+                       "met": verdict})
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,6 +1,6 @@
 """Is the plain-56 blow-up of README's Figure 6 ours? The same first epoch in PyTorch.
 
-    python bench/torch_plain_start.py --blocks=9 --plain --steps=156
+    python -m bench.torch_plain_start --blocks=9 --plain --steps=156
 
 The PyTorch peer of the suite's CIFAR nets (torch_resnet20.py) with the paper's recipe (He
 normal init, SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, the bench's pad-4 crop +
@@ -10,43 +10,48 @@ the conv and dense kernels), so its numbers compare with the loss bench/cifar_re
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
-import torch
-from torch import nn
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-from torch_resnet20 import WEIGHT_DECAY, ResNet20, make_train_step  # noqa: E402
+from bench import SHARED_DATA, cli
 
 
-def l2_term(model: nn.Module) -> float:
+def l2_term(model) -> float:
+    from torch import nn
+
+    from bench.torch_resnet20 import WEIGHT_DECAY
+
     kernels = (m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     return WEIGHT_DECAY / 2 * sum(float(w.detach().square().sum()) for w in kernels)
 
 
-def main():
-    from cifar_resnet import augment
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("blocks", 9, "blocks per stage: 3 = 20 layers, 9 = 56", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_boolean("plain", False, "no shortcuts: the paper's plain net", flag_values=fv)
+    flags.DEFINE_integer("steps", 156, "156 = one epoch of the 20k subset", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "seeds the initialisation, the order and the augmentation",
+                         flag_values=fv)
+    flags.DEFINE_string("data", os.path.join(SHARED_DATA, "cifar10-subset",
+                                             "cifar10_jpg_test10000_train20000.zip"),
+                        "the CIFAR-10 subset's zip", flag_values=fv)
 
+
+def main(args):
+    import torch
+    from torch import nn
+
+    from bench.cifar_resnet import augment
+    from bench.torch_resnet20 import ResNet20, make_train_step
     from suite.data.cifar10 import load_cifar10_local
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--blocks", type=int, default=9, help="blocks per stage: 3 = 20 layers, 9 = 56")
-    p.add_argument("--plain", action="store_true", help="no shortcuts: the paper's plain net")
-    p.add_argument("--steps", type=int, default=156, help="156 = one epoch of the 20k subset")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data",
-                                                  "cifar10-subset",
-                                                  "cifar10_jpg_test10000_train20000.zip"))
-    args = p.parse_args()
     (x, y), _ = load_cifar10_local(args.data)
     if args.steps * 128 > len(x):
-        p.error(f"--steps must be at most {len(x) // 128}, one epoch of {len(x)} images")
+        cli.usage_error(f"--steps must be at most {len(x) // 128}, one epoch of {len(x)} images")
     torch.manual_seed(args.seed)
     model = ResNet20(blocks=args.blocks, shortcut=not args.plain)
     for m in model.modules():  # the paper's init [13]; PyTorch's default is a uniform one
@@ -68,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,8 +1,8 @@
-"""Transfer learning on CIFAR-10: what pretraining on 5 classes buys 5 new classes with few labels.
+r"""Transfer learning on CIFAR-10: what pretraining on 5 classes buys 5 new classes with few labels.
 
-    python bench/transfer_cifar.py \
+    python -m bench.transfer_cifar \
         --data=../shared/data/cifar10-subset/cifar10_jpg_test10000_train20000.zip
-    python bench/transfer_cifar.py --smoke --out=/tmp/transfer_cifar_smoke.md   # ~2 min check
+    python -m bench.transfer_cifar --smoke --out=/tmp/transfer_cifar_smoke.md   # ~2 min check
 
 1. Pretrain ResNet-20 on airplane, automobile, bird, cat, deer (every training image of those
    classes) with the CIFAR recipe of apps/flags/cifar_resnet20.flags.
@@ -17,17 +17,15 @@ interrupted bench resumes where it stopped and finished runs are not retrained.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
+from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from bench import REPO, RESULTS, SHARED_DATA, cli, machine
 
 PRETRAIN_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
@@ -49,26 +47,36 @@ def train(model_dir, epochs, steps, batch_size, lr, seed, data, **options) -> di
     return run_task(ClassifierTask(config, data_override=data), config.runtime)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.path.join(
-        REPO, "..", "shared", "data", "cifar10-subset", "cifar10_jpg_test10000_train20000.zip"),
-        help="any --dataset of the app holding the 10 CIFAR-10 classes (zip, folder, cifar10)")
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--per_class", type=int, default=50, help="labelled images per new class")
-    p.add_argument("--pretrain_epochs", type=int, default=30)
-    p.add_argument("--finetune_epochs", type=int, default=8,
-                   help="evaluation intervals of --finetune_steps steps each")
-    p.add_argument("--finetune_steps", type=int, default=50)
-    p.add_argument("--finetune_batch", type=int, default=50)
-    p.add_argument("--finetune_lr", type=float, default=0.01)
-    p.add_argument("--scratch_lr", type=float, default=0.1)
-    p.add_argument("--seeds", default="0,1,2", help="few-label draws and initialisations")
-    p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "transfer_cifar"))
-    p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "transfer_cifar.md"))
-    p.add_argument("--smoke", action="store_true",
-                   help="a few steps of everything, one seed: checks the bench, measures nothing")
-    args = p.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data", os.path.join(SHARED_DATA, "cifar10-subset",
+                                             "cifar10_jpg_test10000_train20000.zip"),
+                        "any --dataset of the app holding the 10 CIFAR-10 classes (zip, folder, "
+                        "cifar10)", flag_values=fv)
+    flags.DEFINE_string("model", "resnet20", "the classifier app's --model", flag_values=fv)
+    flags.DEFINE_integer("per_class", 50, "labelled images per new class", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("pretrain_epochs", 30, "epochs of pretraining on the first 5 classes",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("finetune_epochs", 8, "evaluation intervals of --finetune_steps steps "
+                         "each", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("finetune_steps", 50, "steps per fine-tuning interval", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("finetune_batch", 50, "batch size on the new classes", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_float("finetune_lr", 0.01, "learning rate of fine-tuning every layer",
+                       flag_values=fv)
+    flags.DEFINE_float("scratch_lr", 0.1, "learning rate from scratch and of the new head",
+                       flag_values=fv)
+    flags.DEFINE_string("seeds", "0,1,2", "few-label draws and initialisations", flag_values=fv)
+    flags.DEFINE_string("work_dir", os.path.join(REPO, "runs", "transfer_cifar"),
+                        "where every run's model_dir goes", flag_values=fv)
+    flags.DEFINE_string("out", os.path.join(RESULTS, "transfer_cifar.md"),
+                        "the Markdown report; its .json beside it", flag_values=fv)
+    flags.DEFINE_boolean("smoke", False, "a few steps of everything, one seed: checks the bench, "
+                         "measures nothing", flag_values=fv)
+
+
+def main(args):
     if args.smoke:
         args.pretrain_epochs, args.finetune_epochs, args.finetune_steps, args.seeds = 1, 1, 3, "0"
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -116,7 +124,7 @@ def main():
     title = "# Transfer learning on CIFAR-10" + (" (SMOKE RUN: measures nothing)" * args.smoke)
     lines = [
         title,
-        "", f"    python bench/transfer_cifar.py {' '.join(sys.argv[1:])}", "",
+        "", f"    {machine.command(__file__)}", "",
         f"{args.model} pretrained on {', '.join(PRETRAIN_CLASSES)} ({pre_data.train.count} images, "
         f"{args.pretrain_epochs} epochs): top-1 {100 * pre['test_top1_accuracy']:.2f}% on their "
         "test images.", "",
@@ -139,4 +147,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

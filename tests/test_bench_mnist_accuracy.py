@@ -3,14 +3,10 @@ different sessions (a lent GPU's few minutes each) make one ensemble."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "bench"))
-import mnist_accuracy  # noqa: E402
+from bench import mnist_accuracy
 
 
 def test_finished_runs_are_kept_and_the_rest_trained(tmp_path):

@@ -7,5 +7,5 @@ set -u
 mnist=${1:?mnist dir} out=${2:?out dir}
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 mkdir -p "$out/mnist"
-timeout "${BUDGET_S:-480}" python3 bench/mnist_accuracy.py --recipes=mnist,mnist_augment \
+timeout "${BUDGET_S:-480}" python3 -m bench.mnist_accuracy --recipes=mnist,mnist_augment \
   --seeds=0,1,2,3,4 --jobs=10 --host_augment --data_dir="$mnist" --out_dir="$out/mnist"

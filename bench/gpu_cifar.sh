@@ -37,7 +37,7 @@ launch() {  # launch <calib|cifar> <scale of the planned epochs>
     epochs=$(python3 -c "print(max(4, int($planned * $scale)))")
     [ "$tag" = depth ] && tag=$(depth_tag "$scale")
     [ "$dir" = calib ] && epochs=5 tag=calib_${spec%%:*}
-    timeout $((budget - ($(date +%s) - start))) python3 bench/cifar_resnet.py --models="$model" \
+    timeout $((budget - ($(date +%s) - start))) python3 -m bench.cifar_resnet --models="$model" \
       --epochs="$epochs" --tag="$tag" ${extra//,/ } --steps_per_execution="${SPE:-4}" \
       --data="$cifar" --out_dir="$out/$dir" \
       > "$out/$dir/${model}_$tag.log" 2>&1 &
@@ -73,7 +73,7 @@ PY
 echo "scale of the planned epochs: $scale"
 launch cifar "$scale"
 if [ "${RUNS:-all}" != recipes ]; then
-  python3 bench/cifar_resnet.py --plot --models=plain20,plain56,resnet20,resnet56 \
+  python3 -m bench.cifar_resnet --plot --models=plain20,plain56,resnet20,resnet56 \
     --tag="$(depth_tag "$scale")" --out_dir="$out/cifar"
 fi
 tail -qn 1 "$out"/cifar/*.log

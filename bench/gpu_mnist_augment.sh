@@ -7,5 +7,5 @@
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 seeds=${SEEDS:-0,1,2,3,4} out=${OUT_DIR:-/tmp/acc2}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
-timeout ${BUDGET_S:-300} python3 bench/mnist_accuracy.py --recipes=mnist_augment --seeds=$seeds --jobs=$(echo $seeds | tr ',' '\n' | wc -l) --host_augment --data_dir=.devdata --out_dir=$out
+timeout ${BUDGET_S:-300} python3 -m bench.mnist_accuracy --recipes=mnist_augment --seeds=$seeds --jobs=$(echo $seeds | tr ',' '\n' | wc -l) --host_augment --data_dir=.devdata --out_dir=$out
 tar czf $OUT/results2.tgz -C $out .; tail -n 3 $out/*.log; cat $out/summary.md

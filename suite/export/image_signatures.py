@@ -54,31 +54,39 @@ def _grey(rgb: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(luma), tf.uint8)[..., None]
 
 
-def _header_size(encoded: tf.Tensor) -> tf.Tensor:
-    """int64 [height, width] read from the header alone; an error when there is none."""
+def _header_sizes(image_bytes: tf.Tensor, is_png: tf.Tensor):
+    """(int64 [n, 2] heights and widths, bool [n] whether each header could be read), from
+    the headers alone: PNG's IHDR chunk for all the PNGs at once, and JPEG's frame header
+    through tf.io.extract_jpeg_shape (which fails on a bad header: a tf.data pipeline, run
+    only when the request holds JPEGs, drops those)."""
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 24), b"\0" * 24])  # >= 24 bytes
+    read = tf.logical_and(is_png, tf.logical_and(tf.strings.length(image_bytes) >= 24, tf.equal(
+        tf.strings.substr(head, 12, 4), b"IHDR")))
+    raw = tf.reshape(tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.uint8), [-1, 8])
+    raw = tf.cast(raw, tf.int64)  # width and height, big-endian
+    big_endian = tf.constant([2**24, 2**16, 2**8, 1], tf.int64)
+    sizes = tf.stack([tf.reduce_sum(raw[:, 4:] * big_endian, axis=1),  # height, then width
+                      tf.reduce_sum(raw[:, :4] * big_endian, axis=1)], axis=1)
+    jpegs = tf.where(tf.logical_not(is_png))[:, 0]
 
-    def png():
-        ihdr = tf.debugging.Assert(tf.equal(tf.strings.substr(encoded, 12, 4), b"IHDR"),
-                                   ["no IHDR chunk"])
-        with tf.control_dependencies([ihdr]):
-            raw = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8)
-        raw = tf.cast(tf.ensure_shape(raw, [8]), tf.int64)
-        big_endian = tf.constant([2**24, 2**16, 2**8, 1], tf.int64)
-        width, height = tf.reduce_sum(raw[:4] * big_endian), tf.reduce_sum(raw[4:] * big_endian)
-        return tf.stack([height, width])
+    def jpeg_sizes():
+        def shape(i):
+            return tf.cast(tf.io.extract_jpeg_shape(image_bytes[jpegs[i]])[:2], tf.int64)
 
-    def jpeg():
-        return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
+        found, shapes = _each(shape, tf.size(jpegs, out_type=tf.int64),
+                              tf.zeros([0, 2], tf.int64))
+        return tf.gather(jpegs, found), shapes
 
-    return tf.cond(tf.equal(tf.strings.substr(encoded, 0, 8), PNG), png, jpeg)
+    found, shapes = tf.cond(tf.size(jpegs) > 0, jpeg_sizes,
+                            lambda: (tf.zeros([0], tf.int64), tf.zeros([0, 2], tf.int64)))
+    return (tf.tensor_scatter_nd_update(sizes, found[:, None], shapes),
+            tf.tensor_scatter_nd_update(read, found[:, None], tf.ones_like(found, tf.bool)))
 
 
-def _each(fn: Callable, items: list, empty):
-    """(indices, results) of `fn` over the elements of `items` (tensors [n, ...]) for which it
-    ran without an error, in order; `empty` (the results' structure, 0 rows) when none did."""
-    count = tf.shape(items[0], out_type=tf.int64)[0]
-    data = tf.data.Dataset.from_tensor_slices((tf.range(count), *items))
-    data = data.map(lambda i, *item: (i, fn(*item))).ignore_errors()
+def _each(fn: Callable, count: tf.Tensor, empty):
+    """(the indices i in 0..count-1 for which `fn(i)` ran without an error, in order, and its
+    results for them); `empty` (the results' structure, 0 rows) when none did."""
+    data = tf.data.Dataset.range(count).map(lambda i: (i, fn(i))).ignore_errors()
     none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), empty))
     # get_single_element, not reduce: reduce instantiates its function on every request (~12 ms).
     return data.batch(tf.maximum(count, 1)).concatenate(none).take(1).get_single_element()
@@ -102,25 +110,25 @@ def decode_images(image_bytes: tf.Tensor, limits: ImageLimits, channels: int,
     structure with 0 rows). `one_size`: every image of the request must have the same size.
     Every check runs before anything is decoded, and each names the image by its index."""
     count = tf.shape(image_bytes, out_type=tf.int64)[0]
-    lengths = tf.concat([tf.strings.length(image_bytes), [0]], axis=0)  # [count]: none over
+    lengths = tf.concat([tf.strings.length(image_bytes), [0]], axis=0)  # [count] when none over
     big = _first(lengths[:-1] > limits.max_bytes)
     checks = [refuse_unless(
         big >= count, f"Input {NAME}: image {{}} is {{}} bytes, over the limit of "
                       f"{limits.max_bytes} bytes per encoded image", big, lengths[big])]
-    known = tf.logical_or(tf.equal(tf.strings.substr(image_bytes, 0, 8), PNG),
-                          tf.equal(tf.strings.substr(image_bytes, 0, 3), JPEG))
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), PNG)
+    known = tf.logical_or(is_png, tf.equal(tf.strings.substr(image_bytes, 0, 3), JPEG))
     other = _first(tf.logical_not(known))
     checks.append(refuse_unless(
         other >= count, f"Input {NAME} must hold PNG or JPEG encoded images; image {{}} is "
                         "neither (its first bytes are no PNG or JPEG signature)", other))
     with tf.control_dependencies(checks):
-        indices, sizes = _each(_header_size, [image_bytes], tf.zeros([0, 2], tf.int64))
-    unread = _missing(indices, count)
+        sizes, read = _header_sizes(image_bytes, is_png)
+    unread = tf.where(tf.logical_not(read))[:, 0]
     checks = [refuse_unless(tf.equal(tf.size(unread), 0),
                             f"Input {NAME}: no readable PNG or JPEG header in image(s) {{}}",
                             unread)]
     with tf.control_dependencies(checks):
-        sizes = tf.identity(sizes)  # every image's, in order, once all were read
+        sizes = tf.identity(sizes)  # every image's, once all were read
     checks = pixel_limit_checks(sizes[:, 0], sizes[:, 1], NAME, limits)
     if one_size:
         same = tf.reduce_all(tf.equal(sizes, sizes[:1]))
@@ -129,8 +137,8 @@ def decode_images(image_bytes: tf.Tensor, limits: ImageLimits, channels: int,
                   "images of other sizes in separate requests. Sizes (height, width): {}",
             sizes))
     with tf.control_dependencies(checks):
-        indices, images = _each(lambda b: prepare(decode_image_bytes(b, channels)),
-                                [image_bytes], empty)
+        indices, images = _each(lambda i: prepare(decode_image_bytes(image_bytes[i], channels)),
+                                count, empty)
     broken = _missing(indices, count)
     ok = refuse_unless(tf.equal(tf.size(broken), 0),
                        f"Input {NAME}: image(s) {{}} could not be decoded (corrupt or truncated "

@@ -134,8 +134,8 @@ def decode_images(image_bytes: tf.Tensor, limits: ImageLimits, channels: int,
         same = tf.reduce_all(tf.equal(sizes, sizes[:1]))
         checks.append(refuse_unless(
             same, f"Input {NAME}: every image of one request must have the same size; send "
-                  "images of other sizes in separate requests. Sizes (height, width): {}",
-            sizes))
+                  "images of other sizes in separate requests. Heights {}, widths {}",
+            sizes[:, 0], sizes[:, 1]))
     with tf.control_dependencies(checks):
         indices, images = _each(lambda i: prepare(decode_image_bytes(image_bytes[i], channels)),
                                 count, empty)

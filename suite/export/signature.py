@@ -44,6 +44,13 @@ class Input:
     limits: ImageLimits | None = None  # images of any size, or encoded images
     about: str = ""  # what the values are, for the error message and the metadata
 
+    def __post_init__(self):
+        # tf.debugging.Assert prints a message with its quotes escaped (\' and \"): a client
+        # would read backslashes. Input names and notes are written without them.
+        if any(q in self.name + self.about for q in "'\""):
+            raise ValueError(f"Input {self.name!r}: no quotes in its name or note "
+                             f"({self.about!r}); error messages would show them escaped")
+
     def shape_text(self) -> str:
         """The shape as an error message and the metadata write it: [batch, height, width, 3]."""
         names = {0: "batch"}

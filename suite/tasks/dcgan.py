@@ -370,6 +370,6 @@ class DcganTask(Task):
         return {
             "serving_default": Signature(from_latent, [
                 Input("latent", "float32", (None, latent_dim),
-                      about="the generator's noise, drawn from a standard normal")]),
+                      about="noise drawn from a standard normal")]),
             "from_seed": Signature(from_seed, [Input("seed", "int64", (None,))]),
         }

@@ -394,5 +394,5 @@ class DqnTask(Task):
         observation = Input("observation", metadata["observation_dtype"],
                             (None, *metadata["observation_shape"]),
                             about="stacked frames, pixels 0..255" if atari
-                            else "the environment's observation")
+                            else "what the environment observes")
         return {"serving_default": Signature(policy, [observation])}

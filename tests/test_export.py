@@ -114,9 +114,13 @@ def test_versions_count_up_and_are_never_overwritten(tmp_path):
     assert export_classifier(model, base, "m", version=7) == os.path.join(base, "m", "7")
     assert saved_model.next_version(os.path.join(base, "m")) == 8
     assert sorted(os.listdir(os.path.join(base, "m"))) == ["1", "2", "7"]  # no temp folders left
-    assert read_metadata(os.path.join(base, "m", "1")) == {
+    metadata = read_metadata(os.path.join(base, "m", "1"))
+    inputs = metadata.pop("inputs")  # what each signature takes: tests/test_serving_limits.py
+    assert metadata == {
         "model": model.name, "image_shape": [H, W, C], "num_classes": K, "class_names": None,
         "signatures": list(SIGNATURES)}
+    assert list(inputs) == list(SIGNATURES)
+    assert inputs["serving_default"]["image"]["shape"] == f"[batch, {H}, {W}, {C}]"
 
 
 def test_a_failed_export_leaves_no_version(tmp_path, monkeypatch):

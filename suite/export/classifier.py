@@ -2,8 +2,9 @@
 
 The three image signatures of suite.export.image_signatures, each returning `probabilities`
 float32 [batch, K] and `class_ids` int64 [batch]. `serve_image_bytes` takes PNG or JPEG images
-of any size: decoded, converted to C channels and centre-cropped to HxW inside the graph, exactly
-as evaluation prepares a test image (suite.data.augment.prepare_for_eval).
+of any size up to the export's ImageLimits: decoded, converted to C channels and centre-cropped
+to HxW inside the graph, exactly as evaluation prepares a test image
+(suite.data.augment.prepare_for_eval).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from suite.errors import ExportError
-from suite.export.image_signatures import decode_image_bytes, image_signatures
+from suite.export.image_signatures import image_signatures
 from suite.export.saved_model import write_saved_model
 from suite.export.signature import Signature
 
@@ -38,15 +39,6 @@ def _num_classes(model: keras.Model) -> int:
     return shape[1]
 
 
-def _decode_one(encoded: tf.Tensor, height: int, width: int, channels: int,
-                crop_fraction: float) -> tf.Tensor:
-    """PNG/JPEG bytes -> float32 [H, W, C] pixels 0..255, prepared exactly as evaluation
-    prepares a test image (suite.data.augment.prepare_for_eval: the same centre crop)."""
-    from suite.data.augment import prepare_for_eval
-
-    return prepare_for_eval(decode_image_bytes(encoded, channels), (height, width), crop_fraction)
-
-
 def classifier_metadata(model: keras.Model, class_names: list[str] | None) -> dict:
     """What the export records besides its signatures; `class_names` checked against the model."""
     height, width, channels = _image_shape(model)
@@ -70,12 +62,12 @@ def classifier_signatures(model: keras.Model, crop_fraction: float = 1.0) -> dic
         return {"probabilities": probabilities,
                 "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
 
-    def decode_batch(image_bytes):
-        return tf.map_fn(lambda b: _decode_one(b, height, width, channels, crop_fraction),
-                         image_bytes,
-                         fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+    def prepare(image):  # what evaluation does to a test image: the same centre crop
+        from suite.data.augment import prepare_for_eval
 
-    return image_signatures(outputs, (height, width, channels), decode_batch)
+        return prepare_for_eval(image, (height, width), crop_fraction)
+
+    return image_signatures(outputs, (height, width, channels), prepare)
 
 
 def export_classifier(model: keras.Model, export_base: str, name: str, version: int | None = None,

@@ -1,7 +1,9 @@
 """Serving signatures of the Faster R-CNN detector: encoded images in, decoded detections out.
 
-    serving_default   image_bytes string [batch] (PNG or JPEG, any sizes in one request)
-    detect            the same plus score_threshold float32 [] and max_detections int32 []
+    serving_default   image_bytes string [batch] (PNG or JPEG, any sizes in one request, each
+                      within the ImageLimits of suite.export.signature)
+    detect            the same plus score_threshold float32 [] in [0, 1] and max_detections
+                      int32 [] in [1, the model's max_detections]
 
 Both return, per image, the model's `max_detections` slots (best first; the export's score
 threshold and cap, or the request's, blank the rest):
@@ -10,19 +12,21 @@ threshold and cap, or the request's, blank the rest):
     classes         int32   [batch, K]     1..N, -1 for blank slots
     class_names     string  [batch, K]     "" for blank slots
     num_detections  int32   [batch]
-Each image goes through suite.models.faster_rcnn.detect, the path evaluation measured.
+Each image goes through suite.models.faster_rcnn.detect's two halves, the path evaluation
+measured: letterboxed as it is decoded (so only the letterboxed copy is kept), then detected.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 from suite.errors import ExportError
-from suite.export.image_signatures import decode_image_bytes
-from suite.export.signature import Signature
+from suite.export.image_signatures import decode_images, image_bytes_input
+from suite.export.signature import ImageLimits, Input, Signature
 
 
 def detection_signatures(model, metadata: dict) -> dict[str, Signature]:
-    from suite.models.faster_rcnn import FasterRCNNDetector, detect
+    from suite.data.detection_pipeline import letterbox
+    from suite.models.faster_rcnn import FasterRCNNDetector, detect_letterboxed
 
     if not isinstance(model, FasterRCNNDetector):
         raise ExportError(f"{model.name}: a detection export needs a FasterRCNNDetector.")
@@ -32,16 +36,23 @@ def detection_signatures(model, metadata: dict) -> dict[str, Signature]:
                           "classes.")
     table = tf.constant([""] + names)
     slots = int(model.settings["max_detections"])
+    side, limits = model.image_size, ImageLimits()
+
+    def prepare(image):
+        boxed, scale = letterbox(image, side)
+        return tf.ensure_shape(boxed, [side, side, 3]), scale
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)])
     def run(image_bytes, score_threshold, max_detections):  # traced once for both signatures
-        def one(encoded):
-            image = decode_image_bytes(encoded, 3)
-            found = detect(model, image, score_threshold, max_detections)
+        (images, scales), sizes = decode_images(
+            image_bytes, limits, 3, prepare, (tf.zeros([0, side, side, 3]), tf.zeros([0])))
+
+        def one(item):  # one image at a time, as evaluation detects: never an empty batch
+            found = detect_letterboxed(model, *item, score_threshold, max_detections)
             return found["boxes"], found["scores"], found["classes"]
 
-        boxes, scores, classes = tf.map_fn(one, image_bytes, fn_output_signature=(
+        boxes, scores, classes = tf.map_fn(one, (images, scales, sizes), fn_output_signature=(
             tf.TensorSpec([slots, 4], tf.float32), tf.TensorSpec([slots], tf.float32),
             tf.TensorSpec([slots], tf.int32)))
         return {"boxes": boxes, "scores": scores, "classes": classes,
@@ -57,10 +68,14 @@ def detection_signatures(model, metadata: dict) -> dict[str, Signature]:
     def detect_with(image_bytes, score_threshold, max_detections):
         return run(image_bytes, score_threshold, max_detections)
 
-    image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+    image_bytes = image_bytes_input(limits)
     return {
         "serving_default": Signature(serve, [image_bytes]),
         "detect": Signature(detect_with, [
-            image_bytes, tf.TensorSpec([], tf.float32, name="score_threshold"),
-            tf.TensorSpec([], tf.int32, name="max_detections")]),
+            image_bytes,
+            Input("score_threshold", "float32", (), bounds=(0.0, 1.0),
+                  about="the lowest score kept"),
+            # No silent cap: more than the model's slots is refused, not quietly cut to them.
+            Input("max_detections", "int32", (), bounds=(1, slots),
+                  about="detections kept per image, best first")]),
     }

@@ -5,7 +5,8 @@ Keras variants: the model is cloned with every layer under the dtype policy "flo
 in Keras) and the float32 weights are copied in, rounding once.
 
 TFLite variants are converted from the exported SavedModel's `serving_default` signature (the
-same graph TF Serving runs; its run-time input checks are dropped by the converter):
+same graph TF Serving runs; its run-time input checks are dropped by the converter, its
+empty-batch padding, a concatenation and a slice, stays):
   float32        the baseline, for sizes and speed
   float16        weights stored as float16, computed in float32
   dynamic_range  weights int8, activations quantised on the fly

@@ -7,9 +7,10 @@ half-written version that a server would pick up, and an existing version is nev
 (TF Serving may be serving it; versions should be immutable).
 
 Which signatures a model serves is its task's business (Task.serving_signatures, a dict of
-Signatures; the image classifiers' are in suite.export.classifier); this module only writes
-them, with `keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads
-in Python but fails in `saved_model_cli run` and TF Serving with "Could not find variable"
+Signatures; the image classifiers' are in suite.export.classifier); this module writes them,
+every request checked in the graph against the inputs its signature declares, with
+`keras.export.ExportArchive`, not `tf.saved_model.save`: the latter's output loads in Python
+but fails in `saved_model_cli run` and TF Serving with "Could not find variable"
 (tensorflow/tensorflow#72963, see FINDINGS.md).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import uuid
 import keras
 
 from suite.errors import ExportError
+from suite.export import guards
 
 METADATA_FILE = os.path.join("assets.extra", "metadata.json")
 
@@ -43,15 +45,25 @@ def read_metadata(version_dir: str) -> dict:
 
 
 def build_archive(signatures: dict) -> keras.export.ExportArchive:
-    """An ExportArchive with one endpoint per `suite.export.signature.Signature`."""
+    """An ExportArchive with one endpoint per `suite.export.signature.Signature`, every
+    request checked in the graph against the signature's declared inputs (suite.export.guards)."""
     if not signatures:
         raise ExportError("no serving signatures to export")
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoints already capture the variables they use, and
     # tracking the Keras variables as well stores every weight twice (a 2x larger SavedModel).
     for name, signature in signatures.items():
-        archive.add_endpoint(name, signature.fn, list(signature.inputs))
+        inputs = [guards.as_input(declared) for declared in signature.inputs]
+        archive.add_endpoint(name, guards.checked(signature.fn, inputs),
+                             [guards.spec(declared) for declared in inputs])
     return archive
+
+
+def describe_inputs(signatures: dict) -> dict:
+    """{signature: {input: what it takes}}: the metadata's statement of what is checked."""
+    return {name: {declared.name: declared.describe()
+                   for declared in map(guards.as_input, signature.inputs)}
+            for name, signature in signatures.items()}
 
 
 def check_model_name(name: str) -> None:
@@ -65,7 +77,8 @@ def write_saved_model(export_base: str, name: str, signatures: dict, metadata: d
     """Writes `<export_base>/<name>/<version>/` atomically and returns that folder.
 
     `version=None` takes the next free integer (1 for a new model). `metadata` (JSON) goes to
-    assets.extra/metadata.json, with the signature names added.
+    assets.extra/metadata.json, with the signature names and what each input takes
+    ("inputs": dtype, shape, value range, image limits) added.
     """
     check_model_name(name)
     model_base = os.path.join(export_base, name)
@@ -87,7 +100,8 @@ def write_saved_model(export_base: str, name: str, signatures: dict, metadata: d
         archive.write_out(tmp_dir, verbose=False)
         os.makedirs(os.path.join(tmp_dir, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
-            json.dump({**metadata, "signatures": list(signatures)}, f, indent=2)
+            json.dump({**metadata, "signatures": list(signatures),
+                       "inputs": describe_inputs(signatures)}, f, indent=2)
         if os.path.exists(version_dir):  # someone else exported meanwhile
             raise ExportError(f"{version_dir} appeared while exporting; not overwriting it.")
         os.rename(tmp_dir, version_dir)

@@ -2,7 +2,8 @@
 of suite.export.image_signatures for images of any size (`serve_image_bytes`: PNG or JPEG
 images of one size per request), returning `class_map` int64 [batch, H, W] and
 `probabilities` float32 [batch, H, W, classes]. Inputs are checked at run time (rank,
-channels, one size per batch) and fail with InvalidArgumentError naming what was expected.
+channels, one size per batch, LIMITS) and fail with InvalidArgumentError naming what was
+expected.
 """
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import keras
 import tensorflow as tf
 
 from suite.errors import ExportError
-from suite.export.image_signatures import decode_image_bytes, image_signatures
-from suite.export.signature import Signature
+from suite.export.image_signatures import image_signatures
+from suite.export.signature import ImageLimits, Signature
+
+# The network runs at the images' own size, its memory growing with every pixel of the request
+# (U-Net's first layers hold 64 float32 channels per pixel: 256 MB per layer at 1024 x 1024),
+# so the limit is on the request's pixels too, and 16x smaller than an image classifier's.
+LIMITS = ImageLimits(max_pixels=1024 * 1024, max_request_pixels=1024 * 1024)
 
 
 def segmentation_metadata(model: keras.Model, class_names) -> dict:
@@ -38,18 +44,5 @@ def segmentation_signatures(model: keras.Model) -> dict[str, Signature]:
         return {"probabilities": probabilities,
                 "class_map": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
 
-    def decode_batch(image_bytes):
-        sizes = tf.map_fn(lambda b: tf.shape(decode_image_bytes(b, channels))[:2], image_bytes,
-                          fn_output_signature=tf.TensorSpec([2], tf.int32))
-        same = tf.reduce_all(tf.equal(sizes, sizes[:1]))
-        check = tf.debugging.Assert(same, [
-            "Input 'image_bytes': every image of one request must have the same size; send "
-            "images of other sizes in separate requests. Sizes (height, width):", sizes],
-            summarize=16)
-        with tf.control_dependencies([check]):
-            return tf.map_fn(lambda b: tf.cast(decode_image_bytes(b, channels), tf.float32),
-                             image_bytes,
-                             fn_output_signature=tf.TensorSpec([None, None, channels],
-                                                               tf.float32))
-
-    return image_signatures(outputs, (None, None, channels), decode_batch)
+    return image_signatures(outputs, (None, None, channels),
+                            lambda image: tf.cast(image, tf.float32), LIMITS, one_size=True)

@@ -155,11 +155,18 @@ def detect(model: FasterRCNNDetector, image, score_threshold=0.0, max_detections
     max_detections; slots past the detections (or under `score_threshold`) hold class -1,
     score 0 and box 0."""
     boxed, scale = letterbox(image, model.image_size)
+    return detect_letterboxed(model, boxed, scale, tf.shape(image)[:2], score_threshold,
+                              max_detections)
+
+
+def detect_letterboxed(model: FasterRCNNDetector, boxed, scale, size, score_threshold=0.0,
+                       max_detections=None):
+    """`detect` of an image already letterboxed (`boxed`, `scale`) from one of `size` (height,
+    width): a server letterboxes each image as it decodes it, and keeps only that."""
     batch = boxed[None]
     decoded = model.decode_predictions(model(batch, training=False), batch)
     boxes = tf.cast(decoded["boxes"][0], tf.float32) / scale
-    height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1],
-                                                                       tf.float32)
+    height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
     boxes = tf.clip_by_value(boxes, 0.0, tf.stack([width, height, width, height]))
     scores = tf.cast(decoded["confidence"][0], tf.float32)
     classes = tf.cast(decoded["classes"][0], tf.int32)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from suite.export.signature import Signature
+from suite.export.signature import Input, Signature
 
 if TYPE_CHECKING:  # importing Keras loads TensorFlow, which the runner loads quietly first
     import keras
 
-__all__ = ["Signature", "Task"]
+__all__ = ["Input", "Signature", "Task"]
 
 
 class Task:

@@ -21,8 +21,11 @@ import numpy as np
 
 from suite.config import Config, existing_path, group, option, rule
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
-from suite.tasks.base import Signature, Task
+from suite.tasks.base import Input, Signature, Task
 
+# The widest beam the beam_search signature takes (the paper's width): each step scores
+# batch x width x vocabulary words, so an unbounded width is unbounded memory.
+MAX_BEAM_SIZE = 20
 
 @dataclasses.dataclass
 class CaptionerConfig(Config):
@@ -375,7 +378,9 @@ class CaptioningTask(Task):
         import tensorflow as tf
 
         from suite.data.captions import squeeze_to_square
-        from suite.export.image_signatures import decode_image_bytes
+        from suite.export.guards import answer_nonempty
+        from suite.export.image_signatures import decode_images, image_bytes_input
+        from suite.export.signature import ImageLimits
         from suite.models.nic import DecoderSteps
         from suite.text.decoding import beam_search, greedy_decode
         from suite.text.vocabulary import ids_to_text
@@ -384,26 +389,34 @@ class CaptioningTask(Task):
         encoder = model.get_layer("encoder")
         steps = DecoderSteps(model.get_layer("decoder"), banned=(0, 1, start))
         vocabulary = tf.constant(metadata["vocabulary"])
-        size = int(metadata["image_size"])
+        size, limits = int(metadata["image_size"]), ImageLimits()
 
-        def features(image_bytes):
-            images = tf.map_fn(
-                lambda b: squeeze_to_square(decode_image_bytes(b, 3), size),
-                image_bytes, fn_output_signature=tf.float32)
-            return encoder(images, training=False)
+        def captioned(decode, image_bytes):
+            """decode(features) -> (ids, score) on the request's images; the encoder never sees
+            an empty batch (oneDNN fails on one)."""
+            images, _ = decode_images(image_bytes, limits, 3,
+                                      lambda image: squeeze_to_square(image, size),
+                                      tf.zeros([0, size, size, 3]))
+
+            def caption(batch):
+                ids, score = decode(steps.start(encoder(batch, training=False)))
+                return ids_to_text(ids, vocabulary, start, end), score
+
+            return answer_nonempty(caption, images)
 
         def greedy(image_bytes):
-            ids, score = greedy_decode(steps, steps.start(features(image_bytes)), length,
-                                       start, end)
-            return {"caption": ids_to_text(ids, vocabulary, start, end), "log_probability": score}
+            caption, score = captioned(
+                lambda state: greedy_decode(steps, state, length, start, end), image_bytes)
+            return {"caption": caption, "log_probability": score}
 
         def beam(image_bytes, beam_size):
-            ids, score = beam_search(steps, steps.start(features(image_bytes)),
-                                     tf.maximum(beam_size, 1), length, start, end,
-                                     metadata.get("length_penalty", 0.0))
-            return {"caption": ids_to_text(ids, vocabulary, start, end), "score": score}
+            caption, score = captioned(
+                lambda state: beam_search(steps, state, beam_size, length, start, end,
+                                          metadata.get("length_penalty", 0.0)), image_bytes)
+            return {"caption": caption, "score": score}
 
-        image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+        image_bytes = image_bytes_input(limits)
         return {"serving_default": Signature(greedy, [image_bytes]),
-                "beam_search": Signature(beam, [image_bytes,
-                                                tf.TensorSpec([], tf.int32, name="beam_size")])}
+                "beam_search": Signature(beam, [image_bytes, Input(
+                    "beam_size", "int32", (), bounds=(1, MAX_BEAM_SIZE),
+                    about="captions kept at every step")])}

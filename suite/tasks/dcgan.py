@@ -18,7 +18,7 @@ import numpy as np
 
 from suite.config import Config, existing_path, group, option
 from suite.runtime.config import OptimizerConfig, RuntimeConfig, ScheduleConfig
-from suite.tasks.base import Signature, Task
+from suite.tasks.base import Input, Signature, Task
 
 GRID_COLUMNS = 8
 INTERPOLATION_ROWS, INTERPOLATION_STEPS = 8, 10
@@ -349,22 +349,27 @@ class DcganTask(Task):
     def serving_signatures(cls, model, metadata):
         import tensorflow as tf
 
+        from suite.export.guards import answer_nonempty
         from suite.models.dcgan import to_uint8
 
         generator, latent_dim = model.sampler, int(metadata["latent_dim"])
 
+        def images(latent):  # the generator's convolutions never see an empty batch (oneDNN)
+            return answer_nonempty(lambda z: to_uint8(generator(z, training=False)), latent)
+
         def from_latent(latent):
-            return {"images": to_uint8(generator(latent, training=False))}
+            return {"images": images(latent)}
 
         def from_seed(seed):
             """One image per int64 seed, the same image for the same seed on any machine."""
             latent = tf.map_fn(
                 lambda s: tf.random.stateless_normal([latent_dim], tf.stack([s, s * 0 + 7])),
-                seed, fn_output_signature=tf.float32)
-            return {"images": to_uint8(generator(latent, training=False)), "latent": latent}
+                seed, fn_output_signature=tf.TensorSpec([latent_dim], tf.float32))
+            return {"images": images(latent), "latent": latent}
 
         return {
             "serving_default": Signature(from_latent, [
-                tf.TensorSpec([None, latent_dim], tf.float32, name="latent")]),
-            "from_seed": Signature(from_seed, [tf.TensorSpec([None], tf.int64, name="seed")]),
+                Input("latent", "float32", (None, latent_dim),
+                      about="noise drawn from a standard normal")]),
+            "from_seed": Signature(from_seed, [Input("seed", "int64", (None,))]),
         }

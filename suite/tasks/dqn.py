@@ -25,7 +25,7 @@ import numpy as np
 from suite.config import Config, group, option
 from suite.errors import ConfigError
 from suite.runtime.config import OptimizerConfig, RuntimeConfig
-from suite.tasks.base import Signature, Task
+from suite.tasks.base import Input, Signature, Task
 
 
 def _registered_env(env_id: str) -> None:
@@ -381,11 +381,18 @@ class DqnTask(Task):
     def serving_signatures(cls, model, metadata):
         import tensorflow as tf
 
-        dtype = tf.uint8 if metadata["observation_dtype"] == "uint8" else tf.float32
+        from suite.export.guards import answer_nonempty
+
+        def q_values(observation):
+            return tf.cast(model(observation, training=False), tf.float32)
 
         def policy(observation):
-            q_values = tf.cast(model(observation, training=False), tf.float32)
-            return {"action": tf.argmax(q_values, axis=-1), "q_values": q_values}
+            values = answer_nonempty(q_values, observation)  # Atari's convolutions: oneDNN
+            return {"action": tf.argmax(values, axis=-1), "q_values": values}
 
-        spec = tf.TensorSpec([None, *metadata["observation_shape"]], dtype, name="observation")
-        return {"serving_default": Signature(policy, [spec])}
+        atari = metadata["observation_dtype"] == "uint8"
+        observation = Input("observation", metadata["observation_dtype"],
+                            (None, *metadata["observation_shape"]),
+                            about="stacked frames, pixels 0..255" if atari
+                            else "what the environment observes")
+        return {"serving_default": Signature(policy, [observation])}

@@ -3,13 +3,21 @@ inside its SavedModel): greedy, and beam search with length normalisation.
 
 Both take `step(tokens [N], state) -> (log-probabilities [N, vocab], state)` and the state
 after the conditioning input (a list of [batch, ...] tensors), and return ids [batch, length]
-that are 0 after the end token.
+that are 0 after the end token. Neither ends a caption before its first word: an empty caption
+is no answer, yet a wide beam keeps <end> among its first candidates and, scored by summed
+log-probability, the one-step caption outscores every longer one.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 NEG_INF = -1e9  # a log-probability no sequence can beat, finite so sums stay finite
+
+
+def _no_end_first(log_probs, end_id: int):
+    """The first step's log-probabilities with <end> made impossible."""
+    vocab = tf.shape(log_probs)[-1]
+    return log_probs + tf.one_hot(end_id, vocab, on_value=NEG_INF, off_value=0.0)
 
 
 def greedy_decode(step, state, max_length: int, start_id: int, end_id: int):
@@ -20,8 +28,10 @@ def greedy_decode(step, state, max_length: int, start_id: int, end_id: int):
     done = tf.zeros([batch], tf.bool)
     score = tf.zeros([batch])
     out = []
-    for _ in range(max_length):
+    for position in range(max_length):
         log_probs, state = step(tokens, state)
+        if position == 0:
+            log_probs = _no_end_first(log_probs, end_id)
         tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         score += tf.where(done, 0.0, tf.reduce_max(log_probs, axis=-1))
         out.append(tf.where(done, 0, tokens))
@@ -47,8 +57,10 @@ def beam_search(step, state, width, max_length: int, start_id: int, end_id: int,
     lengths = tf.zeros([batch, width])
     sequences = tf.zeros([batch, width, 0], tf.int32)
     rows = tf.range(batch)[:, None] * width
-    for _ in range(max_length):
+    for position in range(max_length):
         log_probs, state = step(tokens, state)
+        if position == 0:
+            log_probs = _no_end_first(log_probs, end_id)
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [batch, width, vocab])
         # A finished caption continues only with padding (id 0), keeping its score.

@@ -229,18 +229,52 @@ def test_a_few_steps_lower_all_four_losses():
         assert np.mean(history[key][-2:]) < 0.7 * history[key][0], (key, history[key])
 
 
-def _fixed_detections(model, box, score: float = 0.9, cls: int = 1):
-    """Makes `model` decode to one detection at `box` (letterbox pixels), whatever it sees."""
-    slots = model.settings["max_detections"]
-
-    def decode(predictions, images):
-        boxes = tf.tile(tf.constant([[box]], tf.float32), [1, slots, 1])
-        confidence = tf.concat([[[score]], tf.fill([1, slots - 1], -1.0)], axis=1)
-        classes = tf.concat([[[cls]], tf.fill([1, slots - 1], -1)], axis=1)
-        return {"boxes": boxes, "confidence": confidence, "classes": classes}
-
-    model.decode_predictions = decode
+def _fixed_proposals(model, boxes, score: float = 0.9, cls: int = 1):
+    """Makes `model` propose `boxes` (xyxy letterbox pixels, repeated to fill its proposals)
+    and its head keep them (zero box deltas) with class `cls` at `score`, whatever it sees: its
+    detections are these boxes, through keras-cv's own decoding and NMS."""
+    count = model.settings["test_proposals"]
+    rois = np.resize(np.asarray(boxes, np.float32), (count, 4))[None, :, [1, 0, 3, 2]]  # yxyx
+    model.roi_generator = lambda *args, **kwargs: (tf.constant(rois), tf.ones((1, count)))
+    logits = np.full(model.num_classes + 1, -20.0, np.float32)
+    logits[[0, cls]] = 0.0, np.log(score / (1 - score))
+    head = model.rcnn_head
+    for dense, bias in ((head.box_pred, np.zeros(4)), (head.cls_score, logits)):
+        dense.kernel.assign(tf.zeros_like(dense.kernel))
+        dense.bias.assign(bias)
     return model
+
+
+def pairwise_iou(boxes) -> np.ndarray:
+    """[K, 4] xyxy -> [K, K] IoU, the diagonal 0."""
+    boxes = np.asarray(boxes, np.float64)
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    overlap = np.prod(np.clip(high - low, 0, None), axis=-1)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
+    iou = overlap / (area[:, None] + area[None, :] - overlap)
+    np.fill_diagonal(iou, 0.0)
+    return iou
+
+
+def test_returned_detections_obey_nms_in_the_original_images_pixels():
+    """keras-cv suppresses in letterbox pixels, before detect maps the boxes back and clips them
+    to the image: two boxes reaching into the letterbox's padding at IoU 0.47 overlap at 0.88
+    once clipped; a third box lies wholly in the padding. The boxes detect returns (to the
+    export, evaluation and the gallery) must obey the model's NMS IoU themselves and be
+    boxes in the image."""
+    from suite.models.faster_rcnn import build_faster_rcnn, detect
+
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, test_proposals=32,
+                              sampled_rois=16, head_units=(8, 8), max_detections=5, nms_iou=0.5)
+    _fixed_proposals(model, [[0, 0, 30, 60], [0, 0, 30, 28], [0, 40, 30, 60]])
+    wide = np.zeros((32, 64, 3), np.uint8)  # letterboxed at scale 1: rows 32..63 are padding
+    found = detect(model, tf.constant(wide))
+    kept = found["boxes"].numpy()[found["classes"].numpy() > 0]
+    assert len(kept) == 1 and pairwise_iou(kept).max() <= 0.5, kept
+    np.testing.assert_allclose(kept[0, :3], [0, 0, 30])  # either box, clipped to the image
+    tall = np.zeros((64, 64, 3), np.uint8)  # no padding, nothing clipped: all three stay
+    assert (detect(model, tf.constant(tall))["classes"].numpy() > 0).sum() == 3
 
 
 def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
@@ -250,7 +284,7 @@ def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
 
     model = build_faster_rcnn(2, 64, depth=18, width_multiplier=0.125, test_proposals=32,
                               sampled_rois=16, head_units=(8, 8), max_detections=5)
-    _fixed_detections(model, [8.0, 16.0, 32.0, 48.0], cls=2)
+    _fixed_proposals(model, [[8.0, 16.0, 32.0, 48.0]], cls=2)
     wide = np.zeros((100, 200, 3), np.uint8)  # letterboxed at scale 64/200
     found = detect(model, tf.constant(wide))
     np.testing.assert_allclose(found["boxes"][0], [25, 50, 100, 100], rtol=1e-5)  # y clipped

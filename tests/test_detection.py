@@ -229,6 +229,34 @@ def test_a_few_steps_lower_all_four_losses():
         assert np.mean(history[key][-2:]) < 0.7 * history[key][0], (key, history[key])
 
 
+def test_epoch_logs_hold_the_four_losses_and_no_structure_warning():
+    """The epoch line and history.csv: the losses, not keras-cv's internal counters (`mean`,
+    `percent_boxes_matched`, always 0); and no Keras warning that `inputs` (a bare image batch,
+    keras-cv's graph names it {"images": ...}) mismatches the model's structure."""
+    import warnings
+
+    from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
+
+    keras.utils.set_random_seed(0)
+    images = np.full((2, 64, 64, 3), 200, np.float32)
+    images[:, 10:40, 20:50] = COLOURS["square"]
+    data = tf.data.Dataset.from_tensor_slices((images, {
+        "boxes": np.tile([[[20.0, 10.0, 50.0, 40.0]]], (2, 1, 1)).astype(np.float32),
+        "classes": np.ones((2, 1), np.float32)})).batch(2, drop_remainder=True)
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, anchor_samples=16,
+                              train_proposals=32, test_proposals=16, sampled_rois=8,
+                              head_units=(8, 8))
+    compile_faster_rcnn(model, keras.optimizers.SGD(1e-3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logs = model.fit(data, validation_data=data, epochs=1, verbose=0).history
+    losses = ["box_loss", "classification_loss", "loss", "rpn_box_loss",
+              "rpn_classification_loss"]
+    assert sorted(logs) == sorted(losses + [f"val_{k}" for k in losses])
+    assert not [w for w in caught if "structure" in str(w.message)], [str(w.message)
+                                                                      for w in caught]
+
+
 def _fixed_proposals(model, boxes, score: float = 0.9, cls: int = 1):
     """Makes `model` propose `boxes` (xyxy letterbox pixels, repeated to fill its proposals)
     and its head keep them (zero box deltas) with class `cls` at `score`, whatever it sees: its

@@ -117,6 +117,22 @@ class FasterRCNNDetector(keras_cv.models.FasterRCNN):
     def image_size(self) -> int:
         return int(self.backbone.input_shape[1])
 
+    def call(self, inputs, training=None, mask=None):
+        """keras-cv builds the graph on {"images": ...} but is fed image batches: name them, or
+        Keras warns that the structure of `inputs` does not match at every trace."""
+        if not isinstance(inputs, dict):
+            inputs = {"images": inputs}
+        return super().call(inputs, training=training, mask=mask)
+
+    @property
+    def metrics(self):
+        """The losses (and any compiled metrics), without the counters of keras-cv's RPN label
+        encoder and RoI sampler: logged as `mean` and `percent_boxes_matched`, they name
+        nothing a user can act on, and the latter is never updated (always 0)."""
+        internal = {id(m) for layer in (self.label_encoder, self.roi_sampler)
+                    for m in layer.metrics}
+        return [m for m in super().metrics if id(m) not in internal]
+
     def get_config(self):
         return {"name": self.name, "num_classes": self.num_classes,
                 "backbone": keras.saving.serialize_keras_object(self.backbone), **self.settings}

@@ -261,8 +261,9 @@ class DetectionTask(Task):
         from suite.models.faster_rcnn import detect
 
         model = self._inference_model(run)
-        detect_fn = tf.function(lambda image: detect(model, image), input_signature=[
-            tf.TensorSpec([None, None, 3], tf.uint8)])
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def detect_fn(image):  # a def, not a lambda: AutoGraph warns it cannot read a lambda's
+            return detect(model, image)
         test = self.data.test
         found, seconds = [], []
         for image in test.images:

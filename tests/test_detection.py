@@ -339,6 +339,39 @@ def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
 
 
+def test_gallery_draws_only_detections_over_the_threshold_with_labels_apart():
+    """Eleven detections piled on one object, one under the threshold: ten boxes drawn, in their
+    class's colour, the ground truth dashed; no label covers another (a label with no free
+    place is left out and counted)."""
+    from matplotlib.patches import Rectangle
+
+    from suite.viz.detection import class_colour, detection_gallery
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([[40, 30, 200, 150]], np.float32) + rng.uniform(-8, 8, (11, 4))
+    found = {"boxes": np.concatenate([boxes, np.zeros((3, 4))]),
+             "scores": np.array([0.9, 0.4] + [0.6] * 9 + [0, 0, 0]),
+             "classes": np.array([1, 1] + [2, 1] * 4 + [2, -1, -1, -1])}
+    images = [draw_scene(240, 180, [("square", 40, 30, 200, 150)]), draw_scene(100, 300, [])]
+    empty = {"boxes": np.zeros((2, 4)), "scores": np.zeros(2), "classes": -np.ones(2)}
+    fig = detection_gallery(images, [[[40, 30, 200, 150]], np.zeros((0, 4))], [found, empty],
+                            ["square", "disc"], score_threshold=0.5)
+    ax = fig.axes[0]
+    drawn = [p for p in ax.patches if isinstance(p, Rectangle)]
+    solid = [p for p in drawn if p.get_linestyle() == "solid"]
+    assert len(drawn) - len(solid) == 1 and len(solid) == 10  # the 0.4 detection left out
+    assert {tuple(p.get_edgecolor()[:3]) for p in solid} == {class_colour(1), class_colour(2)}
+    labels = [t for t in ax.texts]
+    assert "square 0.90" in [t.get_text() for t in labels] and all(
+        "0.40" not in t.get_text() for t in labels)
+    renderer = fig.canvas.get_renderer()
+    extents = [t.get_window_extent(renderer) for t in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    hidden = 10 - len(labels)
+    assert ax.get_title() == "1 true, 10 detected" + (f", {hidden} unlabelled" if hidden else "")
+    assert fig.axes[1].get_title() == "0 true, 0 detected" and not fig.axes[1].texts
+
+
 def test_backbone_from_a_classification_run_with_frozen_batch_norm(tmp_path):
     from suite.models.registry import build_model
 

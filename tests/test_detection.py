@@ -229,18 +229,80 @@ def test_a_few_steps_lower_all_four_losses():
         assert np.mean(history[key][-2:]) < 0.7 * history[key][0], (key, history[key])
 
 
-def _fixed_detections(model, box, score: float = 0.9, cls: int = 1):
-    """Makes `model` decode to one detection at `box` (letterbox pixels), whatever it sees."""
-    slots = model.settings["max_detections"]
+def test_epoch_logs_hold_the_four_losses_and_no_structure_warning():
+    """The epoch line and history.csv: the losses, not keras-cv's internal counters (`mean`,
+    `percent_boxes_matched`, always 0); and no Keras warning that `inputs` (a bare image batch,
+    keras-cv's graph names it {"images": ...}) mismatches the model's structure."""
+    import warnings
 
-    def decode(predictions, images):
-        boxes = tf.tile(tf.constant([[box]], tf.float32), [1, slots, 1])
-        confidence = tf.concat([[[score]], tf.fill([1, slots - 1], -1.0)], axis=1)
-        classes = tf.concat([[[cls]], tf.fill([1, slots - 1], -1)], axis=1)
-        return {"boxes": boxes, "confidence": confidence, "classes": classes}
+    from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
 
-    model.decode_predictions = decode
+    keras.utils.set_random_seed(0)
+    images = np.full((2, 64, 64, 3), 200, np.float32)
+    images[:, 10:40, 20:50] = COLOURS["square"]
+    data = tf.data.Dataset.from_tensor_slices((images, {
+        "boxes": np.tile([[[20.0, 10.0, 50.0, 40.0]]], (2, 1, 1)).astype(np.float32),
+        "classes": np.ones((2, 1), np.float32)})).batch(2, drop_remainder=True)
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, anchor_samples=16,
+                              train_proposals=32, test_proposals=16, sampled_rois=8,
+                              head_units=(8, 8))
+    compile_faster_rcnn(model, keras.optimizers.SGD(1e-3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logs = model.fit(data, validation_data=data, epochs=1, verbose=0).history
+    losses = ["box_loss", "classification_loss", "loss", "rpn_box_loss",
+              "rpn_classification_loss"]
+    assert sorted(logs) == sorted(losses + [f"val_{k}" for k in losses])
+    assert not [w for w in caught if "structure" in str(w.message)], [str(w.message)
+                                                                      for w in caught]
+
+
+def _fixed_proposals(model, boxes, score: float = 0.9, cls: int = 1):
+    """Makes `model` propose `boxes` (xyxy letterbox pixels, repeated to fill its proposals)
+    and its head keep them (zero box deltas) with class `cls` at `score`, whatever it sees: its
+    detections are these boxes, through keras-cv's own decoding and NMS."""
+    count = model.settings["test_proposals"]
+    rois = np.resize(np.asarray(boxes, np.float32), (count, 4))[None, :, [1, 0, 3, 2]]  # yxyx
+    model.roi_generator = lambda *args, **kwargs: (tf.constant(rois), tf.ones((1, count)))
+    logits = np.full(model.num_classes + 1, -20.0, np.float32)
+    logits[[0, cls]] = 0.0, np.log(score / (1 - score))
+    head = model.rcnn_head
+    for dense, bias in ((head.box_pred, np.zeros(4)), (head.cls_score, logits)):
+        dense.kernel.assign(tf.zeros_like(dense.kernel))
+        dense.bias.assign(bias)
     return model
+
+
+def pairwise_iou(boxes) -> np.ndarray:
+    """[K, 4] xyxy -> [K, K] IoU, the diagonal 0."""
+    boxes = np.asarray(boxes, np.float64)
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    overlap = np.prod(np.clip(high - low, 0, None), axis=-1)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
+    iou = overlap / (area[:, None] + area[None, :] - overlap)
+    np.fill_diagonal(iou, 0.0)
+    return iou
+
+
+def test_returned_detections_obey_nms_in_the_original_images_pixels():
+    """keras-cv suppresses in letterbox pixels, before detect maps the boxes back and clips them
+    to the image: two boxes reaching into the letterbox's padding at IoU 0.47 overlap at 0.88
+    once clipped; a third box lies wholly in the padding. The boxes detect returns (to the
+    export, evaluation and the gallery) must obey the model's NMS IoU themselves and be
+    boxes in the image."""
+    from suite.models.faster_rcnn import build_faster_rcnn, detect
+
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, test_proposals=32,
+                              sampled_rois=16, head_units=(8, 8), max_detections=5, nms_iou=0.5)
+    _fixed_proposals(model, [[0, 0, 30, 60], [0, 0, 30, 28], [0, 40, 30, 60]])
+    wide = np.zeros((32, 64, 3), np.uint8)  # letterboxed at scale 1: rows 32..63 are padding
+    found = detect(model, tf.constant(wide))
+    kept = found["boxes"].numpy()[found["classes"].numpy() > 0]
+    assert len(kept) == 1 and pairwise_iou(kept).max() <= 0.5, kept
+    np.testing.assert_allclose(kept[0, :3], [0, 0, 30])  # either box, clipped to the image
+    tall = np.zeros((64, 64, 3), np.uint8)  # no padding, nothing clipped: all three stay
+    assert (detect(model, tf.constant(tall))["classes"].numpy() > 0).sum() == 3
 
 
 def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
@@ -250,7 +312,7 @@ def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
 
     model = build_faster_rcnn(2, 64, depth=18, width_multiplier=0.125, test_proposals=32,
                               sampled_rois=16, head_units=(8, 8), max_detections=5)
-    _fixed_detections(model, [8.0, 16.0, 32.0, 48.0], cls=2)
+    _fixed_proposals(model, [[8.0, 16.0, 32.0, 48.0]], cls=2)
     wide = np.zeros((100, 200, 3), np.uint8)  # letterboxed at scale 64/200
     found = detect(model, tf.constant(wide))
     np.testing.assert_allclose(found["boxes"][0], [25, 50, 100, 100], rtol=1e-5)  # y clipped
@@ -275,6 +337,39 @@ def test_detect_and_the_export_return_boxes_in_original_image_pixels(tmp_path):
     assert strict["num_detections"].numpy().tolist() == [0]
     with pytest.raises(tf.errors.InvalidArgumentError, match="PNG or JPEG"):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_gallery_draws_only_detections_over_the_threshold_with_labels_apart():
+    """Eleven detections piled on one object, one under the threshold: ten boxes drawn, in their
+    class's colour, the ground truth dashed; no label covers another (a label with no free
+    place is left out and counted)."""
+    from matplotlib.patches import Rectangle
+
+    from suite.viz.detection import class_colour, detection_gallery
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([[40, 30, 200, 150]], np.float32) + rng.uniform(-8, 8, (11, 4))
+    found = {"boxes": np.concatenate([boxes, np.zeros((3, 4))]),
+             "scores": np.array([0.9, 0.4] + [0.6] * 9 + [0, 0, 0]),
+             "classes": np.array([1, 1] + [2, 1] * 4 + [2, -1, -1, -1])}
+    images = [draw_scene(240, 180, [("square", 40, 30, 200, 150)]), draw_scene(100, 300, [])]
+    empty = {"boxes": np.zeros((2, 4)), "scores": np.zeros(2), "classes": -np.ones(2)}
+    fig = detection_gallery(images, [[[40, 30, 200, 150]], np.zeros((0, 4))], [found, empty],
+                            ["square", "disc"], score_threshold=0.5)
+    ax = fig.axes[0]
+    drawn = [p for p in ax.patches if isinstance(p, Rectangle)]
+    solid = [p for p in drawn if p.get_linestyle() == "solid"]
+    assert len(drawn) - len(solid) == 1 and len(solid) == 10  # the 0.4 detection left out
+    assert {tuple(p.get_edgecolor()[:3]) for p in solid} == {class_colour(1), class_colour(2)}
+    labels = [t for t in ax.texts]
+    assert "square 0.90" in [t.get_text() for t in labels] and all(
+        "0.40" not in t.get_text() for t in labels)
+    renderer = fig.canvas.get_renderer()
+    extents = [t.get_window_extent(renderer) for t in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    hidden = 10 - len(labels)
+    assert ax.get_title() == "1 true, 10 detected" + (f", {hidden} unlabelled" if hidden else "")
+    assert fig.axes[1].get_title() == "0 true, 0 detected" and not fig.axes[1].texts
 
 
 def test_backbone_from_a_classification_run_with_frozen_batch_norm(tmp_path):

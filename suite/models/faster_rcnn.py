@@ -117,6 +117,22 @@ class FasterRCNNDetector(keras_cv.models.FasterRCNN):
     def image_size(self) -> int:
         return int(self.backbone.input_shape[1])
 
+    def call(self, inputs, training=None, mask=None):
+        """keras-cv builds the graph on {"images": ...} but is fed image batches: name them, or
+        Keras warns that the structure of `inputs` does not match at every trace."""
+        if not isinstance(inputs, dict):
+            inputs = {"images": inputs}
+        return super().call(inputs, training=training, mask=mask)
+
+    @property
+    def metrics(self):
+        """The losses (and any compiled metrics), without the counters of keras-cv's RPN label
+        encoder and RoI sampler: logged as `mean` and `percent_boxes_matched`, they name
+        nothing a user can act on, and the latter is never updated (always 0)."""
+        internal = {id(m) for layer in (self.label_encoder, self.roi_sampler)
+                    for m in layer.metrics}
+        return [m for m in super().metrics if id(m) not in internal]
+
     def get_config(self):
         return {"name": self.name, "num_classes": self.num_classes,
                 "backbone": keras.saving.serialize_keras_object(self.backbone), **self.settings}
@@ -149,11 +165,41 @@ def compile_faster_rcnn(model: FasterRCNNDetector, optimizer, weight_decay: floa
                   classification_loss="CategoricalCrossentropy", weight_decay=weight_decay)
 
 
+class _Unsuppressed:
+    """keras-cv's FasterRCNN seen with its NMS layer replaced by a pass-through, so that its own
+    decode_predictions yields every decoded box with its class scores (background left out)."""
+
+    bounding_box_format = BOX_FORMAT
+
+    def __init__(self, model):
+        self.model = model
+        self.prediction_decoder = self
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, boxes, scores, image_shape=None):
+        return {"boxes": boxes, "scores": scores, "classes": tf.zeros_like(scores[..., 0])}
+
+
+def decode_candidates(model: FasterRCNNDetector, predictions, images) -> dict:
+    """The model's raw outputs on letterboxed `images` -> {"boxes": [B, R, 4] xyxy letterbox
+    pixels, "scores": [B, R, N] class probabilities}: keras-cv's decoding before its NMS."""
+    found = keras_cv.models.FasterRCNN.decode_predictions(_Unsuppressed(model), predictions,
+                                                          images)
+    return {"boxes": found["boxes"], "scores": found["scores"]}
+
+
 def detect(model: FasterRCNNDetector, image, score_threshold=0.0, max_detections=None):
     """One image [H, W, 3] (uint8 or float pixels 0..255) -> {"boxes": float32 [K, 4] xyxy in
     the image's own pixels, "scores": [K], "classes": int32 [K] 1..N}, K = the model's
     max_detections; slots past the detections (or under `score_threshold`) hold class -1,
-    score 0 and box 0."""
+    score 0 and box 0.
+
+    The model's NMS runs on the boxes as returned: mapped back to the image and clipped to it.
+    keras-cv suppresses before either, on boxes that may reach into the letterbox's padding or
+    past the square; clipping them afterwards can raise two kept boxes' IoU over the threshold.
+    A box wholly in the padding, empty once clipped, is no detection."""
     boxed, scale = letterbox(image, model.image_size)
     return detect_letterboxed(model, boxed, scale, tf.shape(image)[:2], score_threshold,
                               max_detections)
@@ -164,12 +210,16 @@ def detect_letterboxed(model: FasterRCNNDetector, boxed, scale, size, score_thre
     """`detect` of an image already letterboxed (`boxed`, `scale`) from one of `size` (height,
     width): a server letterboxes each image as it decodes it, and keeps only that."""
     batch = boxed[None]
-    decoded = model.decode_predictions(model(batch, training=False), batch)
-    boxes = tf.cast(decoded["boxes"][0], tf.float32) / scale
+    found = decode_candidates(model, model(batch, training=False), batch)
     height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
-    boxes = tf.clip_by_value(boxes, 0.0, tf.stack([width, height, width, height]))
+    boxes = tf.clip_by_value(tf.cast(found["boxes"], tf.float32) / scale, 0.0,
+                             tf.stack([width, height, width, height]))
+    seen = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])  # not all padding
+    scores = tf.cast(found["scores"], tf.float32) * tf.cast(seen, tf.float32)[..., None]
+    decoded = model.prediction_decoder(boxes, scores)
+    boxes = tf.cast(decoded["boxes"][0], tf.float32)
     scores = tf.cast(decoded["confidence"][0], tf.float32)
-    classes = tf.cast(decoded["classes"][0], tf.int32)
+    classes = tf.cast(decoded["classes"][0], tf.int32) + 1  # keras-cv's NMS counts from 0
     valid = (classes > 0) & (scores >= score_threshold)
     if max_detections is not None:
         valid &= tf.range(tf.shape(scores)[0]) < tf.cast(max_detections, tf.int32)

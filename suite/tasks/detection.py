@@ -181,8 +181,6 @@ class DetectionTask(Task):
         self.max_boxes = pipeline.max_boxes_of(data.train, data.test, validation)
         train = pipeline.letterboxed_arrays(data.train, c.image_size, self.max_boxes)
         validating = pipeline.letterboxed_arrays(validation, c.image_size, self.max_boxes)
-        self.held_out_arrays = pipeline.letterboxed_arrays(data.test, c.image_size,
-                                                           self.max_boxes)
         per_pass = steps_per_epoch(data.train.count, batch)  # refuses a batch above the count
         self.steps_per_epoch = self.config.schedule.steps_per_epoch or per_pass
         self.train_data = pipeline.train_dataset(train, batch, self.seed, c.augment)
@@ -261,8 +259,9 @@ class DetectionTask(Task):
         from suite.models.faster_rcnn import detect
 
         model = self._inference_model(run)
-        detect_fn = tf.function(lambda image: detect(model, image), input_signature=[
-            tf.TensorSpec([None, None, 3], tf.uint8)])
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def detect_fn(image):  # a def, not a lambda: AutoGraph warns it cannot read a lambda's
+            return detect(model, image)
         test = self.data.test
         found, seconds = [], []
         for image in test.images:
@@ -292,26 +291,19 @@ class DetectionTask(Task):
         }
 
     def _draw(self, run, found):
-        """gallery.png: the first held-out images letterboxed, true boxes and detections with a
-        score of at least the export's threshold (the ones a user would be shown)."""
+        """gallery.png: the first held-out images with their true boxes and the detections a
+        user of the export gets (score at least its threshold), also in TensorBoard."""
         import tensorflow as tf
 
         from suite.viz.detection import plot_detection_gallery
 
         count = min(self.config.gallery_images, self.data.test.count)
-        images, boxes, classes, scales = (a[:count] for a in self.held_out_arrays)
-        shown = [f["scores"] >= self.config.score_threshold for f in found[:count]]
-        predicted = {
-            "boxes": np.stack([np.where(s[:, None], f["boxes"] * k, -1)
-                               for f, s, k in zip(found, shown, scales)]),
-            "classes": np.stack([np.where(s, f["classes"], -1) for f, s in zip(found, shown)]),
-            "confidence": np.stack([np.where(s, f["scores"], -1) for f, s in zip(found, shown)]),
-        }
-        path = plot_detection_gallery(images, {"boxes": boxes, "classes": classes}, predicted,
-                                      self.class_names, run.output_path("gallery.png"))
+        path = plot_detection_gallery(self.data.test.images[:count], self.data.test.boxes[:count],
+                                      found[:count], self.class_names,
+                                      self.config.score_threshold, run.output_path("gallery.png"))
         with tf.summary.create_file_writer(f"{run.paths.logs}/evaluation").as_default():
             png = tf.image.decode_png(tf.io.read_file(path), channels=3)
-            tf.summary.image("held-out detections (true: cyan, predicted: yellow)", png[None],
+            tf.summary.image("held-out detections (true: dashed white)", png[None],
                              step=self.epochs)
 
     # -- export ---------------------------------------------------------------------------------

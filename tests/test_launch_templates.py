@@ -28,6 +28,7 @@ exit "${STUB_RC:-0}"
 """
 SCONTROL = """#!/bin/bash
 printf '%s\\n' "$@" > "$STUB_DIR/scontrol.args"
+exit "${STUB_SCONTROL_RC:-0}"
 """
 
 
@@ -61,23 +62,42 @@ def test_slurm_template_directives():
     assert "--requeue" in directives and "--exclusive" in directives  # its ports are ours
 
 
+def test_a_requeue_slurm_already_made_is_not_an_error(tmp_path):
+    """Slurm requeues a job by itself when it counts one of its nodes as failed; the script's
+    own `scontrol requeue` then fails, and the job still ends with the app's code."""
+    result, recorded = run_sbatch(tmp_path, rc=138, STUB_SCONTROL_RC="1")
+    assert result.returncode == 138 and recorded["scontrol"] == ["requeue", "4242"]
+    assert "scontrol requeue failed (already requeued?)" in result.stdout
+
+
+def test_a_silent_task_is_waited_for_task_exit_wait_s(tmp_path):
+    result, recorded = run_sbatch(tmp_path, TASK_EXIT_WAIT_S="20")
+    assert result.returncode == 0 and recorded["srun"][:2] == ["--kill-on-bad-exit=1",
+                                                               "--wait=20"]
+
+
 def test_srun_runs_the_app_with_the_arguments_given(tmp_path):
     result, recorded = run_sbatch(tmp_path, "--flagfile=apps/flags/mnist.flags",
                                   "--model_dir=/shared/runs/mnist")
     assert result.returncode == 0, result.stderr
     # No --strategy: inside a step of several tasks the app's auto is multi_worker, and a
     # one-task job keeps the single-machine strategies (mirrored over the node's GPUs).
-    assert recorded["srun"] == ["--kill-on-bad-exit=1", "--label", "python", "-m",
+    assert recorded["srun"] == ["--kill-on-bad-exit=1", "--wait=60", "--label", "python", "-m",
                                 "apps.train_mnist", "--flagfile=apps/flags/mnist.flags",
                                 "--model_dir=/shared/runs/mnist"]
     assert (tmp_path / "srun.tf_config").read_text().strip() == "unset"  # Slurm's resolver
     assert "scontrol" not in recorded and "job 4242: finished" in result.stdout
 
 
-def test_only_a_saved_preemption_is_requeued_and_never_forever(tmp_path):
+def test_only_a_saved_preemption_or_a_lost_peer_is_requeued_and_never_forever(tmp_path):
     result, recorded = run_sbatch(tmp_path, rc=143)
     assert result.returncode == 143 and recorded["scontrol"] == ["requeue", "4242"]
     assert "stopped by SIGTERM with the state saved (exit 143): requeueing" in result.stdout
+    (tmp_path / "scontrol.args").unlink()
+    result, recorded = run_sbatch(tmp_path, rc=138)
+    assert result.returncode == 138 and recorded["scontrol"] == ["requeue", "4242"]
+    assert ("lost a peer (a node or link failed) with the last backup intact (exit 138): "
+            "requeueing (restart 1 of at most 20)") in result.stdout
     (tmp_path / "scontrol.args").unlink()
     result, recorded = run_sbatch(tmp_path, rc=143, SLURM_RESTART_COUNT="20")
     assert result.returncode == 143 and "scontrol" not in recorded

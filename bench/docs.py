@@ -264,6 +264,724 @@ def mnist_seeds() -> Table:
                   "`train_seconds` (training alone) but no device."])
 
 
+# ---------------------------------------------------------------- speed (docs/performance.md)
+
+def short_ms(ms: float) -> str:
+    digits = 3 if ms < 1 else 2 if ms < 10 else 1 if ms < 100 else 0
+    return f"{ms:.{digits}f} ms"
+
+
+def loads(data: dict) -> str:
+    m = data["machine"]
+    return load_text(m.get("load_1min"), m.get("load_1min_at_end"))
+
+
+@table("time_to_accuracy")
+def time_to_accuracy() -> Table:
+    rows, notes = [], []
+    for name in ("mnist_fast", "mnist_fast_float32"):
+        data = load(f"time_to_accuracy_{name}.json")
+        runs = data["runs"]
+        rows.append([machine_text(data["machine"]), f"`{name}.flags`", runs[0]["precision"],
+                     ", ".join(pct(r["test_accuracy"]) for r in runs),
+                     f"**{pct(data['mean_test_accuracy'])}**",
+                     ", ".join(f"{r['seconds']:.0f}" for r in runs)
+                     + f" s (**{minutes(data['mean_seconds'])}**)", loads(data)])
+        notes.append(f"`{name}`: `{command(data['command'])}`.")
+    return Table(["CPU", "preset", "precision", "test accuracy, seeds 0, 1, 2", "mean",
+                  "whole command per run (mean)", "load"], rows,
+                 [f"time_to_accuracy_{n}.json" for n in ("mnist_fast", "mnist_fast_float32")],
+                 notes)
+
+
+PEERS = {  # training_throughput's peers, as the tables name them
+    "keras": "Keras float32 (the suite's fused batch norm)",
+    "keras_bfloat16": "Keras mixed_bfloat16",
+    "keras_unfused_bn": "Keras float32, Keras's own batch norm",
+    "keras_unfused_bn_bfloat16": "Keras mixed_bfloat16, Keras's own batch norm",
+    "torch": "PyTorch eager, NCHW",
+    "torch_channels_last": "PyTorch eager, channels-last",
+    "torch_compile": "torch.compile",
+    "torch_bfloat16": "PyTorch autocast bfloat16 (channels-last)",
+}
+NETWORKS = {"deep_convnet": "DeepConvNet", "resnet20": "ResNet-20"}
+
+
+def rate(peer: dict | None) -> str:
+    if not peer or peer.get("error"):
+        return "-"
+    share = f" ({peer['percent_of_peak']:.0f}%)" if peer.get("percent_of_peak") else ""
+    return f"{num(peer['mean_images_per_s'])} ± {num(peer['std_images_per_s'])}{share}"
+
+
+def peaks(data: dict) -> str:
+    after, before = data["gemm_peaks"], data["gemm_peaks_before"]
+    return ", ".join(f"{p} {before[p]['gflops']:.0f} before and {after[p]['gflops']:.0f} after"
+                     for p in ("float32", "bfloat16"))
+
+
+@table("training_throughput")
+def training_throughput() -> Table:
+    files = {n: load(f"training_throughput_{n}.json") for n in NETWORKS}
+    rows = [[label] + [rate(files[n]["results"].get(peer)) for n in NETWORKS]
+            for peer, label in PEERS.items()]
+    for key, ceiling, label in (
+            ("keras_vs_best_torch_float32", "float32_ceiling_vs_best_torch",
+             "Keras float32 / best PyTorch float32 (ceiling)"),
+            ("keras_bfloat16_vs_torch_bfloat16", "bfloat16_ceiling_vs_best_torch",
+             "Keras bfloat16 / PyTorch bfloat16 (ceiling)"),
+            ("fused_bn_vs_keras_bn_float32", None, "fused / Keras's own batch norm, float32"),
+            ("fused_bn_vs_keras_bn_bfloat16", None, "fused / Keras's own batch norm, bfloat16")):
+        cells = []
+        for n in NETWORKS:
+            value = files[n]["ratios"].get(key)
+            top = files[n]["ceilings"].get(ceiling) if ceiling else None
+            cells.append("-" if value is None else f"**{times(value)}**"
+                         + (f" ({times(top)})" if top else ""))
+        rows.append([label] + cells)
+    notes = ["Images/s: mean ± standard deviation over the interleaved rounds, and in brackets "
+             "the share of the CPU's matrix-multiply peak of that precision; the ceiling is that "
+             "peak over PyTorch's best rate of the precision."]
+    for n, data in files.items():
+        notes.append(f"{NETWORKS[n]}: `{command(data['command'])}`, batch {data['batch_size']}, "
+                     f"{data['gflop_per_training_image'] * 1000:.1f} MFLOP per training image; "
+                     f"{machine_text(data['machine'])}, {loads(data)}; GEMM peaks (GFLOP/s) "
+                     f"{peaks(data)} the rounds.")
+    return Table(["images/s"] + list(NETWORKS.values()), rows,
+                 [f"training_throughput_{n}.json" for n in NETWORKS], notes)
+
+
+@table("training_throughput_avx2_cap")
+def training_throughput_avx2_cap() -> Table:
+    rows, notes, sources = [], [], []
+    for n, label in NETWORKS.items():
+        data = load(f"training_throughput_{n}_avx2_cap.json")
+        uncapped = load(f"training_throughput_{n}.json")["results"]["keras"]
+        res = data["results"]
+        rows.append([label] + [rate(res.get(p)) for p in (
+            "keras", "torch", "torch_channels_last", "torch_compile")]
+            + [f"**{times(data['ratios']['keras_vs_best_torch_float32'])}**", rate(uncapped)])
+        notes.append(f"{label}: `{command(data['command'])}`; {loads(data)}.")
+        sources += [f"training_throughput_{n}_avx2_cap.json", f"training_throughput_{n}.json"]
+    notes.append(f"Machine: {machine_text(data['machine'])}.")
+    return Table(["float32, images/s", "Keras", "PyTorch eager, NCHW", "channels-last",
+                  "torch.compile", "Keras / best PyTorch", "Keras without the cap"], rows,
+                 sources, notes)
+
+
+@table("resnet20_bn_avx2_cap")
+def resnet20_bn_avx2_cap() -> Table:
+    data = load("training_throughput_resnet20_bn_avx2_cap.json")
+    rows = [[PEERS[p], ", ".join(num(x) for x in r["images_per_s"]),
+             f"{num(r['mean_images_per_s'])} ± {num(r['std_images_per_s'])}"]
+            for p, r in data["results"].items()]
+    rows.append(["fused / Keras's own batch norm", "",
+                 f"**{times(data['ratios']['fused_bn_vs_keras_bn_float32'])}**"])
+    return Table(["ResNet-20, float32, AVX2 cap", "images/s per round", "mean ± std"], rows,
+                 ["training_throughput_resnet20_bn_avx2_cap.json"],
+                 [f"`{command(data['command'])}`; {machine_text(data['machine'])}, {loads(data)}."])
+
+
+PROFILE_GROUPS = {  # row -> the op kinds of bench.profile_training it adds up
+    "convolution, forward": ["convolution, forward"],
+    "convolution, weight gradient": ["convolution, weight gradient"],
+    "convolution, input gradient": ["convolution, input gradient"],
+    "convolution, both gradients (PyTorch times them together)": ["convolution, both gradients"],
+    "batch norm, forward and backward": ["batch norm, forward", "batch norm, backward"],
+    "ReLU and its gradient": ["other: Relu", "other: ReluGrad", "other: aten::clamp_min",
+                              "other: aten::threshold_backward"],
+    "strided slices (the shortcut) and their gradient": ["other: StridedSlice",
+                                                         "other: StridedSliceGrad"],
+    "zero-filling (aten::fill_)": ["other: aten::fill_"],
+}
+PROFILES = {"profile_resnet20.json": "ResNet-20",
+            "profile_resnet20_avx2_cap.json": "ResNet-20, AVX2 cap",
+            "profile_deep_convnet.json": "DeepConvNet"}
+
+
+@table("profile")
+def profile() -> Table:
+    files = {f: load(f) for f in PROFILES}
+    columns = [(f, fw) for f in PROFILES for fw in ("keras", "torch")]
+    rows = []
+    for label, kinds in PROFILE_GROUPS.items():
+        cells = []
+        for f, fw in columns:
+            got = files[f][fw]["kinds"]
+            if not any(k in got for k in kinds):
+                cells.append("-")
+                continue
+            ms = sum(got.get(k, 0.0) for k in kinds)
+            cells.append(f"{ms:.1f} ({ms / files[f][fw]['ms_per_step']:.0%})")
+        rows.append([label] + cells)
+    rows.append(["**the profiled step**"]
+                + [f"**{files[f][fw]['ms_per_step']:.1f}**" for f, fw in columns])
+    header = ["ms per step (share)"] + [
+        f"{'Keras' if fw == 'keras' else 'PyTorch'}, {PROFILES[f]}" for f, fw in columns]
+    notes = ["Float32, PyTorch eager channels-last; shares of the step's wall time, which "
+             "overlap where TensorFlow runs two ops side by side."]
+    notes += [f"`{command(files[f]['command'])}`: {machine_text(files[f]['machine'])}, load "
+              f"{files[f]['machine']['load_1min']} at the start." for f in PROFILES]
+    return Table(header, rows, list(PROFILES), notes)
+
+
+CONV_SCALING = {"conv_scaling_deep_convnet.json": "DeepConvNet",
+                "conv_scaling_resnet20.json": "ResNet-20",
+                "conv_scaling_deep_convnet_avx2_cap.json": "DeepConvNet, AVX2 cap",
+                "conv_scaling_resnet20_avx2_cap.json": "ResNet-20, AVX2 cap"}
+
+
+@table("conv_scaling")
+def conv_scaling() -> Table:
+    from bench.conv_scaling import per_step  # no TensorFlow: the module loads it when timing
+
+    rows, notes = [], []
+    for f, label in CONV_SCALING.items():
+        data = load(f)
+        threads = sorted({int(k.split("/")[1]) for k in data["runs"]})
+        one, many = threads[0], threads[-1]
+        step = {k: sum(per_step(r, data["shapes"]).values()) for k, r in data["runs"].items()}
+        tf1, tfn = step[f"tensorflow/{one}"], step[f"tensorflow/{many}"]
+        pt1, ptn = step[f"torch/{one}"], step[f"torch/{many}"]
+        overhead = statistics.median_high(
+            r["call_overhead_ms"] for r in data["runs"][f"tensorflow/{one}"])
+        calls = sum(2 * s["layers"] + s["input_gradients"] for s in data["shapes"])
+        rows.append([label, f"{tf1:.1f}", f"{tfn:.1f}", times(tf1 / tfn), f"{pt1:.1f}",
+                     f"{ptn:.1f}", times(pt1 / ptn), f"**{times(tfn / ptn)}**",
+                     f"{overhead * calls:.1f} ({calls} calls)"])
+        notes.append(f"{label}: `{command(data['command'])}`, load "
+                     f"{data['machine']['load_1min']} at the start.")
+    first = load(next(iter(CONV_SCALING)))["machine"]
+    notes.insert(0, "Milliseconds per training step, the convolutions alone (forward, input "
+                 "and weight gradients, each shape timed alone and multiplied by its layers; "
+                 f"medians over repeats), on {one} and {many} threads of "
+                 f"{machine_text(first)}.")
+    return Table(["convolutions of a step", "TensorFlow, 1 thread", f"TensorFlow, {many}",
+                  "speed-up", "PyTorch, 1 thread", f"PyTorch, {many}", "speed-up",
+                  f"TensorFlow / PyTorch time, {many} threads",
+                  "TensorFlow's call overhead in that, 1 thread (ms)"], rows,
+                 list(CONV_SCALING), notes)
+
+
+INFERENCE = {
+    "saved_model": "the suite's SavedModel (`serving_default`)",
+    "keras_call": "Keras model in a `tf.function`",
+    "keras_predict": "`keras.Model.predict`",
+    "tflite": "the SavedModel as TFLite float32 (XNNPACK)",
+    "torch": "PyTorch eager, NCHW",
+    "torch_channels_last": "PyTorch eager, channels-last",
+    "torch_compile": "torch.compile",
+    "keras_bfloat16": "Keras, mixed_bfloat16",
+    "torch_bfloat16": "PyTorch autocast bfloat16",
+    "tflite_dynamic_range": "TFLite, int8 weights (dynamic range)",
+    "tflite_int8": "TFLite fully int8 (calibrated)",
+    "torch_int8": "PyTorch static int8 (FX, x86)",
+}
+
+
+@table("inference_throughput")
+def inference_throughput() -> Table:
+    data = load("inference_throughput.json")
+    batches = [str(b) for b in data["batch_sizes"]]
+    rows = []
+    for peer, label in INFERENCE.items():
+        if peer not in data["results"]:
+            continue
+        cells = [f"{short_ms(r['median_ms'])} ({num(r['images_per_s'])}/s)"
+                 for r in (data["results"][peer][b] for b in batches)]
+        rows.append([label] + cells + [f"{data['max_probability_difference'][peer]:.1e}"])
+    return Table(["peer, median per call (images/s)"] + [f"batch {num(int(b))}" for b in batches]
+                 + ["largest probability difference from the SavedModel"], rows,
+                 ["inference_throughput.json"],
+                 [f"DeepConvNet, {data['gflop_per_image'] * 1000:.1f} MFLOP an image. "
+                  f"`{command(data['command'])}`; {machine_text(data['machine'])}, {loads(data)}; "
+                  f"GEMM peaks (GFLOP/s) {peaks(data)} the rounds."])
+
+
+@table("inference_ratios")
+def inference_ratios() -> Table:
+    data = load("inference_throughput.json")
+    batches = [str(b) for b in data["batch_sizes"]]
+    rows = []
+    for precision, ratios in data["ratios"].items():
+        cells = []
+        for b in batches:
+            r = ratios[b]
+            ceiling = f", ceiling {times(r['ceiling'])}" if r.get("ceiling") else ""
+            cells.append(f"**{times(r['ratio'])}** ({r['best_suite_peer']} / "
+                         f"{r['torch_peer']}{ceiling})")
+        rows.append([precision] + cells)
+    return Table(["best suite peer / PyTorch's of the precision"]
+                 + [f"batch {num(int(b))}" for b in batches], rows, ["inference_throughput.json"],
+                 ["One run. The ceiling is the CPU's matrix-multiply peak over PyTorch's rate; "
+                  "no int8 peak is measured."])
+
+
+@table("throughput_mnist")
+def throughput_mnist() -> Table:
+    data = load("throughput_mnist.json")
+    labels = {"keras_tfdata": "suite (Keras fit, real MNIST tf.data pipeline)",
+              "keras_synthetic": "Keras fit on in-memory synthetic batches",
+              "torch": "PyTorch eager, NCHW", "torch_channels_last": "PyTorch eager, channels-last",
+              "numpy": "the book's NumPy code (float64, as shipped)",
+              "numpy_f32": "the book's NumPy code in float32"}
+    res = data["results"]
+    base = res["torch"]["median_images_per_s"]
+    rows = [[label, num(res[p]["median_images_per_s"]),
+             f"{num(min(res[p]['images_per_s']))}-{num(max(res[p]['images_per_s']))}",
+             f"{res[p]['median_images_per_s'] / base:.2f}",
+             f"{res[p]['median_cpu_ms_per_step']:.1f}"]
+            for p, label in labels.items() if p in res]
+    m = data["machine"]
+    pipeline = res["keras_tfdata"]["median_images_per_s"] / res["keras_synthetic"][
+        "median_images_per_s"]
+    return Table(["implementation, float32 (NumPy: as stated), batch 100", "images/s (median)",
+                  "range over repeats", "vs PyTorch eager", "CPU ms/step"], rows,
+                 ["throughput_mnist.json"],
+                 [f"Input pipeline: the real pipeline at {pipeline:.3f} of in-memory data "
+                  f"(bar 0.95). `{command(data['command'])}`; {m['cpu_count']} CPUs, TensorFlow "
+                  f"{m['tensorflow']}, Keras {m['keras']}, PyTorch {m['torch']}, load "
+                  f"{m['load_average_1min_at_start']} at the start, "
+                  f"{m['load_average_1min_at_end']} at the end."])
+
+
+@table("precision_training_speed")
+def precision_training_speed() -> Table:
+    data = load("precision_training_speed.json")
+    median = {p: statistics.median(v) for p, v in data.items()}
+    rows = [[p, ", ".join(num(x) for x in v), num(median[p]),
+             f"{median[p] / median['float32']:.2f}"] for p, v in data.items()]
+    with open(os.path.join(RESULTS, "precision_training_speed.md")) as f:
+        head = f.readline().strip()
+    return Table(["policy (DeepConvNet, this CPU)", "images/s per round", "median",
+                  "vs float32"], rows, ["precision_training_speed.json"],
+                 [f"`precision_training_speed.md` gives the command and the load: "
+                  f"{command(head)}"])
+
+
+@table("multiworker_overhead")
+def multiworker_overhead() -> Table:
+    data = load("multiworker_overhead.json")
+    rows = []
+    for run_number, run in enumerate(data["runs"], 1):
+        single = run["single"]["fit"]["median_ms"]
+        for who in [run["single"]] + run["workers"]:
+            fit = who["fit"]
+            name = "one process" if who["role"] == "single" else f"worker {who['index']} of 2"
+            allreduce = (who.get("allreduce_ms") or {}).get("gradient_494KB_fp32")
+            rows.append([str(run_number), f"{name}, {who['threads']} thread(s)",
+                         f"{fit['median_ms']:.1f}", f"{fit['p10_ms']:.1f}-{fit['p90_ms']:.1f}",
+                         f"{fit['cpu_ms_per_step']:.1f}",
+                         times(fit["median_ms"] / single) if who["role"] != "single" else "",
+                         f"{allreduce['median']:.1f}" if allreduce else ""])
+    before, after = data["load_avg_before"][0], data["load_avg_after"][0]
+    return Table(["repeat", "process", "ms per step (median)", "p10-p90", "CPU ms per step",
+                  "vs one process", "494 KB gradient all-reduce (ms)"], rows,
+                 ["multiworker_overhead.json"],
+                 [f"DeepConvNet, global batch {data['global_batch']}, {data['steps']} steps "
+                  f"after {data['warmup_steps']} of warm-up, two workers on 127.0.0.1; "
+                  f"{data['cpu_count']} CPUs, load {before:.2f} before and {after:.2f} after."])
+
+
+# ---------------------------------------------------------------- the classifier
+
+CIFAR_RECIPES = [
+    (["resnet20_depth_e100"], "the paper's recipe (`cifar_resnet20.flags`)"),
+    (["resnet20_wd5e-4_e100"], "+ weight decay 5e-4"),
+    (["resnet20_wd5e-4_cosine_e100"], "+ cosine decay"),
+    ([f"resnet20_wd5e-4_cosine_cutout_e100{s}" for s in ("", "_seed1", "_seed2", "_seed3")],
+     "**+ cutout 16x16** (`cifar_resnet20_modern.flags`)"),
+    (["resnet20_wd1e-3_cosine_cutout_e100"], "same, weight decay 1e-3"),
+]
+
+
+def run_date(run: dict) -> str:
+    return date_of(run["start_unix"]) if "start_unix" in run else "-"
+
+
+def dates(runs: list[dict]) -> str:
+    known = sorted({date_of(r["start_unix"]) for r in runs if "start_unix" in r})
+    if not known:
+        return "-"
+    some = sum("start_unix" in r for r in runs)
+    return ", ".join(known) + (f" ({some} of {len(runs)} files)" if some < len(runs) else "")
+
+
+@table("cifar_recipes")
+def cifar_recipes() -> Table:
+    rows, sources = [], []
+    for names, label in CIFAR_RECIPES:
+        runs = [load(f"cifar_resnet/{n}.json") for n in names]
+        recipe = runs[0]["recipe"]
+        tops = [r["history"]["val_accuracy"][-1] for r in runs]
+        top = (", ".join(pct(t) for t in tops) + f": **{mean_std(tops)}%**" if len(runs) > 1
+               else f"**{pct(tops[0])}**")
+        rows.append([label, f"{recipe['weight_decay']:g}", recipe["schedule"],
+                     f"{recipe['cutout']}" if recipe["cutout"] else "-",
+                     ", ".join(str(r["recipe"]["seed"]) for r in runs), top,
+                     ", ".join(pct(r["history"]["accuracy"][-1], 1) for r in runs),
+                     ", ".join(f"{r['seconds']:.0f}" for r in runs), dates(runs)])
+        sources += [f"cifar_resnet/{n}.json" for n in names]
+    app = load("cifar_resnet/app_cpu_resnet20_modern/results.json")
+    history = rows_of("cifar_resnet/app_cpu_resnet20_modern/history.csv")
+    rows.append(["`cifar_resnet20_modern.flags` through the app (TensorFlow, CPU)", "", "", "",
+                 str(app["seed"]), f"**{pct(app['test_top1_accuracy'])}** (top-5 "
+                 f"{pct(app['test_top5_accuracy'])})",
+                 pct(float(history[-1]["accuracy"]), 1), "-", "-"])
+    sources += ["cifar_resnet/app_cpu_resnet20_modern/results.json",
+                "cifar_resnet/app_cpu_resnet20_modern/history.csv"]
+    return Table(["ResNet-20, 100 epochs", "weight decay", "schedule", "cutout", "seeds",
+                  "test top-1, last epoch", "train accuracy, last epoch", "seconds",
+                  "date"], rows, sources,
+                 ["All rows but the last: `bench.cifar_resnet` with the Keras backend each file "
+                  "names (its `backend`), on a lent GPU the files do not name; ± is the sample "
+                  "standard deviation over seeds."])
+
+
+@table("plain_vs_resnet")
+def plain_vs_resnet() -> Table:
+    names = ["plain20", "plain56", "resnet20", "resnet56"]
+    rows = []
+    for n in names:
+        r = load(f"cifar_resnet/{n}_depth_e100.json")
+        h = r["history"]
+        rows.append([n.replace("plain", "plain-").replace("resnet", "ResNet-"),
+                     f"{r['params'] / 1e6:.2f}M", pct(1 - h["accuracy"][-1], 1),
+                     f"**{pct(h['val_accuracy'][-1])}**", f"{h['loss'][0]:.1f}",
+                     f"{h['loss'][-1]:.2f}", f"{r['seconds']:.0f}"])
+    return Table(["net", "params", "train error, last epoch", "test top-1", "loss after epoch 1",
+                  "loss after the last", "seconds"], rows,
+                 [f"cifar_resnet/{n}_depth_e100.json" for n in names],
+                 [f"100 epochs each, the paper's recipe, Keras backend "
+                  f"{r['backend']}, all four at once on one lent GPU "
+                  f"(`gpu_cifar_depth_h100.log` beside them), started {run_date(r)}."])
+
+
+@table("transfer_cifar")
+def transfer_cifar() -> Table:
+    data = load("transfer_cifar.json")
+    args = data["args"]
+    how = {"scratch": ("random", args["scratch_lr"]),
+           "fine-tune all layers": ("pretrained", args["finetune_lr"]),
+           "frozen backbone, new head": ("pretrained", args["scratch_lr"])}
+    base = statistics.mean(data["results"]["scratch"]["runs"])
+    rows = []
+    for name, res in data["results"].items():
+        start, lr = how[name]
+        gain = 100 * (statistics.mean(res["runs"]) - base)
+        rows.append([start, name, f"{lr:g}", ", ".join(pct(x) for x in res["runs"]),
+                     f"**{mean_std(res['runs'])}%**", f"{gain:+.2f}" if gain else ""])
+    return Table(["start", "trained", "lr", "top-1 per seed", "mean ± std",
+                  "gain (points)"], rows, ["transfer_cifar.json"],
+                 [f"Pretrained on {', '.join(data['pretrain_classes'])} "
+                  f"({num(data['train_images_pretrain'])} images, {args['pretrain_epochs']} "
+                  f"epochs: {pct(data['pretrain_top1'])} on their test images), then "
+                  f"{', '.join(data['target_classes'])} with {args['per_class']} labelled "
+                  f"images per class, seeds {args['seeds']}; ± is the sample standard "
+                  f"deviation (the file's `std` divides by n). Whole bench "
+                  f"{data['seconds']:.0f} s ({minutes(data['seconds'])}) on "
+                  f"{data['cpus']} CPUs ({data['machine']})."])
+
+
+@table("cifar_encoder_protocol")
+def cifar_encoder_protocol() -> Table:
+    header = PROTOCOL_HEADER[:3] + ["test top-1"] + PROTOCOL_HEADER[4:]
+    return Table(header, protocol_rows("cifar_resnet20_encoder",
+                                       "`cifar_resnet20_encoder.flags`, 15 epochs"),
+                 ["protocol/cifar_resnet20_encoder/record.json"],
+                 protocol_notes(["cifar_resnet20_encoder"]))
+
+
+# ---------------------------------------------------------------- DQN
+
+@table("dqn_cartpole")
+def dqn_cartpole() -> Table:
+    data = load("dqn_cartpole.json")
+    rows = [["suite (Keras on TensorFlow)", str(r["seed"]),
+             f"{r['greedy_return_mean']:.1f} ± {r['greedy_return_std']:.1f}",
+             f"{r['final_network_return_mean']:.1f}", num(r["env_steps_per_second"]),
+             f"{r['wall_seconds']:.0f} s"] for r in data["app"]]
+    rows += [[f"PyTorch {r['torch']} peer", str(r["seed"]), "",
+              f"{r['greedy_return_mean']:.1f} ± {r['greedy_return_std']:.1f}",
+              num(r["env_steps_per_second"]), ""] for r in data["pytorch"]]
+    speed = (statistics.mean(r["env_steps_per_second"] for r in data["app"])
+             / statistics.mean(r["env_steps_per_second"] for r in data["pytorch"]))
+    return Table(["", "seed", "greedy return, kept policy (100 new episodes)", "final network",
+                  "env steps/s (training)", "wall time, start to exit"], rows,
+                 ["dqn_cartpole.json"],
+                 [f"Solved (mean greedy return >= 475): {data['solved_seeds']} of "
+                  f"{len(data['app'])} seeds. Training speed, suite / PyTorch: {times(speed)} "
+                  f"(means). {machine_text(data['machine'])}, load "
+                  f"{data['machine']['load_1min']} at the start."])
+
+
+# ---------------------------------------------------------------- the segmenter
+
+@table("isbi")
+def isbi() -> Table:
+    compare = load("isbi/compare.json")
+    labels = {"global threshold": "one global threshold (best on the training images)",
+              "Otsu threshold": "Otsu's threshold per image",
+              "fcn32s": "FCN-32s (width 0.25, batch norm)",
+              "fcn8s": "FCN-8s (width 0.25, batch norm)",
+              "unet": "U-Net (16 first-level filters, batch norm)"}
+
+    def row(label, r, steps, time):
+        return [label, f"{r['pixel_error']:.3f}", f"{r['rand_error']:.3f}",
+                f"{r['mean_iou']:.3f}", f"{r['per_class_iou'][0]:.3f}", steps, time]
+
+    rows = [row(label, compare[k], num(compare[k]["steps"]) if "steps" in compare[k] else "-",
+                minutes(compare[k]["run_seconds"]) if "run_seconds" in compare[k] else "-")
+            for k, label in labels.items()]
+    fast = load("isbi/fcn8s_30min.results.json")
+    rows.append(row("FCN-8s, the 30-minute recipe (`isbi_fcn8s_30min.flags`)", fast,
+                    num(fast["epochs"] * fast["steps_per_epoch"]),
+                    f"not recorded (the file's `seconds`, {fast['seconds']}, timed a rerun "
+                    "that only evaluated)"))
+    return Table(["method", "pixel error", "Rand error", "mIoU", "membrane IoU", "steps",
+                  "whole run"], rows, ["isbi/compare.json", "isbi/fcn8s_30min.results.json"],
+                 ["The 6 held-out 512x512 images (24-29), seed 0; the networks from scratch, "
+                  "batch 4."])
+
+
+def interleaved_rows(data: dict, labels: dict) -> list[list[str]]:
+    """Peers of bench.interleaved: images/s, ms per step where the file has it, the ratio to
+    the best PyTorch peer, CPU ms per step."""
+    res = data["results"]
+    best = max((r["mean_images_per_s"] for p, r in res.items()
+                if p.startswith("torch") and not r.get("error")), default=None)
+    rows = []
+    for peer, label in labels.items():
+        r = res.get(peer)
+        if not r:
+            continue
+        if r.get("error"):
+            rows.append([label, "failed", "", "", ""])
+            continue
+        step = [f"{r['ms_per_step']:.0f}"] if "ms_per_step" in r else []
+        rows.append([label, f"{r['mean_images_per_s']:.1f} ± {r['std_images_per_s']:.1f}", *step,
+                     f"{r['mean_images_per_s'] / best:.2f}" if best else "-",
+                     f"{r['median_cpu_ms_per_step']:.0f}"])
+    return rows
+
+
+INTERLEAVED = {"keras": "Keras fit", "torch": "PyTorch eager, NCHW",
+               "torch_channels_last": "PyTorch eager, channels-last",
+               "torch_compile": "torch.compile"}
+
+
+@table("throughput_fcn")
+def throughput_fcn() -> Table:
+    data = load("throughput_fcn.json")
+    c = data["config"]
+    return Table(["FCN-8s training step", "images/s (mean ± std)", "vs best PyTorch",
+                  "CPU ms/step (median)"],
+                 interleaved_rows(data, INTERLEAVED), ["throughput_fcn.json"],
+                 [f"Width {c['width_multiplier']}, batch norm, {c['crop']}x{c['crop']} crops, "
+                  f"batch {c['batch_size']}; {num(data['parameters']['keras_total'])} parameters "
+                  f"in both. `{command(data['command'])}`; {machine_text(data['machine'])}, "
+                  f"{loads(data)}."])
+
+
+# ---------------------------------------------------------------- DCGAN
+
+def class_range(histogram: list[float]) -> str:
+    low, high = min(histogram), max(histogram)
+    return (f"{pct(low, 1)} ({histogram.index(low)}) / {pct(high, 1)} "
+            f"({histogram.index(high)})")
+
+
+def quality_row(label: str, q: dict, seconds) -> list[str]:
+    return [label, minutes(seconds) if seconds else "-",
+            f"{q['classifier_score']:.2f} ± {q['classifier_score_std']:.2f}",
+            f"{q['frechet_distance']:.0f}", class_range(q["class_histogram"])]
+
+
+DCGAN_HEADER = ["run (bfloat16 where it says)", "time: the file's `seconds`", "classifier score",
+                "Frechet DeepConvNet distance", "smallest / largest class (digit)"]
+
+
+@table("dcgan_preset")
+def dcgan_preset() -> Table:
+    preset = load("dcgan_mnist/results.json")
+    q = preset["quality"]
+    judged = load("dcgan_mnist/judges.json")["judges"]["runs/mnist_augment"]["generators"]
+    rows = [["real test digits", "-", f"{q['real_test_classifier_score']:.2f}",
+             f"{q['frechet_floor_test_vs_train']:.2f} (the floor)", "-"],
+            quality_row("**`dcgan_mnist.flags`**: `--refine_layers=1`, batch 64, 11 epochs, "
+                        "bfloat16, fused batch norm", q, preset["seconds"])]
+    rerun = load("dcgan_mnist/stateless_noise_results.json")
+    rows.append(quality_row("the same preset after the resumable noise, rerun",
+                            rerun["quality"], rerun["seconds"]))
+    for run, results, label in (
+            ("runs/dcgan_bf16", "refine1_bfloat16_10epochs_results.json",
+             "the previous preset: Keras's own batch norm, 10 epochs"),
+            ("runs/dcgan_r2cos", "refine2_cosine_9epochs_results.json",
+             "`--refine_layers=2`, both learning rates cosine-decayed, 9 epochs")):
+        rows.append(quality_row(label, judged[run], load(f"dcgan_mnist/{results}")["seconds"]))
+    fakes = load("dcgan_mnist/reuse_fakes_cosine_12epochs_results.json")
+    rows.append(quality_row("`--reuse_fakes`, both learning rates cosine-decayed, 12 epochs",
+                            fakes["quality"], fakes["seconds"]))
+    return Table(DCGAN_HEADER, rows,
+                 ["dcgan_mnist/results.json", "dcgan_mnist/stateless_noise_results.json",
+                  "dcgan_mnist/judges.json", "dcgan_mnist/refine1_bfloat16_10epochs_results.json",
+                  "dcgan_mnist/refine2_cosine_9epochs_results.json",
+                  "dcgan_mnist/reuse_fakes_cosine_12epochs_results.json"],
+                 [f"Judge: `{q['classifier']}` (`mnist_augment.flags`); {num(q['samples'])} "
+                  "generated digits against random training digits; the score's ± is over ten "
+                  "splits of the samples. `seconds` is the last process of a run: a resumed "
+                  "run's earlier parts are not in it. The two judged rows take their scores from "
+                  "`judges.json` and their time from their own results file."])
+
+
+@table("dcgan_book_judge")
+def dcgan_book_judge() -> Table:
+    runs = [("refine1_bfloat16_10epochs_results.json",
+             "`--refine_layers=1`, bfloat16, 10 epochs (the previous preset)"),
+            ("refine2_cosine_9epochs_results.json",
+             "the same with `--refine_layers=2`, cosine, 9 epochs"),
+            ("refine1_float32_7epochs_results.json", "`--refine_layers=1`, float32, 7 epochs"),
+            ("paper_generator_results.json", "the paper's generator, batch 64, 8 epochs"),
+            ("paper_generator_ema_results.json",
+             "the same with `--ema_decay=0.999`: averaged generator"),
+            ("paper_generator_batch128_results.json",
+             "the paper's generator, batch 128, 9 epochs (resumed: `seconds` is its last part)")]
+    first = load(f"dcgan_mnist/{runs[0][0]}")["quality"]
+    rows = [["real test digits", "-", f"{first['real_test_classifier_score']:.2f}",
+             f"{first['frechet_floor_test_vs_train']:.2f} (the floor)", "-"]]
+    for name, label in runs:
+        r = load(f"dcgan_mnist/{name}")
+        rows.append(quality_row(label, r["quality"], r["seconds"]))
+        if "quality_trained_generator" in r:
+            rows.append(quality_row("the same run, trained generator",
+                                    r["quality_trained_generator"], None))
+    return Table(DCGAN_HEADER, rows, [f"dcgan_mnist/{n}" for n, _ in runs],
+                 [f"Judge: `{first['classifier']}`, the book's DeepConvNet trained by "
+                  "`mnist.flags`."])
+
+
+@table("throughput_dcgan")
+def throughput_dcgan() -> Table:
+    data = load("throughput_dcgan.json")
+    c = data["config"]
+    return Table(["DCGAN training step", "images/s (mean ± std)", "ms per step",
+                  "vs best PyTorch", "CPU ms/step (median)"],
+                 interleaved_rows(data, INTERLEAVED), ["throughput_dcgan.json"],
+                 [f"28x28x1, batch {c['batch_size']}, {c['base_filters']} base filters, the "
+                  f"paper's generator ({num(data['parameters']['keras_generator'])} parameters); "
+                  "Keras's own batch norm (measured before the fused one). "
+                  f"`{command(data['command'])}`; {machine_text(data['machine'])}, "
+                  f"{loads(data)}."])
+
+
+# ---------------------------------------------------------------- style transfer
+
+@table("style")
+def style() -> Table:
+    r = load("style/results.json")
+    rows = [[r["features"], r["pooling"], r["optimizer"], str(r["steps"]),
+             "x".join(str(s) for s in r["size"]), f"{r['start_loss']:.3g}", f"{r['loss']:,.0f}",
+             f"**{r['loss_ratio']:.0f}x**", f"{r['seconds']:.0f} s"]]
+    return Table(["features", "pooling", "optimizer", "rounds", "size", "loss of the content "
+                  "image", "final loss", "fell by", "time (`seconds`)"], rows,
+                 ["style/results.json"])
+
+
+# ---------------------------------------------------------------- the captioner
+
+@table("nic")
+def nic() -> Table:
+    labels = {"beam3": "beam search, width 3", "greedy": "greedy",
+              "nearest_training_image": "baseline: the nearest training image's caption",
+              "language_model_only": "baseline: the language model alone (one caption)"}
+    rows = []
+    for name, decoder in (("results.json", "512 (the paper's; the preset)"),
+                          ("decoder256_results.json", "256")):
+        r = load(f"flickr8k_nic/{name}")
+        for key, label in labels.items():
+            test, val = r["bleu"][key], r["validation_bleu"][key]
+            ms = r["decode_ms_per_image"].get(key)
+            bleu4 = f"{test['bleu4']:.4f}"
+            rows.append([decoder, label, f"{test['bleu1']:.3f}",
+                         bleu4 if "baseline" in label else f"**{bleu4}**",
+                         f"{val['bleu1']:.3f}", f"{val['bleu4']:.4f}",
+                         f"{ms:.2f}" if ms else "-"])
+        decoder = ""
+    preset = load("flickr8k_nic/results.json")
+    return Table(["decoder units", "decoding", "test BLEU-1", "test BLEU-4", "validation BLEU-1",
+                  "validation BLEU-4", "ms per image"], rows,
+                 ["flickr8k_nic/results.json", "flickr8k_nic/decoder256_results.json"],
+                 [f"{preset['test_images']} test and {preset['validation_images']} validation "
+                  f"images, {preset['epochs']} epochs, vocabulary {preset['vocabulary_size']}; "
+                  f"the preset's whole run (`seconds`): {preset['seconds']:.0f} s "
+                  f"({minutes(preset['seconds'])}). The language model's one caption: "
+                  f"\"{preset['language_model_caption']}\"."])
+
+
+# ---------------------------------------------------------------- the detector
+
+@table("raccoon")
+def raccoon() -> Table:
+    bench = load("raccoon_detection/results.json")
+    rows = []
+    for key, label in (("classifier_backbone", "**the suite's CIFAR-10 ResNet-18** "
+                        "(`cifar_resnet18_backbone.flags`)"),
+                       ("random_init", "random initialisation")):
+        r = load(f"raccoon_detection/{key}_results.json")
+        timing = bench["runs"][key]["timing"]
+        rows.append([label, r["backbone_batch_norm"], f"**{r['map_50']:.3f}**",
+                     f"{r['map']:.3f}", f"{r['map_75']:.3f}", f"{r['recall_100']:.3f}",
+                     minutes(timing["training_seconds"]), minutes(timing["command_seconds"])])
+    r = load("raccoon_detection/classifier_backbone_bn_trained_results.json")
+    rows.append(["the CIFAR-10 ResNet-18, `--backbone_batch_norm=trained`",
+                 r["backbone_batch_norm"], f"**{r['map_50']:.3f}**", f"{r['map']:.3f}",
+                 f"{r['map_75']:.3f}", f"{r['recall_100']:.3f}", "-",
+                 f"{minutes(r['seconds'])} (`seconds`)"])
+    return Table(["backbone start", "backbone batch norm", "mAP@0.5", "COCO mAP", "mAP@0.75",
+                  "recall@100", "training", "whole command"], rows,
+                 ["raccoon_detection/results.json",
+                  "raccoon_detection/classifier_backbone_results.json",
+                  "raccoon_detection/random_init_results.json",
+                  "raccoon_detection/classifier_backbone_bn_trained_results.json"],
+                 [f"The {r['held_out_images']} held-out images at their own sizes; ResNet-18 "
+                  f"pyramid, {r['image_size']}x{r['image_size']} letterbox, batches of "
+                  f"{r['batch_size']}, {r['epochs']} epochs of {r['train_images']} images. "
+                  f"First two rows: `python -m bench.detector_raccoon` on "
+                  f"{machine_text(bench['machine'])}, load {bench['machine']['load_1min']} at "
+                  f"the start; the third measured alone afterwards."])
+
+
+@table("raccoon_speed")
+def raccoon_speed() -> Table:
+    bench = load("raccoon_detection/results.json")
+    t, e = bench["training_throughput"], bench["export_latency"]
+    rows = [["training", f"{t['images_per_second']} images/s ({t['seconds_per_step']} s per "
+             f"step of {t['batch_size']}), {num(t['parameters'])} parameters, peak resident "
+             f"memory {num(t['peak_resident_mb'])} MB"],
+            ["the export, one JPEG in, boxes out", f"{e['median_ms']} ms (median)"],
+            ["evaluation, per held-out image",
+             f"{bench['runs']['classifier_backbone']['detection_ms_per_image']} ms"]]
+    return Table(["measure", "value"], rows, ["raccoon_detection/results.json"])
+
+
+# ---------------------------------------------------------------- export (docs/export.md)
+
+@table("precision_variants")
+def precision_variants() -> Table:
+    data = load("precision_mnist/precision.json")
+    rows = [[f"`{r['variant']}`", num(r["size_bytes"]), times(r["size_ratio"]),
+             pct(r["accuracy"]), f"{r['accuracy_drop_points']:+.2f}",
+             f"{r['latency_b1_ms']:.3f}", f"{r['latency_b256_ms']:.1f}"] for r in data["rows"]]
+    b = data["bars"]
+    return Table(["variant", "bytes", "size ratio", "test accuracy", "drop (points)",
+                  "latency b1 (ms)", "latency b256 (ms)"], rows, ["precision_mnist/precision.json"],
+                 [f"{num(b['test_images'])} test images, {b['tflite_num_threads']} thread; "
+                  f"full int8: {times(b['int8_size_ratio'])} smaller than float32 TFLite (bar "
+                  f">= {b['int8_size_bar']}x), {b['int8_accuracy_drop_points']:.2f} points lost "
+                  f"(bar <= {b['int8_accuracy_bar_points']}). Size ratios: Keras variants against "
+                  "the Keras float32 file, TFLite variants against TFLite float32."])
+
+
 # ---------------------------------------------------------------- the command
 
 def pages(paths: list[str] | None = None) -> list[str]:

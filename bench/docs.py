@@ -982,6 +982,77 @@ def precision_variants() -> Table:
                   "the Keras float32 file, TFLite variants against TFLite float32."])
 
 
+# ---------------------------------------------------------------- README's applications
+
+def cpu_and_date(machine: dict | None, date: str | None = None) -> str:
+    where = machine_text(machine).split(", oneDNN")[0] if machine else "machine not recorded"
+    return f"{where}; {date or 'date not recorded'}"
+
+
+@table("applications")
+def applications() -> Table:
+    book = load("protocol/mnist_book/record.json")["runs"][0]
+    cifar = load("cifar_resnet/app_cpu_resnet20_modern/results.json")
+    dqn = load("dqn_cartpole.json")
+    isbi_ = load("isbi/compare.json")["unet"]
+    gan = load("dcgan_mnist/results.json")
+    paint = load("style/results.json")
+    words = load("flickr8k_nic/results.json")
+    boxes = load("raccoon_detection/results.json")
+    first = load("raccoon_detection/classifier_backbone_results.json")
+    solved = dqn["solved_seeds"]
+    rows = [
+        ["MNIST", "DeepConvNet (Saitoh 2016)", "MNIST", "`train_mnist --flagfile="
+         "apps/flags/mnist.flags`", f"{pct(book['results']['test_accuracy'])} test accuracy in "
+         f"{minutes(book['wall_seconds'])}", cpu_and_date(book["machine"], book["date"][:10]),
+         "[docs/mnist.md](docs/mnist.md)"],
+        ["classifier", "VGG, GoogLeNet, ResNet (CIFAR and ImageNet forms)",
+         "any tfds image set or folder; CIFAR-10", "`train_classifier --flagfile="
+         "apps/flags/cifar_resnet20_modern.flags --dataset=...`",
+         f"ResNet-20, CIFAR-10 (20k images): {pct(cifar['test_top1_accuracy'])} top-1 (old "
+         "protocol)",
+         cpu_and_date(None), "[docs/classifier.md](docs/classifier.md)"],
+        ["DQN", "DQN, Double DQN (Mnih 2015)", "gymnasium: CartPole, Atari",
+         "`train_dqn --flagfile=apps/flags/dqn_cartpole.flags`",
+         f"CartPole solved by {solved} of {len(dqn['app'])} seeds, each within "
+         f"{max(r['wall_seconds'] for r in dqn['app']):.0f} s",
+         cpu_and_date(dqn["machine"]), "[docs/dqn.md](docs/dqn.md)"],
+        ["segmenter", "FCN-32s/16s/8s, U-Net", "image/mask folders; ISBI 2012",
+         "`train_segmenter --flagfile=apps/flags/isbi_unet.flags`",
+         f"U-Net: pixel error {isbi_['pixel_error']:.3f} in {minutes(isbi_['run_seconds'])} "
+         "(old protocol)",
+         cpu_and_date(None), "[docs/segmenter.md](docs/segmenter.md)"],
+        ["DCGAN", "DCGAN (Radford 2015)", "MNIST, CIFAR-10, image folders",
+         "`train_dcgan --flagfile=apps/flags/dcgan_mnist.flags`",
+         f"classifier score {gan['quality']['classifier_score']:.2f}, Frechet distance "
+         f"{gan['quality']['frechet_distance']:.0f} in {minutes(gan['seconds'])}",
+         cpu_and_date(None), "[docs/dcgan.md](docs/dcgan.md)"],
+        ["style transfer", "Gatys 2016 on VGG features", "two images",
+         "`style_transfer --flagfile=apps/flags/style_transfer_demo.flags`",
+         f"256x256, loss {paint['loss_ratio']:.0f}x lower in {paint['seconds']:.0f} s",
+         cpu_and_date(None), "[docs/style_transfer.md](docs/style_transfer.md)"],
+        ["captioner", "NIC, Show and Tell (Vinyals 2015)", "Flickr8k folders, COCO",
+         "`train_captioner --flagfile=apps/flags/flickr8k_nic.flags`",
+         f"test BLEU-4 {words['bleu']['beam3']['bleu4']:.4f} (beam 3), BLEU-1 "
+         f"{words['bleu']['beam3']['bleu1']:.3f} (old protocol)", cpu_and_date(None),
+         "[docs/captioner.md](docs/captioner.md)"],
+        ["detector", "Faster R-CNN with FPN (Ren 2015), keras-cv", "VOC folders; raccoon",
+         "`train_detector --flagfile=apps/flags/raccoon_faster_rcnn.flags`",
+         f"mAP@0.5 {first['map_50']:.3f} after "
+         f"{minutes(boxes['runs']['classifier_backbone']['timing']['training_seconds'])} "
+         "of training (old protocol)", cpu_and_date(boxes["machine"]),
+         "[docs/detector.md](docs/detector.md)"],
+    ]
+    return Table(["application", "networks", "data", "command: `python -m apps.<...>`",
+                  "headline result", "measured on", "page"], rows,
+                 ["protocol/mnist_book/record.json",
+                  "cifar_resnet/app_cpu_resnet20_modern/results.json", "dqn_cartpole.json",
+                  "isbi/compare.json", "dcgan_mnist/results.json", "style/results.json",
+                  "flickr8k_nic/results.json", "raccoon_detection/results.json"],
+                 ["Old protocol: the test set also chose the epoch or the preset "
+                  "([running](docs/running.md#which-data-chooses-the-model))."])
+
+
 # ---------------------------------------------------------------- the command
 
 def pages(paths: list[str] | None = None) -> list[str]:

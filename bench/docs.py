@@ -17,6 +17,11 @@ renderer names those files, says what a reader needs that they do not record (th
 the machine, the load at the start and the end, the date, the commit, the wall time), and
 repeats any warning a bench wrote into them (a busy machine). A number the files do not hold
 has no place in a table. No TensorFlow or PyTorch: the files are JSON and CSV.
+
+To add a table: write its function under @table("<name>") (a preset re-measured by
+`python -m bench.preset_run` needs only `protocol_table({"<record>": "<label>"})`), put the two
+markers where it goes, and run `python -m bench.docs`. Every page under docs/ is read, new ones
+too; a marker naming no table is an error. The tests run the check (tests/test_bench_docs.py).
 """
 from __future__ import annotations
 
@@ -196,47 +201,43 @@ def render(name: str) -> str:
 
 # ---------------------------------------------------------------- held-out protocol records
 
-def protocol_rows(name: str, label: str, metric: str = "test_accuracy") -> list[list[str]]:
-    """One row per seed of bench/results/protocol/<name>/record.json (python -m
-    bench.preset_run), and their mean and standard deviation when there are several."""
-    record = load(f"protocol/{name}/record.json")
-    rows = []
-    for run in record["runs"]:
-        res, m = run["results"], run["machine"]
-        chosen = res.get("selection") or {}
-        rows.append([label, str(run["seed"]),
-                     f"{chosen.get('epoch', '-')} of {res.get('epochs', '-')} "
-                     f"({pct(chosen['value'])})" if "value" in chosen else "-",
-                     f"**{pct(res[metric])}**", minutes(run["wall_seconds"]),
-                     f"{m['load_1min']} / {run.get('load_1min_at_end', '-')}",
-                     run["date"][:10], f"`{run['commit']}`"])
-    if len(record["runs"]) > 1:
-        values = [r["results"][metric] for r in record["runs"]]
-        rows.append([label, "mean ± std", "", f"{mean_std(values)}%", "", "", "", ""])
-    return rows
-
-
-PROTOCOL_HEADER = ["recipe", "seed", "epoch the validation images chose (their accuracy)",
-                   "test accuracy", "wall time", "load start / end", "date", "commit"]
-
-
-def protocol_notes(names: list[str]) -> list[str]:
-    notes = []
-    for name in names:
-        run = load(f"protocol/{name}/record.json")["runs"][0]
-        notes.append(f"`{name}`: `python {run['command']}` on {machine_text(run['machine'])}.")
-    return notes
+def protocol_table(records: dict[str, str], metric: str = "test_accuracy",
+                   metric_name: str = "test accuracy", fmt=pct) -> Table:
+    """Records of `python -m bench.preset_run` (bench/results/protocol/<name>/record.json, one
+    per preset, labelled): a row per seed, the mean and standard deviation of `metric` when a
+    record has several seeds, and under the table each record's command and machine."""
+    rows, notes = [], []
+    for name, label in records.items():
+        record = load(f"protocol/{name}/record.json")
+        for run in record["runs"]:
+            res, m = run["results"], run["machine"]
+            chosen = res.get("selection") or {}
+            picked = (f"{chosen.get('epoch', '-')} of {res.get('epochs', '-')} "
+                      f"({fmt(chosen['value'])})" if "value" in chosen else "-")
+            rows.append([label, str(run["seed"]), picked, f"**{fmt(res[metric])}**",
+                         minutes(run["wall_seconds"]),
+                         f"{m['load_1min']} / {run.get('load_1min_at_end', '-')}",
+                         run["date"][:10], f"`{run['commit']}`"])
+        if len(record["runs"]) > 1:
+            values = [r["results"][metric] for r in record["runs"]]
+            spread = (mean_std(values) + "%" if fmt is pct
+                      else mean_std(values, scale=1, digits=4))
+            rows.append([label, "mean ± std", "", spread, "", "", "", ""])
+        first = record["runs"][0]
+        notes.append(f"`{name}`: `python {first['command']}`"
+                     + (" (each seed its own `--seed` and folder)" if len(record["runs"]) > 1
+                        else "") + f" on {machine_text(first['machine'])}.")
+    header = ["recipe", "seed", "epoch the validation data chose (its score)", metric_name,
+              "wall time", "load start / end", "date", "commit"]
+    return Table(header, rows, [f"protocol/{n}/record.json" for n in records], notes)
 
 
 # ---------------------------------------------------------------- MNIST (docs/mnist.md)
 
 @table("mnist_protocol")
 def mnist_protocol() -> Table:
-    names = ["mnist_book", "mnist_fast"]
-    rows = (protocol_rows("mnist_book", "book recipe, 20 epochs (`mnist.flags`)")
-            + protocol_rows("mnist_fast", "time to accuracy (`mnist_fast.flags`, bfloat16)"))
-    return Table(PROTOCOL_HEADER, rows, [f"protocol/{n}/record.json" for n in names],
-                 protocol_notes(names))
+    return protocol_table({"mnist_book": "book recipe, 20 epochs (`mnist.flags`)",
+                           "mnist_fast": "time to accuracy (`mnist_fast.flags`, bfloat16)"})
 
 
 @table("mnist_seeds")
@@ -685,11 +686,8 @@ def transfer_cifar() -> Table:
 
 @table("cifar_encoder_protocol")
 def cifar_encoder_protocol() -> Table:
-    header = PROTOCOL_HEADER[:3] + ["test top-1"] + PROTOCOL_HEADER[4:]
-    return Table(header, protocol_rows("cifar_resnet20_encoder",
-                                       "`cifar_resnet20_encoder.flags`, 15 epochs"),
-                 ["protocol/cifar_resnet20_encoder/record.json"],
-                 protocol_notes(["cifar_resnet20_encoder"]))
+    return protocol_table({"cifar_resnet20_encoder": "`cifar_resnet20_encoder.flags`, 15 "
+                                                     "epochs"}, metric_name="test top-1")
 
 
 # ---------------------------------------------------------------- DQN

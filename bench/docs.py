@@ -916,6 +916,37 @@ def nic() -> Table:
                   f"\"{preset['language_model_caption']}\"."])
 
 
+@table("nic_protocol")
+def nic_protocol() -> Table:
+    """The preset under the held-out protocol, a row per seed: test BLEU-4 of both decoders and
+    both baselines, for the epoch the validation loss chose."""
+    record = load("protocol/flickr8k_nic/record.json")
+    decodings = ("greedy", "beam3", "nearest_training_image", "language_model_only")
+    rows = []
+    for run in record["runs"]:
+        res, chosen = run["results"], run["results"]["selection"]
+        bleu4 = [f"{res['bleu'][d]['bleu4']:.4f}" for d in decodings]
+        rows.append([str(run["seed"]), f"{chosen['epoch']} of {res['epochs']} "
+                     f"({chosen['metric']} {chosen['value']:.3f})", *bleu4,
+                     f"{res['bleu']['greedy']['bleu1']:.3f}", minutes(run["wall_seconds"]),
+                     f"{run['machine']['load_1min']} / {run.get('load_1min_at_end', '-')}",
+                     run["date"][:10], f"`{run['commit']}`"])
+    spreads = [mean_std([r["results"]["bleu"][d]["bleu4"] for r in record["runs"]], 1, 4)
+               for d in decodings]
+    greedy1 = mean_std([r["results"]["bleu"]["greedy"]["bleu1"] for r in record["runs"]], 1, 3)
+    rows.append(["mean ± std", "", *spreads, greedy1, "", "", "", ""])
+    first = record["runs"][0]
+    return Table(["seed", "epoch the validation loss chose", "test BLEU-4 greedy",
+                  "beam search, width 3", "baseline: nearest training image",
+                  "baseline: language model alone", "test BLEU-1 greedy", "wall time",
+                  "load start / end", "date", "commit"], rows,
+                 ["protocol/flickr8k_nic/record.json"],
+                 [f"`python {first['command']}` (each seed its own `--seed` and folder; both "
+                  f"on the same encoder run) on {machine_text(first['machine'])}. "
+                  f"{first['results']['test_images']} test images, 5 reference captions each; "
+                  "± is the sample standard deviation over seeds."])
+
+
 # ---------------------------------------------------------------- the detector
 
 @table("raccoon")

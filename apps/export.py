@@ -20,15 +20,14 @@ Inspect and run it without a server:
     saved_model_cli run --dir <export_dir>/mnist/1 --tag_set serve \
         --signature_def serving_default --inputs image=digits.npy
 
-Serve it with TF Serving (it loads the highest version and picks up new ones as they appear):
+Serve it with TF Serving (it loads the highest version, picks up new ones as they appear, and
+replays the export's warm-up records, assets.extra/tf_serving_warmup_requests, at load):
 
-    docker run -p 8501:8501 -v "$(realpath <export_dir>)/mnist:/models/mnist" \
-        -e MODEL_NAME=mnist tensorflow/serving
-    curl -X POST http://localhost:8501/v1/models/mnist:predict -d \
-        '{"signature_name": "serving_default", "instances": [<28x28x1 nested list of 0..255>]}'
-    # PNG files: base64 goes in {"b64": ...} for a string input
-    curl -X POST http://localhost:8501/v1/models/mnist:predict -d "{\"signature_name\": \
-        \"serve_image_bytes\", \"instances\": [{\"b64\": \"$(base64 -w0 digit.png)\"}]}"
+    docker run -p 8500:8500 -p 8501:8501 \
+        --mount type=bind,source="$(realpath <export_dir>)/mnist",target=/models/mnist \
+        -e MODEL_NAME=mnist -t tensorflow/serving
+
+docs/serving.md has the REST bodies and the gRPC client for every app's signatures, tested.
 """
 from __future__ import annotations
 

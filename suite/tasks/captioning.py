@@ -458,4 +458,4 @@ class CaptioningTask(Task):
         return {"serving_default": Signature(greedy, [image_bytes]),
                 "beam_search": Signature(beam, [image_bytes, Input(
                     "beam_size", "int32", (), bounds=(1, MAX_BEAM_SIZE),
-                    about="captions kept at every step")])}
+                    about="captions kept at every step", example=3)])}  # evaluation's width

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, parse_app_flags, run_app, run_in_process
+from conftest import REPO, parse_app_flags, run_in_process
 from suite.data import augment as aug
 from suite.data import classification as cls_data
 from suite.errors import DataError

@@ -11,11 +11,10 @@ binds to 127.0.0.1 only; from another machine: ssh -L 7860:127.0.0.1:7860 <host>
 """
 from __future__ import annotations
 
-import sys
 
 from absl import app, flags
 
-from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.flags import parse_flags, start_tool, tool_error
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -31,16 +30,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
-    from absl import logging
-
     from suite.runtime.startup import load_tensorflow
 
     FLAGS = flags.FLAGS
-    verbose = FLAGS["verbosity"].present
-    if not verbose:
-        logging.set_verbosity(logging.WARNING)
+    verbose = start_tool(argv)
     try:
         from suite.demo.served import Served, find_export
 
@@ -55,8 +48,7 @@ def main(argv):
               "(Ctrl-C stops it)", flush=True)
         serve(page, FLAGS.port)
     except (OSError, ValueError) as e:  # ExportError is a ValueError; a port in use an OSError
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        tool_error(e)
 
 
 def run():

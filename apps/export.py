@@ -31,11 +31,10 @@ docs/serving.md has the REST bodies and the gRPC client for every app's signatur
 """
 from __future__ import annotations
 
-import sys
 
 from absl import app, flags
 
-from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.flags import parse_flags, start_tool, tool_error
 from suite.runtime.run_file import CHECKPOINTS
 
 
@@ -63,17 +62,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
-    from absl import logging
-
     from suite.runtime.run_file import exported_checkpoint
     from suite.runtime.startup import load_tensorflow
 
     FLAGS = flags.FLAGS
-    verbose = FLAGS["verbosity"].present
-    if not verbose:
-        logging.set_verbosity(logging.WARNING)
+    verbose = start_tool(argv)
     try:
         from suite.tasks.runs import export_run, read_run, task_class
 
@@ -84,8 +77,7 @@ def main(argv):
         version_dir = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
                                  FLAGS.checkpoint)
     except (OSError, ValueError) as e:  # ExportError is a ValueError
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        tool_error(e)
     print(f"SavedModel: {version_dir}", flush=True)
     print(f"Try: saved_model_cli show --dir {version_dir} --all", flush=True)
 

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from demo_pages import SEVEN, Demo, chromium, draw, open_page, set_slider, text_of, upload  # noqa: E402,E501
 
 BUTTONS = {"dcgan": "generate", "dqn": "play"}
+ANSWERED = {"dcgan": "answered", "dqn": "the episode returned"}  # what each page says then
 
 
 def photograph(browser, kind: str, run: str, image: str | None, out: str, threshold) -> None:
@@ -32,7 +33,7 @@ def photograph(browser, kind: str, run: str, image: str | None, out: str, thresh
                 text_of(page, "drawn_answer", "answered")
             elif kind in BUTTONS:
                 page.locator(f"#{BUTTONS[kind]}").click()
-                text_of(page, "message", "answered")
+                text_of(page, "message", ANSWERED[kind])
             else:
                 if kind == "detector" and threshold is not None:
                     set_slider(page, "threshold", threshold)

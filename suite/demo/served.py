@@ -1,7 +1,7 @@
 """A run's exported SavedModel, as the demo calls it: found from the run's folder, loaded with
 tf.saved_model.load, and called through its serving signatures only (never the Keras model), so
 the page shows what TF Serving would answer. A refused request becomes `Refused`, carrying the
-signature's own message (README.md, "Limits and the error contract").
+signature's own message (docs/export.md, "Limits and the error contract").
 
 Which page a model gets is read from its signatures, not from the task that wrote it, so an
 export of any suite version (one without warm-up records or a task name in its metadata) loads.

@@ -20,23 +20,21 @@ Inspect and run it without a server:
     saved_model_cli run --dir <export_dir>/mnist/1 --tag_set serve \
         --signature_def serving_default --inputs image=digits.npy
 
-Serve it with TF Serving (it loads the highest version and picks up new ones as they appear):
+Serve it with TF Serving (it loads the highest version, picks up new ones as they appear, and
+replays the export's warm-up records, assets.extra/tf_serving_warmup_requests, at load):
 
-    docker run -p 8501:8501 -v "$(realpath <export_dir>)/mnist:/models/mnist" \
-        -e MODEL_NAME=mnist tensorflow/serving
-    curl -X POST http://localhost:8501/v1/models/mnist:predict -d \
-        '{"signature_name": "serving_default", "instances": [<28x28x1 nested list of 0..255>]}'
-    # PNG files: base64 goes in {"b64": ...} for a string input
-    curl -X POST http://localhost:8501/v1/models/mnist:predict -d "{\"signature_name\": \
-        \"serve_image_bytes\", \"instances\": [{\"b64\": \"$(base64 -w0 digit.png)\"}]}"
+    docker run -p 8500:8500 -p 8501:8501 \
+        --mount type=bind,source="$(realpath <export_dir>)/mnist",target=/models/mnist \
+        -e MODEL_NAME=mnist -t tensorflow/serving
+
+docs/serving.md has the REST bodies and the gRPC client for every app's signatures, tested.
 """
 from __future__ import annotations
 
-import sys
 
 from absl import app, flags
 
-from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.flags import parse_flags, start_tool, tool_error
 from suite.runtime.run_file import CHECKPOINTS
 
 
@@ -64,17 +62,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
-    from absl import logging
-
     from suite.runtime.run_file import exported_checkpoint
     from suite.runtime.startup import load_tensorflow
 
     FLAGS = flags.FLAGS
-    verbose = FLAGS["verbosity"].present
-    if not verbose:
-        logging.set_verbosity(logging.WARNING)
+    verbose = start_tool(argv)
     try:
         from suite.tasks.runs import export_run, read_run, task_class
 
@@ -85,8 +77,7 @@ def main(argv):
         version_dir = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
                                  FLAGS.checkpoint)
     except (OSError, ValueError) as e:  # ExportError is a ValueError
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        tool_error(e)
     print(f"SavedModel: {version_dir}", flush=True)
     print(f"Try: saved_model_cli show --dir {version_dir} --all", flush=True)
 

@@ -11,11 +11,10 @@ threads for both TensorFlow and the TFLite interpreter, so the engines compare o
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags, logging
 
-from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.flags import parse_flags, start_tool, tool_error
 
 
 def define_flags() -> None:
@@ -105,15 +104,11 @@ def report(model_dir: str, data_dir: str, out: str | None = None, checkpoint: st
 
 
 def main(argv):
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     from suite.errors import DataError
     from suite.runtime.run_file import checkpoint_path
     from suite.runtime.startup import load_tensorflow
 
-    verbose = FLAGS["verbosity"].present
-    if not verbose:
-        logging.set_verbosity(logging.WARNING)
+    verbose = start_tool(argv)
     try:
         checkpoint_path(FLAGS.model_dir, FLAGS.checkpoint)  # fails fast, before TensorFlow loads
         load_tensorflow(quiet=not verbose)
@@ -121,8 +116,7 @@ def main(argv):
                         FLAGS.num_threads, FLAGS.calibration_images, FLAGS.test_images,
                         FLAGS.repeats_b1, FLAGS.repeats_b256, FLAGS.verify_checksums)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        tool_error(e)
     from suite.export.precision_report import markdown_table
 
     print(markdown_table(result), flush=True)

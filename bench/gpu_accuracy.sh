@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MNIST accuracy runs of README.md on one GPU with the JAX backend (no TensorFlow needed):
+# The MNIST accuracy runs of docs/mnist.md on one GPU with the JAX backend (no TensorFlow needed):
 #   bash bench/gpu_accuracy.sh <mnist_idx_dir> <out_dir>
 # The book recipe and the augmented recipe, 5 seeds each (the latter also as an ensemble), all
 # sharing the GPU at once; each writes its results as it goes. The CIFAR runs: bench/gpu_cifar.sh.

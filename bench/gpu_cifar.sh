@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CIFAR-10 runs of README.md on one GPU with the JAX backend (no TensorFlow needed):
+# The CIFAR-10 runs of docs/classifier.md on one GPU with the JAX backend (no TensorFlow needed):
 #   BUDGET_S=520 RUNS=depth bash bench/gpu_cifar.sh <cifar_zip> <out_dir>
 # RUNS=recipes: ResNet-20 with the paper's recipe and with the modern improvements (weight decay
 # 5e-4, cosine, cutout), 3 seeds of the best; RUNS=depth: plain-20/56 and ResNet-20/56 at one

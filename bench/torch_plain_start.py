@@ -1,4 +1,4 @@
-"""Is the plain-56 blow-up of README's Figure 6 ours? The same first epoch in PyTorch.
+"""Is the plain-56 blow-up of Figure 6 (docs/classifier.md) ours? The same first epoch in PyTorch.
 
     python -m bench.torch_plain_start --blocks=9 --plain --steps=156
 

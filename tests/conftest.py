@@ -41,6 +41,25 @@ def two_cpu_strategy():
 
 
 @pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """app -> (version folder, loaded signatures) of tests/tiny_exports.py's tiny export of
+    that app, each written once per test process, on first use."""
+    import tensorflow as tf
+
+    from tiny_exports import export_tiny
+
+    made = {}
+
+    def get(app):
+        if app not in made:
+            folder = export_tiny(app, str(tmp_path_factory.mktemp(app)))
+            made[app] = folder, tf.saved_model.load(folder).signatures
+        return made[app]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def mnist_small():
     from suite.data.mnist import load_mnist_arrays
 

@@ -337,6 +337,22 @@ def test_frozen_encoder_from_a_classifier_with_precomputed_features(tmp_path):
     kernel = classifier.get_layer("conv1_conv").kernel  # export holds the classifier's encoder
     np.testing.assert_array_equal(exported[kernel.path], kernel.numpy())
     assert any(path.startswith("lstm1/") for path in exported)
+
+    # apps.export of the run joins the decoder to the encoder kept beside its checkpoints,
+    # and serves what the run's own export serves.
+    from suite.errors import ExportError
+    from suite.tasks.runs import export_run
+
+    again = export_run(str(tmp_path / "run"), export_dir=str(tmp_path / "again"))
+    png = tf.io.encode_png(draw("blue", "circle")).numpy()
+    answers = [tf.saved_model.load(path).signatures["serving_default"](
+        image_bytes=tf.constant([png])) for path in (results["export"], again)]
+    assert answers[0]["caption"].numpy() == answers[1]["caption"].numpy()
+    np.testing.assert_allclose(answers[0]["log_probability"], answers[1]["log_probability"],
+                               rtol=1e-5)
+    os.remove(tmp_path / "run" / "checkpoints" / "encoder.keras")  # as a run made before
+    with pytest.raises(ExportError, match="decoder alone .* without --noexport"):
+        export_run(str(tmp_path / "run"), export_dir=str(tmp_path / "old"))
     with pytest.raises(ValueError, match="--image_size=64, but"):
         run_in_process(CaptioningTask, f"--dataset={root}", f"--model_dir={tmp_path / 'x'}",
                        f"--encoder_from={classifier_dir}", "--image_size=64")

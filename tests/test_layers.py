@@ -17,6 +17,7 @@ LAYERS = [
     ("suite.metrics",),
     ("suite.export",),
     ("suite.tasks",),
+    ("suite.demo",),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

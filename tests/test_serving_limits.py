@@ -1,9 +1,8 @@
 """Every app's serving signatures refuse what they cannot answer, with a message that names the
 input and what was expected: size limits, non-finite values, 0..1 pixels, wrong shapes,
 unreadable images by index, out-of-range request parameters; and answer an empty batch with
-empty outputs. Tiny exports of all seven apps (DQN twice: vector and Atari observations),
-written by each Task's own serving_signatures and `write_export` (what training and
-apps/export.py write), loaded as a server loads them."""
+empty outputs. Tiny exports of all seven apps (tests/tiny_exports.py), loaded as a server
+loads them."""
 from __future__ import annotations
 
 import io
@@ -11,10 +10,8 @@ import os
 import re
 import struct
 import time
-import types
 import zlib
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,8 +20,6 @@ from conftest import saved_model_cli_outputs
 
 MAX_PIXELS, MAX_BYTES = 4096 * 4096, 16 * 2**20
 SEGMENTER_PIXELS = 1024 * 1024
-VOCABULARY = ["", "[UNK]", "<start>", "<end>", "red", "green", "blue", "square", "circle",
-              "a", "on", "black", "white", "small"]
 
 # app -> signature -> input -> the shape every message and the metadata state
 SHAPES = {
@@ -52,107 +47,6 @@ BYTES_SIGNATURES = [(app, name) for app, name in SIGNATURES
                     if "image_bytes" in SHAPES[app][name]]
 FLOAT_PIXELS = [("mnist", "serving_default"), ("classifier", "serving_default"),
                 ("segmenter", "serving_default")]
-
-
-# -- tiny exports of every app -------------------------------------------------------------------
-def _mnist():
-    from suite.models.deep_convnet import build_deep_convnet
-    from suite.tasks.mnist import MnistTask
-
-    return MnistTask, build_deep_convnet(), {
-        "class_names": [str(d) for d in range(10)], "image_shape": [28, 28, 1],
-        "num_classes": 10, "crop_fraction": 1.0}
-
-
-def _classifier():
-    from suite.models.registry import build_model
-    from suite.tasks.classifier import ClassifierTask
-
-    return ClassifierTask, build_model("resnet20", (32, 32, 3), 2), {
-        "class_names": ["horizontal", "vertical"], "image_shape": [32, 32, 3],
-        "num_classes": 2, "crop_fraction": 1.0}
-
-
-def _segmenter():
-    from suite.models.unet import build_unet
-    from suite.tasks.segmentation import SegmentationTask
-
-    return SegmentationTask, build_unet(2, (None, None, 1), base_filters=4), {
-        "class_names": ["background", "shape"], "channels": 1, "num_classes": 2}
-
-
-def _detector():
-    from suite.models.faster_rcnn import build_faster_rcnn, detect
-    from suite.tasks.detection import DetectionTask
-
-    model = build_faster_rcnn(2, 64, depth=18, width_multiplier=0.125, test_proposals=32,
-                              sampled_rois=16, head_units=(8, 8), max_detections=5)
-    detect(model, tf.zeros([64, 64, 3]))  # builds it
-    return DetectionTask, model, {"class_names": ["square", "disc"], "image_size": 64,
-                                  "score_threshold": 0.5, "max_detections": 5}
-
-
-def _captioner():
-    from suite.models.nic import build_decoder, build_nic
-    from suite.tasks.captioning import CaptioningTask, build_encoder
-
-    encoder, _ = build_encoder(types.SimpleNamespace(encoder_from=None, encoder="resnet20",
-                                                     image_size=32))
-    decoder = build_decoder(encoder.output_shape[-1], len(VOCABULARY), 8, 8, dropout=0.0)
-    logits = decoder.get_layer("logits")
-    kernel, bias = logits.get_weights()
-    bias[3] = 20.0  # <end> the likeliest word everywhere: a first word must still be chosen
-    logits.set_weights([kernel, bias])
-    return CaptioningTask, build_nic(encoder, decoder), {
-        "vocabulary": VOCABULARY, "start_id": 2, "end_id": 3, "max_length": 5,
-        "image_size": 32, "length_penalty": 0.0}
-
-
-def _dcgan():
-    from suite.models.dcgan import DCGAN
-    from suite.tasks.dcgan import DcganTask
-
-    return DcganTask, DCGAN(image_shape=(28, 28, 1), latent_dim=8, base_filters=4), {
-        "latent_dim": 8, "image_shape": [28, 28, 1]}
-
-
-def _dqn():
-    from suite.models.dqn import build_q_mlp
-    from suite.tasks.dqn import DqnTask
-
-    return DqnTask, build_q_mlp(4, 2, units=(8,)), {
-        "env": "CartPole-v1", "observation_shape": [4], "observation_dtype": "float32",
-        "num_actions": 2}
-
-
-def _dqn_atari():
-    from suite.models.dqn import build_dqn_atari
-    from suite.tasks.dqn import DqnTask
-
-    return DqnTask, build_dqn_atari(3, 4, (36, 36)), {
-        "env": "ALE/Pong-v5", "observation_shape": [4, 36, 36], "observation_dtype": "uint8",
-        "num_actions": 3}
-
-
-BUILDERS = {"mnist": _mnist, "classifier": _classifier, "segmenter": _segmenter,
-            "detector": _detector, "captioner": _captioner, "dcgan": _dcgan, "dqn": _dqn,
-            "dqn_atari": _dqn_atari}
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """app -> (version folder, loaded signatures), each exported once, on first use."""
-    made = {}
-
-    def get(app):
-        if app not in made:
-            keras.utils.set_random_seed(0)
-            task, model, metadata = BUILDERS[app]()
-            folder = task.write_export(model, metadata, str(tmp_path_factory.mktemp(app)), app)
-            made[app] = folder, tf.saved_model.load(folder).signatures
-        return made[app]
-
-    return get
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -229,10 +123,10 @@ def refused(signature, inputs, message: str):
 
 # -- the contract, in the metadata ---------------------------------------------------------------
 @pytest.mark.parametrize("app", list(SHAPES))
-def test_the_metadata_states_every_inputs_shape_range_and_limits(exports, app):
+def test_the_metadata_states_every_inputs_shape_range_and_limits(tiny_exports, app):
     from suite.export.saved_model import read_metadata
 
-    inputs = read_metadata(exports(app)[0])["inputs"]
+    inputs = read_metadata(tiny_exports(app)[0])["inputs"]
     assert {s: {i: d["shape"] for i, d in by_input.items()} for s, by_input in inputs.items()} \
         == SHAPES[app]
     for signature, by_input in inputs.items():
@@ -283,9 +177,9 @@ def _status_kb(field: str) -> int:
 
 
 @pytest.mark.parametrize("app, name", BYTES_SIGNATURES)
-def test_a_10000_pixel_square_png_is_refused_at_once_without_decoding_it(exports, huge, app,
+def test_a_10000_pixel_square_png_is_refused_at_once_without_decoding_it(tiny_exports, huge, app,
                                                                         name):
-    signature = exports(app)[1][name]
+    signature = tiny_exports(app)[1][name]
     limit = SEGMENTER_PIXELS if app == "segmenter" else MAX_PIXELS
     inputs = request(signature, image_bytes=tf.constant([png(), huge]))
     with pytest.raises(tf.errors.InvalidArgumentError):  # warm: the first call sets up kernels
@@ -302,8 +196,8 @@ def test_a_10000_pixel_square_png_is_refused_at_once_without_decoding_it(exports
 
 
 @pytest.mark.parametrize("app, name", BYTES_SIGNATURES)
-def test_images_past_the_pixel_or_byte_limit_are_refused_naming_both(exports, app, name):
-    signature = exports(app)[1][name]
+def test_images_past_the_pixel_or_byte_limit_are_refused_naming_both(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     limit = SEGMENTER_PIXELS if app == "segmenter" else MAX_PIXELS
     refused(signature, request(signature, image_bytes=tf.constant(
         [jpeg_claiming(20000, 30000)])), "image 0 is 20000x30000 = 600000000 pixels, over the "
@@ -315,8 +209,8 @@ def test_images_past_the_pixel_or_byte_limit_are_refused_naming_both(exports, ap
 
 
 @pytest.mark.parametrize("name", ["serving_default", "serve_uint8", "serve_image_bytes"])
-def test_the_segmenter_bounds_the_pixels_of_a_whole_request(exports, name):
-    signature = exports("segmenter")[1][name]
+def test_the_segmenter_bounds_the_pixels_of_a_whole_request(tiny_exports, name):
+    signature = tiny_exports("segmenter")[1][name]
     if name == "serve_image_bytes":
         inputs = {"image_bytes": tf.constant([png(512, 512, 1)] * 5)}
     else:
@@ -331,8 +225,8 @@ def test_the_segmenter_bounds_the_pixels_of_a_whole_request(exports, name):
 
 
 @pytest.mark.parametrize("value", [0, -1, 21, 200000])
-def test_beam_size_is_bounded(exports, value):
-    signature = exports("captioner")[1]["beam_search"]
+def test_beam_size_is_bounded(tiny_exports, value):
+    signature = tiny_exports("captioner")[1]["beam_search"]
     refused(signature, request(signature, beam_size=tf.constant(value)),
             f"Input beam_size must be in [1, 20]; got {value}")
 
@@ -345,8 +239,8 @@ def test_beam_size_is_bounded(exports, value):
     ("max_detections", -5, "Input max_detections must be in [1, 5]; got -5"),
     ("max_detections", 1000, "Input max_detections must be in [1, 5]; got 1000"),
 ])
-def test_detection_parameters_out_of_range_are_refused(exports, name, value, message):
-    signature = exports("detector")[1]["detect"]
+def test_detection_parameters_out_of_range_are_refused(tiny_exports, name, value, message):
+    signature = tiny_exports("detector")[1]["detect"]
     dtype = tf.float32 if name == "score_threshold" else tf.int32
     refused(signature, request(signature, **{name: tf.constant(value, dtype)}),
             message)
@@ -360,8 +254,8 @@ FLOAT_INPUTS = [(app, name) for app, name in SIGNATURES
 
 @pytest.mark.parametrize("app, name", FLOAT_INPUTS)
 @pytest.mark.parametrize("bad", ["all_nan", "one_nan", "one_inf"])
-def test_non_finite_values_are_refused_naming_the_input(exports, app, name, bad):
-    signature = exports(app)[1][name]
+def test_non_finite_values_are_refused_naming_the_input(tiny_exports, app, name, bad):
+    signature = tiny_exports(app)[1][name]
     field = batch_input(app, name)
     value = request(signature, batch=2)[field].numpy()
     if bad == "all_nan":
@@ -373,8 +267,8 @@ def test_non_finite_values_are_refused_naming_the_input(exports, app, name, bad)
 
 
 @pytest.mark.parametrize("app, name", FLOAT_PIXELS)
-def test_0_to_1_pixels_sent_to_a_0_to_255_signature_are_refused(exports, app, name):
-    signature = exports(app)[1][name]
+def test_0_to_1_pixels_sent_to_a_0_to_255_signature_are_refused(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     scaled = request(signature, batch=2)["image"] / 255.0
     refused(signature, {"image": scaled}, "Input image takes raw pixels 0..255, but every "
                                           "value of this request lies within [0, 1]")
@@ -401,8 +295,8 @@ def _wrong_shapes(app, name, signature):
 
 
 @pytest.mark.parametrize("app, name", SIGNATURES)
-def test_a_wrong_rank_or_shape_names_the_expected_shape(exports, app, name):
-    signature = exports(app)[1][name]
+def test_a_wrong_rank_or_shape_names_the_expected_shape(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     valid = request(signature)
     for field, wrong in _wrong_shapes(app, name, signature):
         dtype = signature.structured_input_signature[1][field].dtype.name
@@ -412,8 +306,8 @@ def test_a_wrong_rank_or_shape_names_the_expected_shape(exports, app, name):
 
 
 @pytest.mark.parametrize("app, name", BYTES_SIGNATURES)
-def test_an_unreadable_image_in_a_batch_is_named_by_its_index(exports, app, name):
-    signature = exports(app)[1][name]
+def test_an_unreadable_image_in_a_batch_is_named_by_its_index(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     good = png()
     cases = [
         ([good, b"not an image", good], "Input image_bytes must hold PNG or JPEG encoded "
@@ -432,8 +326,8 @@ def test_an_unreadable_image_in_a_batch_is_named_by_its_index(exports, app, name
 
 # -- answers -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("app, name", SIGNATURES)
-def test_an_empty_batch_gets_empty_outputs(exports, app, name):
-    signature = exports(app)[1][name]
+def test_an_empty_batch_gets_empty_outputs(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     out = signature(**request(signature, batch=0))
     expected = signature.structured_outputs
     assert set(out) == set(expected)
@@ -446,14 +340,14 @@ def test_an_empty_batch_gets_empty_outputs(exports, app, name):
 
 
 @pytest.mark.parametrize("app, name", BYTES_SIGNATURES)
-def test_a_cmyk_jpeg_is_decoded(exports, app, name):
-    signature = exports(app)[1][name]
+def test_a_cmyk_jpeg_is_decoded(tiny_exports, app, name):
+    signature = tiny_exports(app)[1][name]
     data = tf.constant([cmyk_jpeg((24, 24)), png(24, 24)])  # one size: the segmenter's rule
     out = signature(**request(signature, image_bytes=data))
     assert all(value.shape[0] == 2 for value in out.values())
 
 
-def test_a_cmyk_jpeg_turns_grey_as_pil_makes_its_rgb_grey(exports):
+def test_a_cmyk_jpeg_turns_grey_as_pil_makes_its_rgb_grey(tiny_exports):
     """libjpeg decodes CMYK only to RGB: a 1-channel model gets that RGB (what the RGB models
     get) made grey with the weights of PIL's convert("L")."""
     from PIL import Image
@@ -465,7 +359,7 @@ def test_a_cmyk_jpeg_turns_grey_as_pil_makes_its_rgb_grey(exports):
     rgb = tf.io.decode_jpeg(data, channels=3).numpy()
     pil = np.asarray(Image.fromarray(rgb).convert("L"))
     assert np.abs(grey.astype(int) - pil).max() <= 1
-    signatures = exports("mnist")[1]
+    signatures = tiny_exports("mnist")[1]
     served = signatures["serve_image_bytes"](image_bytes=tf.constant([data]))
     read = signatures["serve_uint8"](image=tf.constant(grey[None, ..., None]))
     np.testing.assert_allclose(served["probabilities"], read["probabilities"], atol=1e-6)
@@ -474,8 +368,8 @@ def test_a_cmyk_jpeg_turns_grey_as_pil_makes_its_rgb_grey(exports):
 @pytest.mark.parametrize("signature_name, width", [("serving_default", None),
                                                    ("beam_search", 1), ("beam_search", 13),
                                                    ("beam_search", 20)])
-def test_a_caption_never_ends_before_its_first_word(exports, signature_name, width):
-    signature = exports("captioner")[1][signature_name]
+def test_a_caption_never_ends_before_its_first_word(tiny_exports, signature_name, width):
+    signature = tiny_exports("captioner")[1][signature_name]
     inputs = request(signature, batch=2)
     if width is not None:
         inputs["beam_size"] = tf.constant(width)
@@ -506,8 +400,8 @@ class ServingSession:
 
 @pytest.mark.parametrize("app, name", [("mnist", "serving_default"), ("dqn", "serving_default"),
                                        ("captioner", "beam_search")])  # one with a scalar
-def test_a_session_gets_the_same_refusals_and_empty_answers(exports, app, name):
-    folder, signatures = exports(app)
+def test_a_session_gets_the_same_refusals_and_empty_answers(tiny_exports, app, name):
+    folder, signatures = tiny_exports(app)
     signature, served = signatures[name], ServingSession(folder)
     valid = {k: v.numpy() for k, v in request(signature).items()}
     empty = served.run(name, {k: v.numpy() for k, v in request(signature, batch=0).items()})
@@ -523,12 +417,12 @@ def test_a_session_gets_the_same_refusals_and_empty_answers(exports, app, name):
 
 
 @pytest.mark.slow
-def test_saved_model_cli_gets_the_same_refusals_and_empty_answers(exports, tmp_path):
+def test_saved_model_cli_gets_the_same_refusals_and_empty_answers(tiny_exports, tmp_path):
     import shutil
     import subprocess
     import sys
 
-    folder, _ = exports("mnist")
+    folder, _ = tiny_exports("mnist")
     cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
 
     def run(signature, *inputs):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, parse_app_flags, run_app, run_in_process
+from conftest import REPO, parse_app_flags, run_in_process
 from suite.data import augment as aug
 from suite.data import classification as cls_data
 from suite.errors import DataError
@@ -442,7 +442,7 @@ def test_tfds_names_fail_fast_offline_and_load_through_tfds(tmp_path, monkeypatc
     # colour, images of any size, no test split but a validation split: streamed, 224
     ("oxford_flowers102", {"train", "validation"}, dict(channels=3, size=224, test="validation",
                                                         in_memory=False)),
-    # no test and no validation split: the last 10% of train, documented in README
+    # no test and no validation split: the last 10% of train, documented in docs/classifier.md
     ("tf_flowers", {"train"}, dict(channels=3, size=224, test="train[90%:]", in_memory=False,
                                    classes=["dandelion", "daisy", "tulips", "sunflowers",
                                             "roses"])),

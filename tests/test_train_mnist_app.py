@@ -364,6 +364,7 @@ def test_ensemble_trains_each_member_and_serves_their_average(tmp_path, mnist_sm
     assert not np.allclose(probs[0], probs[1])  # different seeds, different members
     mean = np.mean(probs, axis=0)
     assert results["ensemble_size"] == 2 and len(results["member_test_accuracies"]) == 2
+    assert results["member_epochs_chosen"] == [1, 1]  # each member as its validation chose it
     assert results["test_accuracy"] == pytest.approx(np.mean(mean.argmax(-1) == y_test))
     assert results["export"].endswith(os.path.join("export", "mnist", "1"))
     served = tf.saved_model.load(results["export"]).signatures["serving_default"]

@@ -74,8 +74,8 @@ def detection_signatures(model, metadata: dict) -> dict[str, Signature]:
         "detect": Signature(detect_with, [
             image_bytes,
             Input("score_threshold", "float32", (), bounds=(0.0, 1.0),
-                  about="the lowest score kept"),
+                  about="the lowest score kept", example=threshold),
             # No silent cap: more than the model's slots is refused, not quietly cut to them.
             Input("max_detections", "int32", (), bounds=(1, slots),
-                  about="detections kept per image, best first")]),
+                  about="detections kept per image, best first", example=cap)]),
     }

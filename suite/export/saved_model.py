@@ -1,6 +1,7 @@
 """Writes SavedModels in TF Serving's versioned layout, atomically, never overwriting.
 
-Layout: `<export_base>/<name>/<version>/` (saved_model.pb, variables/, assets.extra/metadata.json).
+Layout: `<export_base>/<name>/<version>/` (saved_model.pb, variables/, assets.extra/metadata.json
+and assets.extra/tf_serving_warmup_requests: suite.export.warmup).
 TF Serving watches `<export_base>/<name>` and serves the highest numeric version; each version is
 written into a hidden temporary sibling and renamed into place, so a crash never leaves a
 half-written version that a server would pick up, and an existing version is never replaced
@@ -24,9 +25,9 @@ import keras
 
 from suite.errors import ExportError
 from suite.export import guards
+from suite.export.warmup import write_warmup
 
 METADATA_FILE = os.path.join("assets.extra", "metadata.json")
-
 
 
 def next_version(model_base: str) -> int:
@@ -78,7 +79,8 @@ def write_saved_model(export_base: str, name: str, signatures: dict, metadata: d
 
     `version=None` takes the next free integer (1 for a new model). `metadata` (JSON) goes to
     assets.extra/metadata.json, with the signature names and what each input takes
-    ("inputs": dtype, shape, value range, image limits) added.
+    ("inputs": dtype, shape, value range, image limits) added; TF Serving's warm-up records
+    (two example requests per signature) go beside it.
     """
     check_model_name(name)
     model_base = os.path.join(export_base, name)
@@ -102,6 +104,7 @@ def write_saved_model(export_base: str, name: str, signatures: dict, metadata: d
         with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
             json.dump({**metadata, "signatures": list(signatures),
                        "inputs": describe_inputs(signatures)}, f, indent=2)
+        write_warmup(tmp_dir, name, signatures)
         if os.path.exists(version_dir):  # someone else exported meanwhile
             raise ExportError(f"{version_dir} appeared while exporting; not overwriting it.")
         os.rename(tmp_dir, version_dir)

@@ -43,6 +43,7 @@ class Input:
     bounds: tuple | None = None  # inclusive (low, high) of every value
     limits: ImageLimits | None = None  # images of any size, or encoded images
     about: str = ""  # what the values are, for the error message and the metadata
+    example: object = None  # a scalar's value in example requests (TF Serving's warm-up)
 
     def __post_init__(self):
         # tf.debugging.Assert prints a message with its quotes escaped (\' and \"): a client

@@ -156,3 +156,23 @@ def parse_flags(argv, fv: flags.FlagValues = flags.FLAGS):
         return fv(argv)
     except flags.Error as e:
         usage_error(str(e))
+
+
+def start_tool(argv, fv: flags.FlagValues = flags.FLAGS) -> bool:
+    """The start of a tool's main (apps.export, apps.demo, apps.precision_report): refuses
+    positional arguments, keeps absl's INFO lines for an explicit --verbosity; returns whether
+    it was given (TensorFlow's start-up lines are kept then too)."""
+    if len(argv) > 1:
+        usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+
+    verbose = fv["verbosity"].present
+    if not verbose:
+        logging.set_verbosity(logging.WARNING)
+    return verbose
+
+
+def tool_error(error: Exception):
+    """A tool's refusal (a missing file, an unusable run): one `error:` line, exit code 2."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -127,6 +127,9 @@ def build_encoder(config: CaptionerConfig):
     return cut_before_head(classifier), f"{config.encoder} from random initialisation"
 
 
+ENCODER_FILE = "encoder.keras"
+
+
 class CaptioningTask(Task):
     config_class = CaptionerConfig
     name = "nic"
@@ -221,6 +224,7 @@ class CaptioningTask(Task):
                                      c.embedding_dim, c.lstm_units, c.lstm_layers, c.dropout)
         self.nic = build_nic(encoder, self.decoder)
         if c.precompute_features:
+            self._keep_encoder(run)
             started = time.time()
             self.features = self._features(encoder)
             print(f"Encoder features of {sum(len(f) for f in self.features.values())} images "
@@ -247,6 +251,41 @@ class CaptioningTask(Task):
         if best:
             run.model.load_weights(best.best_path)
         return self.nic
+
+    def _keep_encoder(self, run) -> None:
+        """checkpoints/encoder.keras: the checkpoints of a decoder trained on precomputed
+        features hold the decoder alone, and a re-export (apps.export) needs the fixed encoder
+        beside them to rebuild the NIC it serves."""
+        import os
+
+        path = run.output_path(os.path.join("checkpoints", ENCODER_FILE))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path[:-len(".keras")] + ".tmp.keras"
+        self.encoder.save(tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load_checkpoint(cls, path: str):
+        """The NIC of a checkpoint; a decoder trained on precomputed features is joined to the
+        encoder kept beside it (checkpoints/encoder.keras)."""
+        import os
+
+        from suite.errors import ExportError
+        from suite.models.nic import build_nic
+
+        model = super().load_checkpoint(path)
+        if any(layer.name == "encoder" for layer in model.layers):
+            return model
+        encoder_path = os.path.join(os.path.dirname(path), ENCODER_FILE)
+        if not os.path.isfile(encoder_path):
+            raise ExportError(
+                f"{path} holds the decoder alone (trained on precomputed encoder features) and "
+                f"no {ENCODER_FILE} is beside it (runs before the suite kept it): rerun the "
+                "run's training command (run.json) without --noexport; a finished run trains "
+                "nothing more and exports the whole model.")
+        encoder = super().load_checkpoint(encoder_path)
+        encoder.trainable = False
+        return build_nic(encoder, model)
 
     def _features(self, encoder) -> dict:
         """The encoder's vectors of every split's images, in inference mode."""
@@ -419,4 +458,4 @@ class CaptioningTask(Task):
         return {"serving_default": Signature(greedy, [image_bytes]),
                 "beam_search": Signature(beam, [image_bytes, Input(
                     "beam_size", "int32", (), bounds=(1, MAX_BEAM_SIZE),
-                    about="captions kept at every step")])}
+                    about="captions kept at every step", example=3)])}  # evaluation's width

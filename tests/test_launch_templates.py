@@ -20,11 +20,19 @@ SBATCH = REPO / "launch" / "slurm.sbatch"
 EXAMPLE = REPO / "launch" / "tfjob_mnist.yaml"
 TIMEOUT_S = 60
 
-# Stand-ins: each records its arguments (one per line) and srun exits with $STUB_RC.
+# Stand-ins: each records its arguments (one per line) and srun exits with $STUB_RC. With
+# $STUB_RUN_TASK srun first runs its task command as rank 0 (the app: python, a stand-in that
+# exits with $STUB_APP_RC); with $STUB_HANG it then never returns, as srun waiting for a task
+# exit message that was lost.
 SRUN = """#!/bin/bash
 printf '%s\\n' "$@" > "$STUB_DIR/srun.args"
 echo "${TF_CONFIG-unset}" > "$STUB_DIR/srun.tf_config"
+if [ -n "${STUB_RUN_TASK:-}" ]; then shift 3; SLURM_PROCID=0 "$@"; fi
+if [ -n "${STUB_HANG:-}" ]; then exec sleep 600; fi
 exit "${STUB_RC:-0}"
+"""
+PYTHON = """#!/bin/bash
+exit "${STUB_APP_RC:-0}"
 """
 SCONTROL = """#!/bin/bash
 printf '%s\\n' "$@" > "$STUB_DIR/scontrol.args"
@@ -35,12 +43,13 @@ exit "${STUB_SCONTROL_RC:-0}"
 def run_sbatch(tmp_path, *args, rc=0, **env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("srun", SRUN), ("scontrol", SCONTROL)):
+    for name, text in (("srun", SRUN), ("scontrol", SCONTROL), ("python", PYTHON)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STUB_DIR": str(tmp_path),
                 "STUB_RC": str(rc), "SLURM_JOB_ID": "4242", "SLURM_SUBMIT_DIR": str(REPO),
-                "TF_CONFIG": '{"cluster": {}}', **env}
+                "TF_CONFIG": '{"cluster": {}}', "SUITE_TASK_EXITS": str(tmp_path / "exits"),
+                **env}
     result = subprocess.run(["bash", str(SBATCH), *args], env=full_env, capture_output=True,
                             text=True, timeout=TIMEOUT_S)
     recorded = {name: (tmp_path / f"{name}.args").read_text().splitlines()
@@ -82,11 +91,37 @@ def test_srun_runs_the_app_with_the_arguments_given(tmp_path):
     assert result.returncode == 0, result.stderr
     # No --strategy: inside a step of several tasks the app's auto is multi_worker, and a
     # one-task job keeps the single-machine strategies (mirrored over the node's GPUs).
-    assert recorded["srun"] == ["--kill-on-bad-exit=1", "--wait=60", "--label", "python", "-m",
-                                "apps.train_mnist", "--flagfile=apps/flags/mnist.flags",
-                                "--model_dir=/shared/runs/mnist"]
+    srun = recorded["srun"]
+    assert srun[:4] == ["--kill-on-bad-exit=1", "--wait=60", "--label", "bash"]
+    assert srun[-4:] == ["python", "apps.train_mnist", "--flagfile=apps/flags/mnist.flags",
+                        "--model_dir=/shared/runs/mnist"]  # the task: python -m app args
     assert (tmp_path / "srun.tf_config").read_text().strip() == "unset"  # Slurm's resolver
     assert "scontrol" not in recorded and "job 4242: finished" in result.stdout
+
+
+def test_a_step_srun_never_ends_is_ended_and_the_tasks_exit_code_decides(tmp_path):
+    """The task exited 138 (a lost peer) but srun never returns (the exit message of a task
+    behind a lost link never comes): the script ends srun TASK_EXIT_WAIT_S + STEP_END_GRACE_S
+    after the task's exit, then requeues as for 138; the task-exit folder is removed."""
+    import time
+
+    started = time.monotonic()
+    result, recorded = run_sbatch(tmp_path, STUB_RUN_TASK="1", STUB_HANG="1", STUB_APP_RC="138",
+                                  TASK_EXIT_WAIT_S="1", STEP_END_GRACE_S="2",
+                                  PYTHON=str(tmp_path / "bin" / "python"))
+    assert result.returncode == 138, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+    assert ("srun still waits for a task 3 s after the first task exited (its node or link lost "
+            "the exit message): ending the step") in result.stdout
+    assert recorded["scontrol"] == ["requeue", "4242"] and "exit 138): requeueing" in result.stdout
+    assert not (tmp_path / "exits").exists()
+    # A task that ran to the end is never cut short: srun returns, its code stands.
+    (tmp_path / "scontrol.args").unlink()
+    result, recorded = run_sbatch(tmp_path, STUB_RUN_TASK="1", STUB_APP_RC="0", STUB_RC="0",
+                                  TASK_EXIT_WAIT_S="1", STEP_END_GRACE_S="2",
+                                  PYTHON=str(tmp_path / "bin" / "python"))
+    assert result.returncode == 0 and "ending the step" not in result.stdout
+    assert "job 4242: finished" in result.stdout
 
 
 def test_only_a_saved_preemption_or_a_lost_peer_is_requeued_and_never_forever(tmp_path):

@@ -13,7 +13,6 @@ SIGINT and SIGTERM sent to the launcher are forwarded to every worker.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ import time
 
 from absl import app, flags
 
+from launch.k8s_tf_config import tf_config as cluster_tf_config
 from suite.runtime.flags import parse_flags, usage_error
 
 HOST = "127.0.0.1"
@@ -59,8 +59,7 @@ def free_ports(n: int) -> list[int]:
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker `index` in a cluster of workers on `ports`."""
-    cluster = {"worker": [f"{HOST}:{port}" for port in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    return cluster_tf_config([f"{HOST}:{port}" for port in ports], index)
 
 
 def _pump(stream, out, prefix: bytes, lock: threading.Lock) -> None:

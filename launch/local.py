@@ -18,7 +18,6 @@ Slurm job or a recreated Kubernetes pod does. A signal to the launcher itself is
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -29,6 +28,7 @@ import time
 
 from absl import app, flags
 
+from launch.k8s_tf_config import tf_config as cluster_tf_config
 from suite.runtime.flags import parse_flags, usage_error
 from suite.runtime.stopping import RETRYABLE_EXIT_CODES
 
@@ -70,8 +70,7 @@ def free_ports(n: int) -> list[int]:
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker `index` in a cluster of workers on `ports`."""
-    cluster = {"worker": [f"{HOST}:{port}" for port in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    return cluster_tf_config([f"{HOST}:{port}" for port in ports], index)
 
 
 def _pump(stream, out, prefix: bytes, lock: threading.Lock) -> None:

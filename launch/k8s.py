@@ -9,9 +9,9 @@ so the same command runs here and on a laptop. Worker 0 is the chief. Two kinds 
 - indexed_job (the default): a headless Service and an Indexed Job (batch/v1), plain
   Kubernetes >= 1.27 with no operator. Pod i runs the command behind launch.k8s_tf_config, which
   builds TF_CONFIG from the pod's JOB_COMPLETION_INDEX and the pods' DNS names
-  <name>-<i>.<name>. Its podFailurePolicy fails the job on an exit code other than 130, 137 or
-  143 (SIGINT, SIGKILL, SIGTERM; the app exits 143 after a preemption, with its state saved; 2
-  is its bad-input code), recreates pods the cluster disrupted without counting them, and
+  <name>-<i>.<name>. Its podFailurePolicy fails the job on an exit code other than 130, 137, 138
+  or 143 (SIGINT, SIGKILL, a lost peer, SIGTERM; the app exits 143 after a preemption with its
+  state saved, 138 when a node or link of the cluster failed; 2 is its bad-input code), recreates pods the cluster disrupted without counting them, and
   counts the rest: at most --max_restarts restarts of all the workers.
 - tfjob: a Kubeflow TFJob, for clusters where the (no longer maintained) training operator still
   runs; the operator sets TF_CONFIG in the pods (container name "tensorflow"). restartPolicy
@@ -38,13 +38,15 @@ import sys
 from absl import app, flags
 
 from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.stopping import EXIT_CODES, RETRYABLE_EXIT_CODES
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: the operator's webhook
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # DNS-1123 label
 CONTAINER = "tensorflow"  # the name the operator looks for to set TF_CONFIG and the port
 TFJOB_PORT = 2222
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller labels its pods (1.27+)
-RETRYABLE = (130, 137, 143)  # SIGINT, SIGKILL, SIGTERM: see the module docstring
+# SIGINT, SIGKILL, a lost peer, SIGTERM: the codes after which the same command resumes.
+RETRYABLE = tuple(sorted((EXIT_CODES["SIGINT"], *RETRYABLE_EXIT_CODES)))
 
 FLAGS = flags.FLAGS
 
@@ -287,7 +289,7 @@ def define_flags() -> None:
                          "workers to finish the current step and save.", lower_bound=1)
     flags.DEFINE_integer("max_restarts", 20,
                          "indexed_job: how often all workers may be restarted after exiting "
-                         "130, 137 or 143 (backoffLimit = this x --num_workers); pods the "
+                         "130, 137, 138 or 143 (backoffLimit = this x --num_workers); pods the "
                          "cluster preempts or evicts do not count. tfjob: unused (the operator "
                          "restarts without limit).", lower_bound=0)
     flags.mark_flags_as_required(["name", "image"])

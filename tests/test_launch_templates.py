@@ -368,7 +368,7 @@ def test_indexed_job_fails_at_once_on_permanent_codes_and_retries_the_others_a_b
                       "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     # Bad input (2), divergence or a crash (1), anything else: retrying cannot help.
     assert fail == {"action": "FailJob", "onExitCodes": {
-        "containerName": "tensorflow", "operator": "NotIn", "values": [130, 137, 143]}}
+        "containerName": "tensorflow", "operator": "NotIn", "values": [130, 137, 138, 143]}}
     # 130/137/143 fall through to Count: all 4 workers exit together, so 5 restarts = 20 pods.
     assert spec["backoffLimit"] == 20
     assert _pod(job)["restartPolicy"] == "Never"  # what podFailurePolicy requires

@@ -10,10 +10,14 @@ MultiWorkerMirroredStrategy finds its peers from TF_CONFIG. Each output line is 
 --grace_period_s) and the launcher exits with the failed worker's code: a collective training job
 cannot go on without one of its workers, and the survivors would otherwise wait on it forever.
 SIGINT and SIGTERM sent to the launcher are forwarded to every worker.
+
+With --max_restarts=N a cluster whose worker failed with a retryable code (RETRYABLE_EXIT_CODES:
+138 a lost peer, 137 a killed worker, 143 a worker stopped by SIGTERM with its state saved) is
+started again, all workers, up to N times: the apps resume from their backup, as a requeued
+Slurm job or a recreated Kubernetes pod does. A signal to the launcher itself is never retried.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,7 +28,9 @@ import time
 
 from absl import app, flags
 
+from launch.k8s_tf_config import tf_config as cluster_tf_config
 from suite.runtime.flags import parse_flags, usage_error
+from suite.runtime.stopping import RETRYABLE_EXIT_CODES
 
 HOST = "127.0.0.1"
 _POLL_S = 0.05
@@ -38,6 +44,11 @@ flags.DEFINE_float(
     "grace_period_s", 10.0,
     "Seconds a worker has to exit after SIGTERM before it is killed with SIGKILL.",
     lower_bound=0.0)
+flags.DEFINE_integer(
+    "max_restarts", 0,
+    "Start the whole cluster again, up to this many times, when a worker fails with a retryable "
+    "exit code (138: a lost peer, 137: killed, 143: stopped by SIGTERM, state saved).",
+    lower_bound=0)
 flags.register_multi_flags_validator(
     ["port_base", "num_workers"],
     lambda f: f["port_base"] is None or f["port_base"] + f["num_workers"] - 1 <= 65535,
@@ -59,8 +70,7 @@ def free_ports(n: int) -> list[int]:
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker `index` in a cluster of workers on `ports`."""
-    cluster = {"worker": [f"{HOST}:{port}" for port in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    return cluster_tf_config([f"{HOST}:{port}" for port in ports], index)
 
 
 def _pump(stream, out, prefix: bytes, lock: threading.Lock) -> None:
@@ -97,11 +107,25 @@ def _exit_code(returncode: int) -> int:
 
 
 def launch(command: list[str], num_workers: int, port_base: int | None = None,
-           grace_period_s: float = 10.0) -> int:
-    """Runs `command` as `num_workers` workers until all exit.
+           grace_period_s: float = 10.0, max_restarts: int = 0) -> int:
+    """Runs `command` as `num_workers` workers until all exit; the whole cluster again, up to
+    `max_restarts` times, while a worker fails with a retryable code (RETRYABLE_EXIT_CODES).
 
     Returns 0, the exit code of the first worker seen failing, or 128 + the signal the launcher got.
     """
+    for restart in range(max_restarts + 1):
+        code, signalled = _launch_once(command, num_workers, port_base, grace_period_s)
+        if signalled or code not in RETRYABLE_EXIT_CODES or restart == max_restarts:
+            return code
+        print(f"[launch.local] a worker exited {code} (retryable): starting all {num_workers} "
+              f"workers again (restart {restart + 1} of at most {max_restarts})", flush=True)
+    return code
+
+
+def _launch_once(command: list[str], num_workers: int, port_base: int | None,
+                 grace_period_s: float) -> tuple[int, bool]:
+    """One run of the cluster: (exit code as launch() returns it, whether the launcher got a
+    signal)."""
     if port_base is None:
         ports = free_ports(num_workers)
     else:
@@ -163,8 +187,8 @@ def launch(command: list[str], num_workers: int, port_base: int | None = None,
     for pump in pumps:
         pump.join(timeout=5)
     if received:
-        return 128 + received[0]
-    return failure or next((_exit_code(p.returncode) for p in procs if p.returncode), 0)
+        return 128 + received[0], True
+    return failure or next((_exit_code(p.returncode) for p in procs if p.returncode), 0), False
 
 
 def main(argv: list[str]) -> int:
@@ -175,7 +199,8 @@ def main(argv: list[str]) -> int:
             "python -m launch.local --num_workers=2 -- python -m apps.train_mnist "
             "--flagfile=apps/flags/mnist_smoke.flags")
     try:
-        return launch(command, FLAGS.num_workers, FLAGS.port_base, FLAGS.grace_period_s)
+        return launch(command, FLAGS.num_workers, FLAGS.port_base, FLAGS.grace_period_s,
+                      FLAGS.max_restarts)
     except (FileNotFoundError, PermissionError) as error:
         usage_error(f"cannot start the worker command {command[0]!r}: {error}")
 

@@ -154,17 +154,18 @@ def backup_weights(folder) -> list:
     return arrays
 
 
-def assert_workers_identical(model_dir) -> list:
-    """The chief's and worker 1's backups of a 2-worker run hold the same arrays, bitwise (the
-    models and their optimizers' slots); returns their names."""
+def assert_workers_identical(model_dir, workers=(1,)) -> list:
+    """The chief's backup and those of `workers` (worker-1 by default) hold the same arrays,
+    bitwise (the models and their optimizers' slots); returns their names."""
     import numpy as np
 
     chief = backup_weights(os.path.join(model_dir, "backup"))
-    other = backup_weights(os.path.join(model_dir, "backup", "worker-1"))
     names = [n for n, _ in chief]
-    assert names == [n for n, _ in other]
-    for (name, a), (_, b) in zip(chief, other):
-        np.testing.assert_array_equal(a, b, err_msg=name)
+    for worker in workers:
+        other = backup_weights(os.path.join(model_dir, "backup", f"worker-{worker}"))
+        assert names == [n for n, _ in other]
+        for (name, a), (_, b) in zip(chief, other):
+            np.testing.assert_array_equal(a, b, err_msg=f"worker-{worker}: {name}")
     return names
 
 

@@ -180,3 +180,42 @@ def test_unknown_worker_program_is_a_clear_error():
     result = _run("--num_workers=2", "--", "no-such-program-for-launch-local")
     assert result.returncode == 2, result.stderr
     assert "cannot start the worker command 'no-such-program-for-launch-local'" in result.stderr
+
+
+# Worker 1 exits with the code given in argv[2] on the first run (no marker file yet), then
+# every worker exits 0; each run appends its worker's index to the log.
+RETRY = """
+import json, os, sys
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+folder, code = sys.argv[1], int(sys.argv[2])
+with open(os.path.join(folder, "log"), "a") as f:
+    f.write(f"{index}\\n")
+marker = os.path.join(folder, "failed")
+if index == 1 and not os.path.exists(marker):
+    open(marker, "w").close()
+    sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("code, restarted", [(138, True), (137, True), (143, True), (2, False),
+                                             (1, False)])
+def test_a_retryable_exit_restarts_the_whole_cluster(tmp_path, code, restarted):
+    result = _run("--num_workers=2", "--max_restarts=2", "--grace_period_s=1", "--",
+                  sys.executable, "-c", RETRY, str(tmp_path), str(code))
+    runs = (tmp_path / "log").read_text().split()
+    if restarted:
+        assert result.returncode == 0, result.stderr
+        assert sorted(runs) == ["0", "0", "1", "1"]  # both workers, twice
+        assert (f"[launch.local] a worker exited {code} (retryable): starting all 2 workers "
+                "again (restart 1 of at most 2)") in result.stdout
+    else:
+        assert result.returncode == code and sorted(runs) == ["0", "1"]
+        assert "[launch.local]" not in result.stdout
+
+
+def test_restarts_stop_at_max_restarts(tmp_path):
+    always = RETRY.replace("not os.path.exists(marker)", "True")
+    result = _run("--num_workers=2", "--max_restarts=1", "--grace_period_s=1", "--",
+                  sys.executable, "-c", always, str(tmp_path), "138")
+    assert result.returncode == 138
+    assert len((tmp_path / "log").read_text().split()) == 4  # the first run and one restart

@@ -206,10 +206,10 @@ def _problems(error: ValidationError) -> list[tuple[list, str]]:
     return [(path, error.message)]
 
 
-def _webhook_problems(manifest: dict) -> list[tuple[list, str]]:
-    """Layer 3: metadata (the CRD leaves ObjectMeta to the API server), and the training
-    operator's TFJob admission webhook (v1.9.0): name, images, the "tensorflow" container, at
-    most one Chief/Master, runPolicy.managedBy."""
+def metadata_problems(manifest: dict) -> list[tuple[list, str]]:
+    """What the API server checks in any object's metadata that a schema leaves out: a name
+    (a DNS-1035 label, what a TFJob's webhook and a Service require, and what an Indexed Job's
+    pod hostnames need), a DNS-1123 namespace, labels and annotations of strings."""
     out = []
     metadata = manifest.get("metadata")
     if isinstance(metadata, dict):
@@ -234,6 +234,30 @@ def _webhook_problems(manifest: dict) -> list[tuple[list, str]]:
                            for key, item in value.items() if not isinstance(item, str))
     elif metadata is None:
         out.append((["metadata"], "required field is missing"))
+    return out
+
+
+def type_problems(manifest, api_version: str, kind: str) -> list[tuple[list, str]]:
+    """Whether `manifest` is a mapping with this apiVersion and kind (ValueError if no mapping)."""
+    if not isinstance(manifest, dict):
+        raise ValueError(f"a {kind} manifest is a mapping, not {type(manifest).__name__}")
+    return [([field], f"{manifest.get(field)!r} is not {want!r}")
+            for field, want in (("apiVersion", api_version), ("kind", kind))
+            if manifest.get(field) != want]
+
+
+def report(what: str, problems: list[tuple[list, str]]) -> None:
+    """Raises ValueError listing each (path, reason) of `problems` once, sorted; else None."""
+    lines = sorted({f"{_field_path(path)}: {reason}" for path, reason in problems})
+    if lines:
+        raise ValueError(f"invalid {what} manifest:\n  " + "\n  ".join(lines))
+
+
+def _webhook_problems(manifest: dict) -> list[tuple[list, str]]:
+    """Layer 3: metadata (the CRD leaves ObjectMeta to the API server), and the training
+    operator's TFJob admission webhook (v1.9.0): name, images, the "tensorflow" container, at
+    most one Chief/Master, runPolicy.managedBy."""
+    out = metadata_problems(manifest)
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
         return out  # the schema reports it
@@ -269,16 +293,8 @@ def _webhook_problems(manifest: dict) -> list[tuple[list, str]]:
 def validate_tfjob(manifest: dict) -> None:
     """Raises ValueError listing every field of `manifest` that a TFJob (kubeflow.org/v1) must
     not have: the path of each (e.g. spec.tfReplicaSpecs.Worker.replicas) and why."""
-    if not isinstance(manifest, dict):
-        raise ValueError(f"a TFJob manifest is a mapping, not {type(manifest).__name__}")
-    problems = []
-    if manifest.get("apiVersion") != API_VERSION:
-        problems.append((["apiVersion"], f"{manifest.get('apiVersion')!r} is not {API_VERSION!r}"))
-    if manifest.get("kind") != KIND:
-        problems.append((["kind"], f"{manifest.get('kind')!r} is not {KIND!r}"))
+    problems = type_problems(manifest, API_VERSION, KIND)
     for error in _validator().iter_errors(manifest):
         problems.extend(_problems(error))
     problems.extend(_webhook_problems(manifest))
-    lines = sorted({f"{_field_path(path)}: {reason}" for path, reason in problems})
-    if lines:
-        raise ValueError("invalid TFJob manifest:\n  " + "\n  ".join(lines))
+    report(KIND, problems)

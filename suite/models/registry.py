@@ -46,6 +46,15 @@ MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def builder_accepts(name: str, option: str) -> bool:
+    """Whether the builder registered as `name` takes the keyword `option` (e.g. only the
+    ResNets take `sync_batch_norm`)."""
+    import inspect
+
+    builder = MODEL_BUILDERS.get(name.strip().lower().replace("-", ""))
+    return builder is not None and option in inspect.signature(builder).parameters
+
+
 def model_names() -> list[str]:
     """Registered names, by family and then depth (resnet18 before resnet101)."""
     def key(name):

@@ -222,13 +222,14 @@ def build_cifar_resnet(
     weight_decay: float = 0.0,
     rescale: bool = True,
     augmentation: keras.Layer | None = None,
+    sync_batch_norm: bool = False,
     batch_norm: type[layers.BatchNormalization] = FusedBatchNormalization,
     name: str | None = None,
 ) -> keras.Model:
     """Returns the CIFAR ResNet-`depth` (6n + 2) of section 4.2, or its plain twin if `plain`.
 
-    `base_filters` (16 in the paper) sets the stage widths base, 2 base, 4 base; `batch_norm`
-    is the layer class, as in build_resnet.
+    `base_filters` (16 in the paper) sets the stage widths base, 2 base, 4 base;
+    `sync_batch_norm` and `batch_norm` are as in build_resnet.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(
@@ -242,7 +243,7 @@ def build_cifar_resnet(
     name = name or f"{'plain' if plain else 'resnet'}{depth}"
     input_shape = check_image_shape(input_shape, 4, name)
     n = (depth - 2) // 6
-    b = _Builder(conv_bias, weight_decay, batch_norm=batch_norm)
+    b = _Builder(conv_bias, weight_decay, sync_batch_norm, batch_norm)
 
     images, x = _inputs(input_shape, rescale, augmentation)
     x = b.conv_bn(x, base_filters, 3, 1, "conv1")

@@ -6,7 +6,8 @@
 `main` generates the app's flags from `task_class.config_class` (suite.runtime.flags), parses
 them, builds the config and the Task, runs it (suite.runtime.runner) and exits with the run's
 code: 0, 1 (diverged), 2 (bad input: one `error:` line naming the flag, never a traceback),
-130/143 (stopped by a signal, state saved).
+130/143 (stopped by a signal, state saved), 138 (a peer of a multi-worker run was lost; the
+last backup is intact: suite.runtime.peers).
 """
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def _exit_cleanly_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, leave)
+
+
+def _leave_now(code: int) -> None:
+    """Exits at once, skipping TensorFlow's teardown: after a lost peer its coordination agent
+    would wait at shutdown for the peer that is gone (the job would hang instead of being
+    requeued). Everything worth keeping is saved; only the output needs flushing."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def flags_text(fv, names) -> str:
@@ -72,6 +84,7 @@ def main(task_class, argv=None) -> None:
         verbose = fv["verbosity"].present
         if not verbose:  # TensorFlow's INFO lines drown the app's own
             logging.set_verbosity(logging.WARNING)
+        from suite.runtime.peers import EXIT_LOST_PEER
         from suite.runtime.runner import run_task
         from suite.runtime.startup import load_tensorflow
 
@@ -85,6 +98,8 @@ def main(task_class, argv=None) -> None:
             logging.debug("details", exc_info=True)
             print(f"error: {as_flags(str(e), names)}", file=sys.stderr, flush=True)
             sys.exit(2)
+        if results["exit_code"] == EXIT_LOST_PEER:
+            _leave_now(EXIT_LOST_PEER)
         sys.exit(results["exit_code"])
 
     # Flag validators may import TensorFlow (model names, augmentations): load it quietly

@@ -197,6 +197,7 @@ class WorkerRole:
     task_id: int
     num_workers: int
     is_chief: bool
+    address: str | None = None  # host:port of this task in a cluster (its log names it)
 
     @property
     def name(self) -> str:
@@ -212,7 +213,9 @@ def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole:
     task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
     chief_type = "chief" if "chief" in spec else "worker"
     num = sum(len(v) for k, v in spec.items() if k in ("chief", "worker"))
-    return WorkerRole(task_type, task_id, num, task_type == chief_type and task_id == 0)
+    tasks = spec.get(task_type) or []
+    address = tasks[task_id] if isinstance(tasks, list) and task_id < len(tasks) else None
+    return WorkerRole(task_type, task_id, num, task_type == chief_type and task_id == 0, address)
 
 
 @dataclasses.dataclass
@@ -226,8 +229,11 @@ class Runtime:
         return self.strategy.num_replicas_in_sync
 
     def describe(self) -> str:
-        return json.dumps({"strategy": type(self.strategy).__name__, "replicas": self.num_replicas,
-                           "precision": self.precision, "worker": self.role.name})
+        described = {"strategy": type(self.strategy).__name__, "replicas": self.num_replicas,
+                     "precision": self.precision, "worker": self.role.name}
+        if self.role.address:  # which machine, for reading a cluster's interleaved logs
+            described["address"] = self.role.address
+        return json.dumps(described)
 
 
 def setup_runtime(strategy: str, precision: str, seed: int, deterministic: bool,

@@ -29,7 +29,8 @@ def run_task(task, config: RuntimeConfig, strategy_override=None,
              flags_text: str | None = None) -> dict:
     """Runs `task` (a suite.tasks.base.Task) start to end; returns the results dict (also
     results.json), whose "exit_code" is the process's: 0, 1 (diverged), 130/143 (stopped by a
-    signal, state saved). Bad input raises ValueError or RuntimeError before anything saved is
+    signal, state saved), 138 (a peer of a multi-worker run was lost, the last backup intact:
+    suite.runtime.peers). Bad input raises ValueError or RuntimeError before anything saved is
     touched."""
     started = time.monotonic()
     _check_folders(config)
@@ -41,6 +42,7 @@ def run_task(task, config: RuntimeConfig, strategy_override=None,
     print(f"Runtime: {runtime.describe()}", flush=True)
     from suite.data.sharding import check_global_batch
     from suite.runtime.run_lock import RunLock
+    from suite.runtime.stopping import finish_together
     from suite.runtime.training import RunPaths
 
     if task.global_batch_size is not None:
@@ -50,11 +52,30 @@ def run_task(task, config: RuntimeConfig, strategy_override=None,
     paths = RunPaths.for_role(config.model_dir, runtime)
     run = Run(task, config, runtime, paths)
     try:
-        return _run(run, flags_text, started)
+        results = _run(run, flags_text, started)
+        finish_together(runtime)
+        return results
+    except Exception as error:  # noqa: BLE001  (a lost peer is an outcome; the rest re-raised)
+        from suite.runtime.peers import EXIT_LOST_PEER, is_lost_peer, lost_peer_message
+
+        if not is_lost_peer(error, runtime.role.num_workers):
+            raise
+        message = lost_peer_message(error, runtime.role, _cluster_spec(runtime),
+                                    paths.backup_source)
+        print(message, flush=True)
+        return {"status": "lost_peer", "exit_code": EXIT_LOST_PEER, "message": message}
     finally:
         paths.cleanup()
         if lock is not None:
             lock.release()
+
+
+def _cluster_spec(runtime) -> dict:
+    resolver = getattr(runtime.strategy, "cluster_resolver", None)
+    try:
+        return resolver.cluster_spec().as_dict() if resolver is not None else {}
+    except Exception:  # noqa: BLE001  (only for naming the peer's address)
+        return {}
 
 
 def _run(run: Run, flags_text: str | None, started: float) -> dict:

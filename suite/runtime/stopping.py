@@ -19,6 +19,12 @@ import signal
 import threading
 
 EXIT_CODES = {"SIGTERM": 143, "SIGINT": 130}  # 128 + signal number
+# Exit codes after which running the same command again resumes: 143 (stopped by SIGTERM, state
+# saved), 138 (a lost peer, last backup intact: suite.runtime.peers) and 137 (SIGKILL: resumes
+# from the last backup). What launch/slurm.sbatch requeues (143, 138), launch.local restarts
+# (--max_restarts) and the Kubernetes manifests of launch.k8s retry (with 130).
+EXIT_LOST_PEER = 138  # 128 + SIGUSR1: no signal a scheduler sends gives it
+RETRYABLE_EXIT_CODES = (137, EXIT_LOST_PEER, 143)
 _SIGNALS = ("SIGTERM", "SIGINT")  # SIGTERM wins when both were asked for: it is the scheduler's
 
 
@@ -145,3 +151,12 @@ def agree_on_start(runtime, epoch: int, step: int, source: str) -> None:
             f"{epoch}, step {step} in {source}; the mean over workers: epoch {e / n:g}, step "
             f"{s / n:g}). Every worker reads the chief's backup there, so `model_dir` must be on "
             "storage all workers share (NFS, a ReadWriteMany volume).")
+
+
+def finish_together(runtime) -> None:
+    """With several workers, returns once every worker has got here: the non-chiefs wait while
+    the chief alone exports and writes its results, so all tasks of a job exit within moments
+    of each other. A launcher can then end a job whose task went silent soon after the first
+    exit (launch/slurm.sbatch: `srun --wait`) without cutting a chief's export short."""
+    if runtime.role.num_workers > 1:
+        WorkerSum(runtime.strategy)([1.0])

@@ -193,12 +193,17 @@ class ClassifierTask(ImageClassificationTask):
         import keras
 
         from suite.models import transfer
-        from suite.models.registry import build_model
+        from suite.models.registry import build_model, builder_accepts
         from suite.runtime.optim import make_optimizer
 
         c = self.config
         num_classes = len(self.class_names)
         options = {"weight_decay": c.model_weight_decay} if c.model_weight_decay else {}
+        if run.strategy.num_replicas_in_sync > 1 and builder_accepts(self.model_name,
+                                                                     "sync_batch_norm"):
+            # Batch statistics of the global batch, as one process takes them: every replica
+            # (every worker) then keeps the same moving statistics, evaluates the same model.
+            options["sync_batch_norm"] = True
         source, weights, rename, head_reason = None, None, {}, None
         if c.init_from == "imagenet":
             weights = transfer.imagenet_weights(self.model_name, include_top=num_classes == 1000)

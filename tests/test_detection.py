@@ -450,6 +450,12 @@ def test_app_trains_scores_draws_and_exports_under_mirrored_strategy(tmp_path,
     assert results["selection"]["validation_split"].startswith("4 images: ")
     history = open(model_dir / "history.csv").read().splitlines()
     assert len(history) == 2 and "val_rpn_box_loss" in history[0]
+    # The best epoch is chosen by the validation images' mAP@0.5, scored as the test's are.
+    header, row = history[0].split(","), history[1].split(",")
+    assert {"val_map_50", "val_map"} <= set(header)
+    assert results["selection"]["metric"] == "val_map_50"
+    assert results["selection"]["value"] == pytest.approx(float(row[header.index("val_map_50")]))
+    assert 0.0 <= results["selection"]["value"] <= 1.0
     for key in ("map", "map_50", "map_75", "recall_100"):
         assert 0.0 <= results[key] <= 1.0
     assert results["class_names"] == ["disc", "square"] and results["backbone_batch_norm"] == (

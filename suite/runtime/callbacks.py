@@ -62,6 +62,20 @@ class EpochValidation(keras.callbacks.Callback):
         logs.update({f"val_{name}": value for name, value in results.items()})
 
 
+class EpochMetrics(keras.callbacks.Callback):
+    """Adds the task's own numbers of each finished epoch (`metrics(epoch) -> dict`) to its
+    logs, before they are recorded and the best epoch is chosen."""
+
+    def __init__(self, gate: EpochGate, metrics):
+        super().__init__()
+        self.gate, self.metrics = gate, metrics
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.gate.closed or logs is None:
+            return
+        logs.update(self.metrics(epoch) or {})
+
+
 class TrainingSetEvaluation(keras.callbacks.Callback):
     """Adds `inference_*`: the model's loss and metrics on a fixed subset of the training data,
     in inference mode, at the end of each finished epoch.

@@ -49,7 +49,8 @@ class Run:
             outcome = fit_resumable(
                 model, train_data, validation_data, epochs=epochs,
                 steps_per_epoch=steps_per_epoch, config=self.config, runtime=self.runtime,
-                paths=paths, policy=FitPolicy.of(self.task), callbacks=list(callbacks))
+                paths=paths, callbacks=list(callbacks),
+                policy=FitPolicy.of(self.task, lambda epoch: self.task.epoch_metrics(self, epoch)))
             self.finished_training(outcome, paths, title or f"{model.name} ({self.task.name})")
         finally:
             if subdir is not None:

@@ -19,8 +19,9 @@ import keras
 
 from suite.errors import DamagedStateError
 from suite.runtime.backup import ResumeState
-from suite.runtime.callbacks import (EpochGate, EpochRecords, EpochTensorBoard, EpochValidation,
-                                     NonFiniteGuard, ResumableTraining, TrainingSetEvaluation)
+from suite.runtime.callbacks import (EpochGate, EpochMetrics, EpochRecords, EpochTensorBoard,
+                                     EpochValidation, NonFiniteGuard, ResumableTraining,
+                                     TrainingSetEvaluation)
 from suite.runtime.config import RuntimeConfig
 from suite.runtime.devices import Runtime
 from suite.runtime.records import EpochCheckpoints, HistoryLog
@@ -83,18 +84,21 @@ class ExtraState:
 class FitPolicy:
     """What a resumable fit keeps and watches besides its model: the metric best.keras follows
     (`monitor`, `mode`), the logs the non-finite guard checks, the fixed training examples the
-    curves' inference-mode numbers come from, and the task's extra resume state."""
+    curves' inference-mode numbers come from, the task's extra resume state, and its own
+    numbers for each finished epoch (`epoch_metrics(epoch) -> dict`, before best.keras is
+    chosen: a metric fit cannot compute, such as a detector's validation mAP)."""
     monitor: str | None = "val_accuracy"
     mode: str = "max"
     watched_losses: tuple[str, ...] = ("loss",)
     training_subset: object = None  # a dataset of fixed training examples, or None
     extra: ExtraState | None = None
+    epoch_metrics: Callable[[int], dict] | None = None
 
     @classmethod
-    def of(cls, task) -> "FitPolicy":
+    def of(cls, task, epoch_metrics: Callable[[int], dict] | None = None) -> "FitPolicy":
         metric, mode = task.best_checkpoint
         return cls(metric, mode, tuple(task.watched_losses), task.training_subset,
-                   ExtraState.of(task))
+                   ExtraState.of(task), epoch_metrics)
 
 
 @dataclasses.dataclass
@@ -249,6 +253,7 @@ def _fit(model, train_ds, val_ds, *, epochs, steps_per_epoch, config, runtime, p
         *([TrainingSetEvaluation(gate, policy.training_subset)]
           if policy.training_subset is not None else []),
         *([EpochValidation(gate, val_ds)] if val_ds is not None else []),
+        *([EpochMetrics(gate, policy.epoch_metrics)] if policy.epoch_metrics else []),
         EpochRecords(gate, HistoryLog(paths.history_csv),
                      EpochCheckpoints(paths.checkpoints, monitor, mode)),
         EpochTensorBoard(gate, paths.logs, profile_batch=0),

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 
 import keras
@@ -551,3 +552,37 @@ def test_step_decay_starts_on_the_first_update_of_its_epoch_warm_up_included():
     define_flags(fv, OptimizerConfig)
     with pytest.raises(flags.IllegalFlagValueError, match="must all come after --warmup_epochs"):
         fv(["app", "--lr_schedule=step", "--lr_decay_epochs=2,5", "--warmup_epochs=2"])
+
+
+def test_keep_every_keeps_each_kth_epochs_model_with_when_and_its_logs(tmp_path):
+    model = tiny_model()
+    checkpoints = EpochCheckpoints(str(tmp_path), "val_loss", "min", keep_every=2)
+    weights = {}
+    for epoch in range(5):
+        model.layers[0].kernel.assign(np.full((4, 3), float(epoch), "float32"))
+        weights[epoch + 1] = model.get_weights()
+        checkpoints.save(model, epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0})
+    kept = sorted(p for p in os.listdir(tmp_path) if p.startswith("epoch-"))
+    assert kept == ["epoch-002.json", "epoch-002.keras", "epoch-004.json", "epoch-004.keras"]
+    for epochs in (2, 4):
+        restored = keras.models.load_model(checkpoints.kept_path(epochs))
+        np.testing.assert_array_equal(restored.get_weights()[0], weights[epochs][0])
+        with open(tmp_path / f"epoch-{epochs:03d}.json") as f:
+            info = json.load(f)
+        assert info["epoch"] == epochs and info["logs"] == {"loss": 1.0 / epochs, "val_loss": 2.0}
+        assert abs(info["saved_unix"] - time.time()) < 120
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("tmp-")]
+    with pytest.raises(ValueError, match="keep_every must be >= 0"):
+        EpochCheckpoints(str(tmp_path), keep_every=-1)
+
+
+def test_keep_checkpoints_every_reaches_an_apps_checkpoints(tmp_path):
+    from conftest import run_in_process
+    from suite.tasks.mnist import MnistTask
+
+    model_dir = tmp_path / "run"
+    results = run_in_process(MnistTask, f"--model_dir={model_dir}", "--epochs=2",
+                             "--steps_per_epoch=3", "--keep_checkpoints_every=1", *MNIST_ARGS)
+    assert results["status"] == "completed"
+    kept = sorted(p for p in os.listdir(model_dir / "checkpoints") if p.startswith("epoch-"))
+    assert kept == ["epoch-001.json", "epoch-001.keras", "epoch-002.json", "epoch-002.keras"]

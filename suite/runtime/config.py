@@ -52,6 +52,10 @@ class RuntimeConfig(Config):
     export_dir: str | None = option(None, "Export base folder; default <model_dir>/export.")
     backup_every_steps: int = option(0, "Also back up the training state every N steps (0: at "
                                      "epoch ends only).", bounds=">= 0")
+    keep_checkpoints_every: int = option(
+        0, "Also keep checkpoints/epoch-NNN.keras (and .json: when it ended, its logs) every N "
+        "epochs, beside last.keras and best.keras (0: none), e.g. to draw a held-out curve after "
+        "the run (bench.detector_curve) without choosing anything on it.", bounds=">= 0")
     resume_from: str = option(
         "backup", "backup: resume from <model_dir>/backup (exact step); checkpoint: resume from "
         "checkpoints/last.keras (end of its epoch), for when the backup is damaged; the damaged "

@@ -97,7 +97,8 @@ class TrainingLoop:
                 "`model_dir`.")
         self._sums, self._counts = dict(saved.get("sums", {})), dict(saved.get("counts", {}))
         history = HistoryLog(paths.history_csv)
-        checkpoints = EpochCheckpoints(paths.checkpoints, *task.best_checkpoint)
+        checkpoints = EpochCheckpoints(paths.checkpoints, *task.best_checkpoint,
+                                       run.config.keep_checkpoints_every)
         stop = stop_requests_for(run.runtime)
         writer = resumption.writer
         scalars = self._scalars = (_ScalarWriter(paths.logs) if run.runtime.role.is_chief

@@ -16,6 +16,8 @@ import io
 import json
 import math
 import os
+import shutil
+import time
 
 import keras
 
@@ -74,17 +76,23 @@ def save_model_atomically(model: keras.Model, path: str) -> None:
 
 
 class EpochCheckpoints:
-    """checkpoints/last.keras every finished epoch, best.keras when `monitor` improves.
+    """checkpoints/last.keras every finished epoch, best.keras when `monitor` improves, and with
+    `keep_every` k also epoch-NNN.keras every k-th epoch (with epoch-NNN.json: the epoch, when
+    it ended, its logs), for curves of any data drawn after the run without choosing on it.
 
     Whole models (architecture, weights, optimizer), so `apps.export`, `--init_from` and the
     precision report load them in any process. last.json and best.json say which epoch each
     holds (and best's value), so a run can resume from last.keras if its backup is damaged.
     """
 
-    def __init__(self, directory: str, monitor: str | None = "val_accuracy", mode: str = "max"):
+    def __init__(self, directory: str, monitor: str | None = "val_accuracy", mode: str = "max",
+                 keep_every: int = 0):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if keep_every < 0:
+            raise ValueError(f"keep_every must be >= 0, got {keep_every}")
         self.directory, self.monitor, self.mode = directory, monitor, mode
+        self.keep_every = keep_every
         self.last_path = os.path.join(directory, "last.keras")
         self.best_path = os.path.join(directory, "best.keras")
         self._best_json = os.path.join(directory, "best.json")
@@ -108,11 +116,27 @@ class EpochCheckpoints:
         os.makedirs(self.directory, exist_ok=True)
         save_model_atomically(model, self.last_path)
         atomic_write_json(os.path.join(self.directory, "last.json"), {"epoch": epoch + 1})
+        if self.keep_every and (epoch + 1) % self.keep_every == 0:
+            self._keep(epoch + 1, logs)
         value = (logs or {}).get(self.monitor) if self.monitor else None
         if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
             self.best = float(value)
             save_model_atomically(model, self.best_path)
             atomic_write_json(self._best_json, {self.monitor: self.best, "epoch": epoch + 1})
+
+    def _keep(self, epochs: int, logs: dict | None) -> None:
+        kept = self.kept_path(epochs)
+        folder, name = os.path.split(kept)
+        tmp = os.path.join(folder, f"tmp-{name}")
+        shutil.copyfile(self.last_path, tmp)
+        os.replace(tmp, kept)
+        atomic_write_json(kept[:-len(".keras")] + ".json", {
+            "epoch": epochs, "saved_unix": time.time(),
+            "logs": {k: _number(v) for k, v in (logs or {}).items()}})
+
+    def kept_path(self, epochs: int) -> str:
+        """Where `keep_every` keeps the model after `epochs` epochs."""
+        return os.path.join(self.directory, f"epoch-{epochs:03d}.keras")
 
     def last_info(self) -> dict:
         """last.json: {"epoch": epochs in last.keras} (and "served": true when the runner left

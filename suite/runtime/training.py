@@ -255,7 +255,8 @@ def _fit(model, train_ds, val_ds, *, epochs, steps_per_epoch, config, runtime, p
         *([EpochValidation(gate, val_ds)] if val_ds is not None else []),
         *([EpochMetrics(gate, policy.epoch_metrics)] if policy.epoch_metrics else []),
         EpochRecords(gate, HistoryLog(paths.history_csv),
-                     EpochCheckpoints(paths.checkpoints, monitor, mode)),
+                     EpochCheckpoints(paths.checkpoints, monitor, mode,
+                                      config.keep_checkpoints_every)),
         EpochTensorBoard(gate, paths.logs, profile_batch=0),
         *extra_callbacks,
         backup,  # last: the backup names only epochs whose records are written

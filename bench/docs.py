@@ -1,4 +1,4 @@
-r"""Renders every measured table of README.md and docs/*.md from its results files.
+r"""Renders every measured table of README.md, docs/*.md and bench/*.md from its results files.
 
     python -m bench.docs              # rewrites each table between its markers
     python -m bench.docs --check      # rewrites nothing; exit 1 naming each table that differs
@@ -20,8 +20,8 @@ has no place in a table. No TensorFlow or PyTorch: the files are JSON and CSV.
 
 To add a table: write its function under @table("<name>") (a preset re-measured by
 `python -m bench.preset_run` needs only `protocol_table({"<record>": "<label>"})`), put the two
-markers where it goes, and run `python -m bench.docs`. Every page under docs/ is read, new ones
-too; a marker naming no table is an error. The tests run the check (tests/test_bench_docs.py).
+markers where it goes, and run `python -m bench.docs`. Every page under docs/ and bench/ is
+read, new ones too; a marker naming no table is an error. The tests run the check (tests/test_bench_docs.py).
 """
 from __future__ import annotations
 
@@ -584,6 +584,110 @@ def multiworker_overhead() -> Table:
                   f"{data['cpu_count']} CPUs, load {before:.2f} before and {after:.2f} after."])
 
 
+def _rate(bytes_s: float | None) -> str:
+    if bytes_s is None:
+        return "none is fast enough"
+    bits = 8 * bytes_s
+    return (f"{bits / 1e9:.1f} Gbit/s" if bits >= 1e9 else f"{bits / 1e6:.0f} Mbit/s"
+            if bits >= 1e6 else f"{bits / 1e3:.0f} kbit/s")
+
+
+NETWORK_NAMES = {"deep_convnet": "DeepConvNet", "resnet20": "ResNet-20"}
+
+
+@table("cluster_scaling")
+def cluster_scaling() -> Table:
+    from bench.cluster_scaling import model_rows
+
+    data = load("cluster_scaling.json")
+    rows = []
+
+    def terms(model):
+        return (" + ".join(f"{model[k]:.0f}" for k in ("compute_ms", "allreduce_software_ms",
+                                                      "syncs_ms", "link_ms"))
+                + f" = **{model['step_ms']:.0f}**")
+
+    for r in model_rows(data["configs"]):
+        model, corrected = r.get("model"), r.get("corrected")
+        rows.append([NETWORK_NAMES[r["network"]], str(r["workers"]), r["cap"],
+                     f"{r['measured_step_ms']:.0f}", f"{r['compute_ms']:.0f}",
+                     pct(r["allreduce_share"], 0) if model else "",
+                     f"{r['bare_gradient_allreduce_ms']:.0f}" if model else "",
+                     terms(model) if model else "",
+                     f"{100 * r['error']:+.0f}%" if model else "",
+                     (terms(corrected) + f" ({r['per_sync_ms']:.1f} ms a sync)")
+                     if corrected else "",
+                     ("calibration" if r["calibration"] else
+                      f"{100 * r['corrected_error']:+.0f}%") if corrected else ""])
+    return Table(["network", "workers", "link cap (each way)", "measured ms/step (slowest "
+                  "worker, median)", "compute ms (same load, no collectives)",
+                  "communication share", "bare gradient all-reduce ms",
+                  "model as written: compute + all-reduce + syncs + link = ms", "error",
+                  "sync cost calibrated on the uncapped row", "error"], rows,
+                 ["cluster_scaling.json"],
+                 [f"`{data['command']}` on {machine_text(data)}, {data['date'][:10]}, commit "
+                  f"`{data['commit']}`, {minutes(data['wall_s'])}, load {data['load_1min']} at "
+                  f"the start and {data['load_1min_at_end']} at the end."])
+
+
+@table("cluster_link_90")
+def cluster_link_90() -> Table:
+    """The link at which N workers keep 90% efficiency: this machine's measured parts for 2 and
+    3 one-core workers, SCALING.md's stated GPU assumptions for 8 and 100."""
+    from bench.cluster_scaling import SYNCS_PER_BATCH_NORM, model_rows
+    from bench.multiworker_overhead import GPU_STEP_S, link_for_efficiency
+
+    data = load("cluster_scaling.json")
+    found = {(r["network"], r["workers"], r["cap"]): r for r in model_rows(data["configs"])}
+    parts = {(c["network"], c["workers"], c["cap"]): c["per_worker"][0] for c in data["configs"]}
+    rows = []
+    for network in NETWORK_NAMES:
+        single = found.get((network, 1, "unlimited"))
+        if not single:
+            continue
+        for workers in (2, 3):
+            row = found.get((network, workers, "unlimited"))
+            if not row:
+                continue
+            model = row.get("corrected") or row["model"]
+            syncs = (SYNCS_PER_BATCH_NORM
+                     * parts[(network, workers, "unlimited")]["sync_batch_norm_layers"])
+            fixed = 1e-3 * (model["allreduce_software_ms"] + model["syncs_ms"])
+            need = link_for_efficiency(1e-3 * single["compute_ms"],
+                                       parts[(network, workers, "unlimited")]["gradient_bytes"],
+                                       workers, 0.0, 0, fixed_s=fixed)
+            rows.append([NETWORK_NAMES[network], f"{workers}, this machine (a core each)",
+                         f"{single['compute_ms']:.0f} ms (measured, 1 worker)",
+                         f"{fixed * 1e3:.0f} ms measured (gradient all-reduce"
+                         + (f" + {syncs} batch-norm syncs, calibrated)" if row.get("corrected")
+                            else ")"),
+                         pct(single["compute_ms"] / (single["compute_ms"] + 1e3 * fixed), 0),
+                         _rate(need)])
+        num_bytes = parts[(network, 1, "unlimited")]["gradient_bytes"]
+        layers = parts.get((network, 2, "unlimited"), {}).get("sync_batch_norm_layers", 0)
+        for sync in ([True, False] if layers else [False]):
+            collectives = 1 + (SYNCS_PER_BATCH_NORM * layers if sync else 0)
+            for workers in (8, 100):
+                for latency in (5e-6, 50e-6):
+                    need = link_for_efficiency(GPU_STEP_S[network], num_bytes, workers, latency,
+                                               collectives)
+                    hops = collectives * 2 * (workers - 1) * latency
+                    rows.append([NETWORK_NAMES[network] + (
+                        " (synchronised batch norm)" if sync else
+                        " (local batch norm)" if layers else ""),
+                        f"{workers} GPUs, one a node", f"{GPU_STEP_S[network] * 1e3:.0f} ms "
+                        "(assumed)", f"{collectives} ring(s) x {latency * 1e6:.0f} us a hop",
+                        pct(GPU_STEP_S[network] / (GPU_STEP_S[network] + hops), 0),
+                        _rate(need)])
+    return Table(["network", "workers", "compute per step", "what else each step pays",
+                  "efficiency on an infinitely fast link", "slowest link for 90% efficiency"], rows, ["cluster_scaling.json"],
+                 ["No overlap of communication with backprop (Keras all-reduces after the "
+                  "whole gradient). This machine's rows take the measured gradient bytes, one "
+                  "worker's compute and the uncapped row's all-reduce costs (ResNet-20: the "
+                  "calibrated sync cost); the GPU rows take the gradient bytes and the compute "
+                  "times stated in `bench/multiworker_overhead.py` (GPU_STEP_S)."])
+
+
 # ---------------------------------------------------------------- the classifier
 
 CIFAR_RECIPES = [
@@ -1106,7 +1210,9 @@ def applications() -> Table:
 def pages(paths: list[str] | None = None) -> list[str]:
     if paths:
         return paths
-    return [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
+    return ([os.path.join(REPO, "README.md")]
+            + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
+            + sorted(glob.glob(os.path.join(REPO, "bench", "*.md"))))
 
 
 def rendered(text: str, page: str) -> tuple[str, list[str]]:

@@ -77,6 +77,27 @@ def scaling_efficiency(compute_s: float, comm_s: float, overlap: float = 0.0) ->
     return compute_s / (compute_s + (1 - overlap) * comm_s)
 
 
+def link_for_efficiency(compute_s: float, num_bytes: float, workers: int, latency_s: float,
+                        collectives: int = 1, target: float = 0.9,
+                        fixed_s: float = 0.0) -> float | None:
+    """The slowest link (bytes/s) at which `workers` keep `target` efficiency without overlap:
+    the bandwidth term of one gradient ring, `collectives` rings' latency and any `fixed_s` (a
+    measured software cost) must fit in compute x (1/target - 1). None when the rest does not
+    leave the bandwidth term any time: no link is fast enough."""
+    budget = (compute_s * (1 / target - 1) - collectives * 2 * (workers - 1) * latency_s
+              - fixed_s)
+    if workers <= 1:
+        return 0.0
+    if budget <= 0:
+        return None
+    return 2 * (workers - 1) / workers * num_bytes / budget
+
+
+# A GPU's compute per training step, assumed (no GPU measured them): DeepConvNet at 100 images
+# (as MODELS), ResNet-20 at 128 (about 31 GFLOP a step, which small convolutions leave
+# launch-bound: ~5 ms on a current GPU).
+GPU_STEP_S = {"deep_convnet": 0.002, "resnet20": 0.005}
+
 MODELS = {  # gradient bytes (fp32) and a compute time per step per GPU, both stated in SCALING.md
     "DeepConvNet (batch 100/GPU)": (NUM_PARAMETERS * 4, 0.002),
     "ResNet-50 (batch 64/GPU, fp16)": (25.6e6 * 4, 0.100),

@@ -90,8 +90,9 @@ class FitPeer:
 
 
 def torch_options(name: str) -> dict:
-    """The PyTorch peer's options from its name: torch, torch_channels_last, torch_compile."""
-    return {"channels_last": name == "torch_channels_last", "compiled": name == "torch_compile"}
+    """The PyTorch peer's options from its name: torch, torch_channels_last, torch_compile,
+    torch_compile_channels_last."""
+    return {"channels_last": "channels_last" in name, "compiled": "compile" in name}
 
 
 def record_error(record: dict, error: Exception) -> None:
@@ -109,9 +110,14 @@ def load_warning(info: dict) -> str:
     return warning
 
 
-def measure(build_peer, names, descriptions: dict, steps: int, warmup_steps: int,
-            repeats: int, batch_size: int, optional=("torch_compile",)):
-    """(results per peer name, the round orders)."""
+def measure(build_peer, names, descriptions: dict, steps, warmup_steps, repeats: int,
+            batch_size: int,
+            optional=("torch_compile", "torch_compile_channels_last", "torch_compile_bfloat16")):
+    """(results per peer name, the round orders). `steps` and `warmup_steps`: one count for
+    every peer, or a count per peer name (a slow peer times fewer steps a round)."""
+    steps_of = steps if isinstance(steps, dict) else dict.fromkeys(names, steps)
+    warmup_of = (warmup_steps if isinstance(warmup_steps, dict)
+                 else dict.fromkeys(names, warmup_steps))
     results = {n: {"description": descriptions[n], "images_per_s": [], "cpu_ms_per_step": [],
                    "error": None} for n in names}
     peers = {}
@@ -120,7 +126,7 @@ def measure(build_peer, names, descriptions: dict, steps: int, warmup_steps: int
         started = time.perf_counter()
         try:
             peers[name] = build_peer(name)
-            peers[name].warm_up(warmup_steps)
+            peers[name].warm_up(warmup_of[name])
         except Exception as e:  # noqa: BLE001 - keep the other numbers
             peers.pop(name, None)
             record_error(results[name], e)
@@ -136,6 +142,7 @@ def measure(build_peer, names, descriptions: dict, steps: int, warmup_steps: int
         orders.append(order)
         for name in order:
             try:
+                steps = steps_of[name]
                 ends = peers[name].run(1 + steps)  # the lead-in step is not timed
             except Exception as e:  # noqa: BLE001
                 peers.pop(name)

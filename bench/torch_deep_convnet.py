@@ -120,15 +120,19 @@ def keras_weights_into_torch(model, net: torch.nn.Module) -> None:
 class TorchClassifier:
     """Softmax probabilities of raw NHWC pixels from `net`, as the suite's export serves them."""
 
-    def __init__(self, net, channels_last=False, compiled=False, bfloat16=False):
+    def __init__(self, net, channels_last=False, compiled=False, bfloat16=False, frozen=False):
+        """`frozen`: torch.compile with Inductor's freezing (weights folded in as constants,
+        inference only), run under no_grad as freezing requires."""
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=fmt).eval()
-        self.forward = torch.compile(self.net) if compiled else self.net
+        self.forward = (torch.compile(self.net, options={"freezing": True}) if frozen else
+                        torch.compile(self.net) if compiled else self.net)
         self.fmt, self.bfloat16 = fmt, bfloat16
+        self.mode = torch.no_grad if frozen else torch.inference_mode
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(images.transpose(0, 3, 1, 2)).contiguous(memory_format=self.fmt)
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bfloat16):
+        with self.mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bfloat16):
             return torch.softmax(self.forward(x).float(), dim=-1).numpy()
 
 

@@ -16,10 +16,14 @@ Each network is the same in both frameworks (parameter counts asserted): DeepCon
   torch                 PyTorch eager, NCHW, float32
   torch_channels_last   PyTorch eager, channels_last, float32
   torch_compile         torch.compile (default mode) of the NCHW model, float32
+  torch_compile_channels_last
+                        the same of the channels_last model
   torch_bfloat16        PyTorch eager, channels_last, under torch.autocast(bfloat16)
+  torch_compile_bfloat16
+                        torch.compile of the channels_last model under torch.autocast(bfloat16)
 
 The float32 Keras peer is compared with the best float32 PyTorch peer, the bfloat16 one with
-PyTorch's bfloat16 and with the best PyTorch peer of all. Each peer's arithmetic rate (3 passes
+PyTorch's best bfloat16 peer and with the best PyTorch peer of all. Each peer's arithmetic rate (3 passes
 of the network's multiply-adds per image) is also given as a share of this CPU's GEMM peak of
 its precision, measured before and after the rounds (bench/roofline.py), and with it the
 ceiling: the most any peer of a precision could be ahead of PyTorch's best of it. bfloat16 only
@@ -47,9 +51,12 @@ PEERS = {
     "torch": "PyTorch eager, NCHW, float32",
     "torch_channels_last": "PyTorch eager, channels_last, float32",
     "torch_compile": "torch.compile (default mode), NCHW, float32",
+    "torch_compile_channels_last": "torch.compile (default mode), channels_last, float32",
     "torch_bfloat16": "PyTorch eager, channels_last, autocast bfloat16",
+    "torch_compile_bfloat16": "torch.compile (default mode), channels_last, autocast bfloat16",
 }
-FLOAT32_TORCH = ("torch", "torch_channels_last", "torch_compile")
+FLOAT32_TORCH = ("torch", "torch_channels_last", "torch_compile", "torch_compile_channels_last")
+BFLOAT16_TORCH = ("torch_bfloat16", "torch_compile_bfloat16")
 
 
 class Network:
@@ -139,24 +146,24 @@ def build_peer(name: str, network: Network):
     if name.startswith("keras"):
         return KerasPeer(network, "mixed_bfloat16" if name.endswith("bfloat16") else "float32",
                          unfused_bn="unfused" in name)
-    if name == "torch_bfloat16":
-        return TorchPeer(network, channels_last=True, bfloat16=True)
+    if name in BFLOAT16_TORCH:
+        return TorchPeer(network, channels_last=True, compiled="compile" in name, bfloat16=True)
     return TorchPeer(network, **interleaved.torch_options(name))
 
 
 def ratios(results: dict) -> dict:
-    """Keras float32 / best PyTorch float32, Keras bfloat16 / PyTorch bfloat16 and / best
+    """Keras float32 / best PyTorch float32, Keras bfloat16 / best PyTorch bfloat16 and / best
     PyTorch of all, the fused batch norm / Keras's own; None where a peer is missing."""
     speed = {k: r["mean_images_per_s"] for k, r in results.items() if r["mean_images_per_s"]}
     best32 = max((speed[k] for k in FLOAT32_TORCH if k in speed), default=None)
+    best16 = max((speed[k] for k in BFLOAT16_TORCH if k in speed), default=None)
     best_any = max((v for k, v in speed.items() if k.startswith("torch")), default=None)
 
     def over(a, b):
         return round(a / b, 3) if a and b else None
 
     return {"keras_vs_best_torch_float32": over(speed.get("keras"), best32),
-            "keras_bfloat16_vs_torch_bfloat16": over(speed.get("keras_bfloat16"),
-                                                     speed.get("torch_bfloat16")),
+            "keras_bfloat16_vs_torch_bfloat16": over(speed.get("keras_bfloat16"), best16),
             "keras_bfloat16_vs_best_torch": over(speed.get("keras_bfloat16"), best_any),
             "best_keras_vs_best_torch": over(max((v for k, v in speed.items()
                                                   if k in ("keras", "keras_bfloat16")),

@@ -303,7 +303,9 @@ PEERS = {  # training_throughput's peers, as the tables name them
     "torch": "PyTorch eager, NCHW",
     "torch_channels_last": "PyTorch eager, channels-last",
     "torch_compile": "torch.compile",
+    "torch_compile_channels_last": "torch.compile, channels-last",
     "torch_bfloat16": "PyTorch autocast bfloat16 (channels-last)",
+    "torch_compile_bfloat16": "torch.compile, autocast bfloat16 (channels-last)",
 }
 NETWORKS = {"deep_convnet": "DeepConvNet", "resnet20": "ResNet-20"}
 
@@ -325,12 +327,13 @@ def peaks(data: dict) -> str:
 def training_throughput() -> Table:
     files = {n: load(f"training_throughput_{n}.json") for n in NETWORKS}
     rows = [[label] + [rate(files[n]["results"].get(peer)) for n in NETWORKS]
-            for peer, label in PEERS.items()]
+            for peer, label in PEERS.items()
+            if any(peer in files[n]["results"] for n in NETWORKS)]
     for key, ceiling, label in (
             ("keras_vs_best_torch_float32", "float32_ceiling_vs_best_torch",
              "Keras float32 / best PyTorch float32 (ceiling)"),
             ("keras_bfloat16_vs_torch_bfloat16", "bfloat16_ceiling_vs_best_torch",
-             "Keras bfloat16 / PyTorch bfloat16 (ceiling)"),
+             "Keras bfloat16 / best PyTorch bfloat16 (ceiling)"),
             ("fused_bn_vs_keras_bn_float32", None, "fused / Keras's own batch norm, float32"),
             ("fused_bn_vs_keras_bn_bfloat16", None, "fused / Keras's own batch norm, bfloat16")):
         cells = []
@@ -472,8 +475,11 @@ INFERENCE = {
     "torch": "PyTorch eager, NCHW",
     "torch_channels_last": "PyTorch eager, channels-last",
     "torch_compile": "torch.compile",
+    "torch_compile_channels_last": "torch.compile, channels-last",
+    "torch_compile_frozen": "torch.compile with freezing, channels-last",
     "keras_bfloat16": "Keras, mixed_bfloat16",
     "torch_bfloat16": "PyTorch autocast bfloat16",
+    "torch_compile_bfloat16": "torch.compile, autocast bfloat16",
     "tflite_dynamic_range": "TFLite, int8 weights (dynamic range)",
     "tflite_int8": "TFLite fully int8 (calibrated)",
     "torch_int8": "PyTorch static int8 (FX, x86)",
@@ -524,26 +530,36 @@ def throughput_mnist() -> Table:
     labels = {"keras_tfdata": "suite (Keras fit, real MNIST tf.data pipeline)",
               "keras_synthetic": "Keras fit on in-memory synthetic batches",
               "torch": "PyTorch eager, NCHW", "torch_channels_last": "PyTorch eager, channels-last",
+              "torch_compile": "torch.compile, NCHW",
+              "torch_compile_channels_last": "torch.compile, channels-last",
               "numpy": "the book's NumPy code (float64, as shipped)",
               "numpy_f32": "the book's NumPy code in float32"}
-    res = data["results"]
-    base = res["torch"]["median_images_per_s"]
-    rows = [[label, num(res[p]["median_images_per_s"]),
-             f"{num(min(res[p]['images_per_s']))}-{num(max(res[p]['images_per_s']))}",
-             f"{res[p]['median_images_per_s'] / base:.2f}",
-             f"{res[p]['median_cpu_ms_per_step']:.1f}"]
-            for p, label in labels.items() if p in res]
+    res, best = data["results"], data["best_torch"]
+    base = res[best]["mean_images_per_s"]
+    rows = []
+    for p, label in labels.items():
+        r = res.get(p)
+        if not r:
+            continue
+        if r.get("error"):
+            rows.append([label, "failed: " + r["error"].splitlines()[0][:120], "", "", ""])
+            continue
+        rows.append([label, f"{num(r['mean_images_per_s'])} ± {num(r['std_images_per_s'])}",
+                     f"{num(min(r['images_per_s']))}-{num(max(r['images_per_s']))}",
+                     f"{r['mean_images_per_s'] / base:.2f}", f"{r['median_cpu_ms_per_step']:.1f}"])
     m = data["machine"]
-    pipeline = res["keras_tfdata"]["median_images_per_s"] / res["keras_synthetic"][
-        "median_images_per_s"]
-    return Table(["implementation, float32 (NumPy: as stated), batch 100", "images/s (median)",
-                  "range over repeats", "vs PyTorch eager", "CPU ms/step"], rows,
-                 ["throughput_mnist.json"],
-                 [f"Input pipeline: the real pipeline at {pipeline:.3f} of in-memory data "
-                  f"(bar 0.95). `{command(data['command'])}`; {m['cpu_count']} CPUs, TensorFlow "
-                  f"{m['tensorflow']}, Keras {m['keras']}, PyTorch {m['torch']}, load "
+    steps = data["steps"]
+    return Table(["implementation, float32 (NumPy: as stated), batch 100",
+                  f"images/s (mean ± std over {data['repeats']} interleaved rounds)",
+                  "range over rounds", f"vs PyTorch's best ({labels[best]})", "CPU ms/step"],
+                 rows, ["throughput_mnist.json"],
+                 [f"Input pipeline: the real pipeline at {data['pipeline_ratio']:.3f} of in-memory "
+                  f"data (bar 0.95). `{command(data['command'])}` ({steps.get('keras_synthetic')} "
+                  f"steps a round, NumPy {steps.get('numpy', steps.get('numpy_f32', '-'))}) on {machine_text(m)}, "
+                  f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, PyTorch {m['torch']}, load "
                   f"{m['load_average_1min_at_start']} at the start, "
-                  f"{m['load_average_1min_at_end']} at the end."])
+                  f"{m['load_average_1min_at_end']} at the end, {data['date'][:10]}, commit "
+                  f"`{data['commit']}`."])
 
 
 @table("precision_training_speed")
@@ -1070,6 +1086,43 @@ def raccoon_protocol() -> Table:
 def raccoon_map_selected() -> Table:
     return held_out_map("raccoon_faster_rcnn_scratch_map_selected",
                         "random initialisation, epoch chosen by validation mAP@0.5")
+
+
+RACCOON_HOUR = "raccoon_detection/raccoon_faster_rcnn_60min/results.json"
+
+
+@table("raccoon_60min_curve")
+def raccoon_60min_curve() -> Table:
+    """The hour preset's test curve, drawn after the run from its kept epochs."""
+    data = load(RACCOON_HOUR)
+    app = data["app_results"]
+    chosen = (app.get("selection") or {}).get("epoch")
+    rows = []
+    for p in data["points"]:
+        mark = "**" if p["epoch"] == chosen else ""
+        rows.append([f"{mark}{p['epoch']}{mark}" + (" (chosen)" if mark else ""),
+                     f"{p['minutes']:.1f}", f"{p['val_map_50']:.3f}",
+                     f"{mark}{p['test']['map_50']:.3f}{mark}", f"{p['test']['map_75']:.3f}",
+                     f"{p['test']['map']:.3f}"])
+    m, t = data["machine"], data["training"]
+    check = data["returned_at_threshold"]
+    notes = [f"The app's own report (epoch {chosen}, chosen by validation mAP@0.5 "
+             f"{app['selection']['value']:.3f}, test images scored once): **test mAP@0.5 "
+             f"{app['map_50']:.3f}**, mAP@0.75 {app['map_75']:.3f}, COCO mAP {app['map']:.3f}, "
+             f"recall@100 {app['recall_100']:.3f}; training and validation "
+             f"{minutes(t['wall_seconds'])} in all.",
+             f"What the chosen model returns at the export's score threshold "
+             f"{check['score_threshold']}: {check['detections_per_image']:.2f} detections per "
+             f"test image against {check['true_objects_per_image']:.2f} true raccoons; same-class "
+             f"pairs overlapping above its NMS IoU {check['nms_iou']}: "
+             f"{check['overlapping_same_class_pairs']} (first 10 images: "
+             f"{check['overlapping_pairs_first_10_images']}).",
+             f"`{t['command']}` then the scoring: `{data['command']}`, on {machine_text(m)}, "
+             f"load {m['load_1min']} at the start, {data['load_1min_at_end']} at the end, "
+             f"{m['date'][:10]}, commit `{m['commit']}`."]
+    return Table(["epoch", "minutes since the start", "validation mAP@0.5 (20 images)",
+                  "test mAP@0.5 (40 images)", "test mAP@0.75", "test COCO mAP"], rows,
+                 [RACCOON_HOUR], notes)
 
 
 @table("raccoon")

@@ -36,16 +36,23 @@ def start(torch_threads: int) -> tuple[dict, str]:
     import torch
 
     torch.set_num_threads(torch_threads)
-    info = machine.describe()
+    info = {**machine.describe(), "start_unix": round(time.time(), 1),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return info, load_warning(info)
 
 
 def finish(info: dict) -> None:
-    """The machine record's end: the load after the rounds, and PyTorch's threads."""
+    """The machine record's end: the load after the rounds, PyTorch's threads, the wall time
+    since `start` and the commit measured."""
     import torch
+
+    from bench.preset_run import commit
 
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     info["torch_threads"] = torch.get_num_threads()
+    if "start_unix" in info:
+        info["wall_s"] = round(time.time() - info["start_unix"], 1)
+    info["commit"] = commit()
 
 
 def clock() -> tuple[float, float]:

@@ -5,10 +5,13 @@ Usage (from the repository root; see bench/README.md):
     python -m bench.throughput_mnist --steps=200 --repeats=5
 
 Every peer trains the same 123,552-parameter network (Adam lr 1e-3, batch 100, float32 unless noted).
-Each is warmed up, then `--steps` steps are timed `--repeats` times; the table gives the median
-images/s and its ratio to PyTorch eager. `keras_tfdata / keras_synthetic` says whether the suite's
-input pipeline (suite.data.pipeline.train_dataset on the MNIST files) keeps up with in-memory data
-(the bar: within 5%). Results go to bench/results/.
+Every peer is built and warmed up first; then `--repeats` interleaved rounds (bench/interleaved.py)
+each run every peer for `--steps` timed steps (the NumPy peers `--numpy_steps`), the order rotating
+by one peer per round, so a busy moment hurts every peer alike. The table gives the mean images/s
+over the rounds and its ratio to PyTorch's best peer in the run (eager or compiled, NCHW or
+channels-last). `keras_tfdata / keras_synthetic` says whether the suite's input pipeline
+(suite.data.pipeline.train_dataset on the MNIST files) keeps up with in-memory data (the bar:
+within 5%). Results go to bench/results/.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from bench import RESULTS, SHARED, SHARED_DATA, cli, machine
+from bench import RESULTS, SHARED, SHARED_DATA, cli, interleaved, machine
+from bench.preset_run import commit
 
 BATCH_SIZE = 100
 NUM_PARAMETERS = 123_552  # the book's DeepConvNet; every peer must match it
@@ -35,6 +39,8 @@ PEERS = {
     "keras_tfdata": "Keras fit, MNIST via suite.data.pipeline.train_dataset (per-image shuffle)",
     "torch": "PyTorch eager, NCHW",
     "torch_channels_last": "PyTorch eager, channels_last",
+    "torch_compile": "torch.compile (default mode), NCHW",
+    "torch_compile_channels_last": "torch.compile (default mode), channels_last",
     "numpy": "book NumPy code as shipped (float64)",
     "numpy_f32": "book NumPy code in float32 (params, inputs, im2col scratch)",
 }
@@ -75,27 +81,6 @@ def synthetic_batches(num_batches: int = 10, channels_first: bool = False, seed:
     return images, labels
 
 
-def clock() -> tuple[float, float]:
-    """(wall, process CPU) seconds. CPU time per step is the steadier number on a shared machine."""
-    return time.perf_counter(), time.process_time()
-
-
-def per_repeat(step_ends: list[tuple[float, float]], warmup: int, steps: int, repeats: int,
-               batch_size: int = BATCH_SIZE):
-    """(images/s, CPU ms/step) of each repeat, from the clock at the end of every step."""
-    bounds = [step_ends[warmup - 1 + r * steps] for r in range(repeats + 1)]
-    return [(steps * batch_size / (end[0] - start[0]), 1e3 * (end[1] - start[1]) / steps)
-            for start, end in zip(bounds, bounds[1:])]
-
-
-def timed_loop(step, batches, warmup: int, steps: int, repeats: int, batch_size: int = BATCH_SIZE):
-    ends = []
-    for i in range(warmup + steps * repeats):
-        step(*batches[i % len(batches)])
-        ends.append(clock())
-    return per_repeat(ends, warmup, steps, repeats, batch_size)
-
-
 # --- Keras -----------------------------------------------------------------------------------------
 def keras_synthetic_dataset():
     import tensorflow as tf
@@ -117,39 +102,52 @@ def keras_mnist_dataset(data_dir: str):
     return train_dataset(images, labels, batch_size=BATCH_SIZE, seed=0)
 
 
-def measure_keras(dataset, warmup: int, steps: int, repeats: int):
-    import keras
+class KerasPeer(interleaved.FitPeer):
+    def __init__(self, dataset):
+        import keras
 
-    from suite.models.deep_convnet import build_deep_convnet
+        from suite.models.deep_convnet import build_deep_convnet
 
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    model = build_deep_convnet()
-    assert model.count_params() == NUM_PARAMETERS, f"Keras DeepConvNet has {model.count_params():,} parameters"
-    # jit_compile off: XLA is ~2x slower on this CPU (FINDINGS.md); no metrics, as in the other peers.
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
-    ends = []
-    step_clock = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(clock()))
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps * repeats, verbose=0, callbacks=[step_clock])
-    return per_repeat(ends, warmup, steps, repeats)
+        keras.utils.set_random_seed(0)
+        self.model = build_deep_convnet()
+        assert self.model.count_params() == NUM_PARAMETERS, (
+            f"Keras DeepConvNet has {self.model.count_params():,} parameters")
+        # jit_compile off: XLA is ~2x slower on this CPU (FINDINGS.md); no metrics, as in the
+        # other peers.
+        self.model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(),
+                           jit_compile=False)
+        self.dataset = dataset
 
 
 # --- PyTorch ---------------------------------------------------------------------------------------
-def measure_torch(channels_last: bool, warmup: int, steps: int, repeats: int):
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError("the torch peers need PyTorch: pip install torch==2.13.0 (or pip install '.[bench]'), "
-                          "or leave torch,torch_channels_last out of --peers") from e
-    from bench.torch_deep_convnet import build_model, make_train_step
+def torch_peer(name: str):
+    from bench.training_throughput import Network, TorchPeer
 
-    torch.set_num_threads(os.cpu_count())
-    torch.manual_seed(0)
-    step = make_train_step(build_model(channels_last=channels_last))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    images, labels = synthetic_batches(channels_first=True)
-    batches = [(torch.from_numpy(x).contiguous(memory_format=fmt), torch.from_numpy(y)) for x, y in zip(images, labels)]
-    return timed_loop(step, batches, warmup, steps, repeats)
+    return TorchPeer(Network("deep_convnet"), **interleaved.torch_options(name))
+
+
+class NumpyPeer(interleaved.StepPeer):
+    """The book's DeepConvNet and Adam, one `gradient` + `update` a step."""
+
+    def __init__(self, reference_dir: str, dtype):
+        self.net, self.optimizer, self.dtype, self.common = _book_network(reference_dir, dtype)
+        images, labels = synthetic_batches(channels_first=True)
+        # The book feeds pixels / 255 (load_mnist(normalize=True)), in its own dtype.
+        self.batches = [((x / 255.0).astype(dtype), t) for x, t in zip(images, labels)]
+        self.grad_dtypes, self.i = set(), 0
+
+    def step(self):
+        x, t = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        self.common.util.np = Float32Scratch() if self.dtype == np.float32 else np
+        try:
+            grads = self.net.gradient(x, t)
+        finally:
+            self.common.util.np = np
+        self.grad_dtypes.update(g.dtype for g in grads.values())
+        assert self.grad_dtypes == {np.dtype(self.dtype)}, (
+            f"the {np.dtype(self.dtype)} numpy peer computed in {self.grad_dtypes}")
+        self.optimizer.update(self.net.params, grads)
 
 
 # --- The book's NumPy code -------------------------------------------------------------------------
@@ -165,29 +163,30 @@ def _load_by_path(name: str, path: Path, package: bool = False):
     return module
 
 
-def measure_numpy(reference_dir: str, dtype, warmup: int, steps: int, repeats: int):
+class Float32Scratch:
+    """numpy as common.util sees it, but np.zeros defaults to float32: im2col/col2im allocate
+    their scratch arrays with the default dtype, which would silently compute in float64."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def zeros(shape, dtype=np.float32):
+        return np.zeros(shape, dtype)
+
+
+def _book_network(reference_dir: str, dtype):
+    """(the book's DeepConvNet in `dtype`, its Adam, dtype, the checkout's `common` package)."""
     ref = Path(reference_dir)
     if not (ref / "ch08/deep_convnet.py").exists():
         raise FileNotFoundError(f"{ref}/ch08/deep_convnet.py not found: pass --reference_dir=<book checkout> "
                                 "or leave numpy,numpy_f32 out of --peers.")
     # The checkout's `common` package first: ch08's module imports `common.*` by that name.
-    _load_by_path("common", ref / "common" / "__init__.py", package=True)
-    import common.util
+    common = _load_by_path("common", ref / "common" / "__init__.py", package=True)
+    import common.util  # noqa: F401 - loaded for its `np`, swapped per step
     from common.optimizer import Adam
 
     DeepConvNet = _load_by_path("deep_convnet", ref / "ch08" / "deep_convnet.py").DeepConvNet
-
-    class Float32Scratch:
-        """numpy as common.util sees it, but np.zeros defaults to float32: im2col/col2im allocate
-        their scratch arrays with the default dtype, which would silently compute in float64."""
-
-        def __getattr__(self, name):
-            return getattr(np, name)
-
-        @staticmethod
-        def zeros(shape, dtype=np.float32):
-            return np.zeros(shape, dtype)
-
     np.random.seed(0)
     net = DeepConvNet()
     assert sum(v.size for v in net.params.values()) == NUM_PARAMETERS, "the book's DeepConvNet changed size"
@@ -197,24 +196,7 @@ def measure_numpy(reference_dir: str, dtype, warmup: int, steps: int, repeats: i
         net.params = {k: v.astype(dtype) for k, v in net.params.items()}
         for i, layer in enumerate(layer for layer in net.layers if hasattr(layer, "W")):
             layer.W, layer.b = net.params[f"W{i + 1}"], net.params[f"b{i + 1}"]
-    optimizer = Adam(lr=1e-3)
-    grad_dtypes = set()
-
-    def step(x, t):
-        grads = net.gradient(x, t)
-        grad_dtypes.update(g.dtype for g in grads.values())
-        optimizer.update(net.params, grads)
-
-    images, labels = synthetic_batches(channels_first=True)
-    # The book feeds pixels / 255 (load_mnist(normalize=True)), in its own dtype.
-    batches = [((x / 255.0).astype(dtype), t) for x, t in zip(images, labels)]
-    common.util.np = Float32Scratch() if dtype == np.float32 else np
-    try:
-        result = timed_loop(step, batches, warmup, steps, repeats)
-    finally:
-        common.util.np = np
-    assert grad_dtypes == {np.dtype(dtype)}, f"the {np.dtype(dtype)} numpy peer computed in {grad_dtypes}"
-    return result
+    return net, Adam(lr=1e-3), dtype, common
 
 
 # --- Report ----------------------------------------------------------------------------------------
@@ -232,71 +214,73 @@ def machine_info() -> dict:
             "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
 
-def write_report(results: dict, info: dict, command: str, warning: str = "") -> str:
-    torch_ips = results.get("torch", {}).get("median_images_per_s")
+def best_torch(results: dict) -> str | None:
+    """PyTorch's fastest peer in the run (mean images/s), the ratios' reference."""
+    measured = {k: r["mean_images_per_s"] for k, r in results.items()
+                if k.startswith("torch") and r.get("mean_images_per_s")}
+    return max(measured, key=measured.get) if measured else None
+
+
+def pipeline_ratio(results: dict) -> float | None:
+    real, synthetic = results.get("keras_tfdata"), results.get("keras_synthetic")
+    if not (real and synthetic and real.get("mean_images_per_s")
+            and synthetic.get("mean_images_per_s")):
+        return None
+    return real["mean_images_per_s"] / synthetic["mean_images_per_s"]
+
+
+def write_report(results: dict, info: dict, command: str, repeats: int, warning: str = "") -> str:
     lines = [f"# DeepConvNet training throughput (batch {BATCH_SIZE}, Adam 1e-3)", "", f"`{command}`", "",
-             *([warning, ""] if warning else []),
-             "| peer | what | median images/s | range | vs torch eager | CPU ms/step | timed steps x repeats |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        ratio = f"{r['median_images_per_s'] / torch_ips:.2f}" if torch_ips else "n/a"
-        lines.append(f"| {name} | {PEERS[name]} | {r['median_images_per_s']:,.0f} | {min(r['images_per_s']):,.0f}-"
-                     f"{max(r['images_per_s']):,.0f} | {ratio} | {r['median_cpu_ms_per_step']:.1f} | "
-                     f"{r['steps']} x {r['repeats']} |")
-    if "keras_tfdata" in results and "keras_synthetic" in results:
-        real, synthetic = results["keras_tfdata"], results["keras_synthetic"]
-        ratio = real["median_images_per_s"] / synthetic["median_images_per_s"]
-        cpu = real["median_cpu_ms_per_step"] / synthetic["median_cpu_ms_per_step"]
+             *([warning, ""] if warning else []), *interleaved.table(results, repeats)]
+    ratio = pipeline_ratio(results)
+    if ratio is not None:
         verdict = "PASS" if ratio >= PIPELINE_BAR else "FAIL"
-        lines += ["", f"Input pipeline: keras_tfdata / keras_synthetic = {ratio:.3f} in images/s ({verdict}, "
-                      f"bar {PIPELINE_BAR:.2f}); {cpu:.3f} in CPU per step"]
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
+        lines += ["", f"Input pipeline: keras_tfdata / keras_synthetic = {ratio:.3f} in images/s "
+                      f"({verdict}, bar {PIPELINE_BAR:.2f})"]
+    lines += ["", interleaved.footer(info)]
     return "\n".join(lines) + "\n"
 
 
 def main(args):
-    from suite.runtime.startup import load_tensorflow
-
-    load_tensorflow()
     peers = [ALIASES.get(n, n) for n in args.peers]
-    info = machine_info()
-    warning = ""
-    if info["load_average_1min_at_start"] > 0.5 * os.cpu_count():
-        # Measured: at load ~7 on 2 cores PyTorch's spinning OpenMP threads fell 5-10x, Keras ~1.5x.
-        warning = (f"WARNING: load average {info['load_average_1min_at_start']} on {os.cpu_count()} CPUs at start: "
-                   "the machine was busy, numbers are noisy (PyTorch and NumPy suffer most); do not quote them.")
-        print(warning)
-    warmup, steps, repeats = args.warmup_steps, args.steps, args.repeats
-    numpy_warmup = 1  # a numpy step takes ~0.5 s and has nothing to trace
-    measures = {
-        "keras_synthetic": lambda: measure_keras(keras_synthetic_dataset(), warmup, steps, repeats),
-        "keras_tfdata": lambda: measure_keras(keras_mnist_dataset(args.data_dir), warmup, steps,
-                                              repeats),
-        "torch": lambda: measure_torch(False, warmup, steps, repeats),
-        "torch_channels_last": lambda: measure_torch(True, warmup, steps, repeats),
-        "numpy": lambda: measure_numpy(args.reference_dir, np.float64, numpy_warmup,
-                                       args.numpy_steps, repeats),
-        "numpy_f32": lambda: measure_numpy(args.reference_dir, np.float32, numpy_warmup,
-                                           args.numpy_steps, repeats),
-    }
-    results = {}
-    for name in peers:
-        print(f"measuring {name} ...", flush=True)
-        ips, cpu_ms = ([round(v, 2) for v in column] for column in zip(*measures[name]()))
-        results[name] = {"images_per_s": ips, "median_images_per_s": statistics.median(ips),
-                         "cpu_ms_per_step": cpu_ms, "median_cpu_ms_per_step": statistics.median(cpu_ms),
-                         "steps": args.numpy_steps if name.startswith("numpy") else steps,
-                         "repeats": repeats}
-    info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    torch_threads = os.cpu_count()
+    if any(p.startswith("torch") for p in peers):
+        info, warning = interleaved.start(torch_threads)
+    else:
+        from suite.runtime.startup import load_tensorflow
+
+        load_tensorflow()
+        info = machine.describe()
+        warning = interleaved.load_warning(info)
+    info.update(machine_info())
+    started = time.monotonic()
+
+    def build(name):
+        if name == "keras_synthetic":
+            return KerasPeer(keras_synthetic_dataset())
+        if name == "keras_tfdata":
+            return KerasPeer(keras_mnist_dataset(args.data_dir))
+        if name.startswith("numpy"):
+            return NumpyPeer(args.reference_dir, np.float32 if name == "numpy_f32" else np.float64)
+        return torch_peer(name)
+
+    steps = {name: args.numpy_steps if name.startswith("numpy") else args.steps for name in peers}
+    warmups = {name: 1 if name.startswith("numpy") else args.warmup_steps for name in peers}
+    results, orders = interleaved.measure(build, peers, PEERS, steps, warmups, args.repeats,
+                                          BATCH_SIZE)
+    info["load_average_1min_at_end"] = info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     command = machine.command(__file__)
-    report = write_report(results, info, command, warning)
+    report = write_report(results, info, command, args.repeats, warning)
     print("\n" + report)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput_mnist.md").write_text(report)
     (out / "throughput_mnist.json").write_text(json.dumps(
         {"command": command, "batch_size": BATCH_SIZE, "warning": warning or None, "machine": info,
-         "results": results}, indent=2) + "\n")
+         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
+         "wall_s": round(time.monotonic() - started, 1), "steps": steps, "repeats": args.repeats,
+         "round_orders": orders, "best_torch": best_torch(results),
+         "pipeline_ratio": pipeline_ratio(results), "results": results}, indent=2) + "\n")
     print(f"wrote {out / 'throughput_mnist.md'} and {out / 'throughput_mnist.json'}")
 
 

@@ -11,7 +11,9 @@ r"""A detector preset's held-out mAP against training minutes, drawn after the r
    and mAP@0.75 against the minutes since the run started (start-up and validation included).
    Nothing in the curve chose anything; the app's own choice is marked on it.
 3. Checks what the chosen model returns at the export's score threshold: detections per test
-   image against true objects, and same-class pairs overlapping above the model's NMS IoU.
+   image against true objects, and same-class pairs overlapping above the model's NMS IoU; and,
+   through the real export (`python -m apps.export --model_dir=<run> --checkpoint=best`), what
+   `serving_default` returns for the first 10 test images (their pixels as PNG bytes).
 
 Writes <out>/results.json (command, machine, date, commit, every point), curve.png, and
 boxes.png: the first test images' true and detected boxes on blank canvases of their sizes (the
@@ -94,6 +96,33 @@ def returned(found: list[dict], threshold: float, iou: float, true_boxes: list) 
             "true_objects_per_image": round(float(np.mean([len(b) for b in true_boxes])), 3),
             "overlapping_same_class_pairs": int(sum(pairs)),
             "overlapping_pairs_first_10_images": int(sum(pairs[:10]))}
+
+
+def export_check(run_dir: str, test, iou: float, images: int = 10) -> dict:
+    """The run's best model exported as a user would, and `serving_default` asked about the
+    first `images` test files' bytes: detections returned and same-class pairs over `iou`."""
+    import tensorflow as tf
+
+    export_base = os.path.join(run_dir, "export_check")
+    done = subprocess.run([sys.executable, "-m", "apps.export", f"--model_dir={run_dir}",
+                           "--checkpoint=best", f"--export_dir={export_base}"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"apps.export failed:\n{done.stderr[-3000:]}")
+    name = os.listdir(export_base)[0]
+    version = max(os.listdir(os.path.join(export_base, name)), key=int)
+    serve = tf.saved_model.load(os.path.join(export_base, name, version)).signatures[
+        "serving_default"]
+    counts, pairs = [], []
+    for image in test.images[:images]:  # the decoded pixels, losslessly as PNG
+        out = serve(image_bytes=tf.reshape(tf.io.encode_png(image), [1]))
+        kept = out["classes"][0].numpy() > 0
+        boxes, classes = out["boxes"][0].numpy()[kept], out["classes"][0].numpy()[kept]
+        counts.append(int(kept.sum()))
+        pairs.append(overlapping_pairs(boxes, classes, iou))
+    return {"images": len(counts), "detections": counts,
+            "true_objects": [len(b) for b in test.boxes[:images]],
+            "overlapping_same_class_pairs": int(sum(pairs)), "nms_iou": iou}
 
 
 def draw_curve(points: list[dict], chosen_epoch, path: str) -> None:
@@ -196,8 +225,9 @@ def main(args):
               f"{scores['map_50']:.4f}, mAP@0.75 {scores['map_75']:.4f}", flush=True)
     best = DetectionTask.load_checkpoint(os.path.join(run_dir, "checkpoints", "best.keras"))
     _, found, _ = task._scored(best, data.test)
-    check = returned(found, c.score_threshold, float(best.get_config().get("nms_iou", 0.5)),
-                     data.test.boxes)
+    nms_iou = float(best.get_config().get("nms_iou", 0.5))
+    check = returned(found, c.score_threshold, nms_iou, data.test.boxes)
+    check["export"] = export_check(run_dir, data.test, nms_iou)
     os.makedirs(out, exist_ok=True)
     draw_curve(points, chosen, os.path.join(out, "curve.png"))
     draw_boxes(data.test, found, c.score_threshold, args.boxes_images,

@@ -555,3 +555,34 @@ def test_under_mixed_float16_the_backbone_computes_in_float16_and_the_heads_in_f
                   model.prediction_decoder):
         assert layer.compute_dtype == "float32", layer.name
     assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored
+
+
+def test_the_hour_preset_is_the_scratch_preset_stretched_to_30_epochs(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    path = "apps/flags/raccoon_faster_rcnn_60min.flags"
+    monkeypatch.chdir(REPO)
+    config = app_task(DetectionTask, f"--flagfile={path}").config
+    assert config.schedule.epochs == 30 and config.optimizer.lr_schedule == "cosine"
+    assert config.init_from is None and config.validation == "holdout"
+    assert config.runtime.model_dir == "runs/raccoon_faster_rcnn_60min"
+
+
+def test_scoring_the_same_model_again_traces_the_detector_once():
+    """epoch_metrics scores the training model every epoch: one traced detector serves them
+    all, and another model gets its own."""
+    from suite.models.faster_rcnn import build_faster_rcnn
+
+    model = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, test_proposals=8,
+                              sampled_rois=8, head_units=(8, 8), max_detections=5)
+    task = DetectionTask.__new__(DetectionTask)
+    images = [np.zeros((48, 64, 3), np.uint8), np.zeros((64, 40, 3), np.uint8)]
+    split = detection.DetectionSplit(["a", "b"], images,
+                                     [np.array([[4, 4, 20, 20]], np.float32)] * 2,
+                                     [np.array([1], np.int32)] * 2)
+    for _ in range(3):
+        task._scored(model, split)
+    assert task._detector(model).experimental_get_tracing_count() == 1
+    other = build_faster_rcnn(1, 64, depth=18, width_multiplier=0.125, test_proposals=8,
+                              sampled_rois=8, head_units=(8, 8), max_detections=5)
+    assert task._detector(other) is not task._detector(model)

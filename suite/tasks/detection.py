@@ -259,11 +259,8 @@ class DetectionTask(Task):
         import tensorflow as tf
 
         from suite.metrics.detection import coco_scores
-        from suite.models.faster_rcnn import detect
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-        def detect_fn(image):  # a def, not a lambda: AutoGraph warns it cannot read a lambda's
-            return detect(model, image)
+        detect_fn = self._detector(model)
         found, seconds = [], []
         for image in images.images:
             started = time.perf_counter()
@@ -272,6 +269,21 @@ class DetectionTask(Task):
         scores = coco_scores(images.boxes, images.classes, [f["boxes"] for f in found],
                              [f["scores"] for f in found], [f["classes"] for f in found])
         return scores, found, seconds
+
+    def _detector(self, model):
+        """`detect` of `model` as one traced function, kept while the model is the same:
+        epoch_metrics scores the training model every epoch, and a new tf.function each time
+        would trace the whole detector again (seconds an epoch)."""
+        import tensorflow as tf
+
+        from suite.models.faster_rcnn import detect
+
+        if getattr(self, "_detector_of", None) is not model:
+            @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+            def detect_fn(image):  # a def, not a lambda: AutoGraph cannot read a lambda's source
+                return detect(model, image)
+            self._detector_of, self._detect_fn = model, detect_fn
+        return self._detect_fn
 
     def epoch_metrics(self, run, epoch: int) -> dict:
         """mAP@0.5 and COCO mAP of the epoch's model on the validation images: what chooses

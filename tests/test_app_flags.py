@@ -37,6 +37,10 @@ TASKS = {"train_mnist": MnistTask, "train_classifier": ClassifierTask, "train_dq
          "train_segmenter": SegmentationTask, "train_dcgan": DcganTask,
          "train_captioner": CaptioningTask, "train_detector": DetectionTask,
          "style_transfer": StyleTransferTask}
+# Since: keep_checkpoints_every (epoch-NNN.keras every N epochs, for curves drawn after a run),
+# a runtime flag, so in every app.
+for _app in TASKS:
+    ADDED.setdefault(_app, {})["keep_checkpoints_every"] = 0
 
 
 def app_flags(task_class) -> flags.FlagValues:

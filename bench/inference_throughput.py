@@ -147,11 +147,7 @@ def build_peers(names, model, export_dir: str) -> dict:
             if name == "torch_int8":
                 peers[name] = TorchClassifier(torch_int8(net.eval(), calibration_images()))
             else:
-                peers[name] = TorchClassifier(
-                    net, channels_last="channels_last" in name or name in (
-                        "torch_bfloat16", "torch_compile_bfloat16", "torch_compile_frozen"),
-                    compiled="compile" in name, bfloat16=name.endswith("bfloat16"),
-                    frozen=name == "torch_compile_frozen")
+                peers[name] = TorchClassifier(net, **interleaved.torch_options(name))
     return peers
 
 

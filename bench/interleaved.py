@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 import traceback
 
@@ -26,32 +27,32 @@ def add_threads_flag(fv: flags.FlagValues) -> None:
                          lower_bound=1, flag_values=fv)
 
 
-def start(torch_threads: int) -> tuple[dict, str]:
+def start(torch_threads: int | None) -> tuple[dict, str]:
     """How every side-by-side bench begins: TensorFlow loaded first (the suite's oneDNN default,
-    its start-up notes hidden), PyTorch's threads set, the machine described and, if it is busy,
-    a warning. Returns (machine, warning)."""
+    its start-up notes hidden), PyTorch's threads set (None: a run without PyTorch peers, which
+    then need not have it installed), the machine described and, if it is busy, a warning.
+    Returns (machine, warning)."""
     from suite.runtime.startup import load_tensorflow
 
     load_tensorflow()
-    import torch
+    if torch_threads is not None:
+        import torch
 
-    torch.set_num_threads(torch_threads)
+        torch.set_num_threads(torch_threads)
     info = {**machine.describe(), "start_unix": round(time.time(), 1),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return info, load_warning(info)
 
 
 def finish(info: dict) -> None:
-    """The machine record's end: the load after the rounds, PyTorch's threads, the wall time
-    since `start` and the commit measured."""
-    import torch
-
+    """The machine record's end: the load after the rounds, PyTorch's threads (when it ran),
+    the wall time since `start` and the commit measured."""
     from bench.preset_run import commit
 
     info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    info["torch_threads"] = torch.get_num_threads()
-    if "start_unix" in info:
-        info["wall_s"] = round(time.time() - info["start_unix"], 1)
+    if "torch" in sys.modules:
+        info["torch_threads"] = sys.modules["torch"].get_num_threads()
+    info["wall_s"] = round(time.time() - info["start_unix"], 1)
     info["commit"] = commit()
 
 
@@ -98,8 +99,15 @@ class FitPeer:
 
 def torch_options(name: str) -> dict:
     """The PyTorch peer's options from its name: torch, torch_channels_last, torch_compile,
-    torch_compile_channels_last."""
-    return {"channels_last": "channels_last" in name, "compiled": "compile" in name}
+    torch_compile_channels_last; the autocast peers torch_bfloat16 and torch_compile_bfloat16,
+    and the inference peer torch_compile_frozen (Inductor's freezing), all channels-last, the
+    faster layout for them."""
+    options = {"channels_last": "channels_last" in name, "compiled": "compile" in name}
+    if name.endswith("bfloat16"):
+        options.update(channels_last=True, bfloat16=True)
+    if "frozen" in name:
+        options.update(channels_last=True, frozen=True)
+    return options
 
 
 def record_error(record: dict, error: Exception) -> None:
@@ -149,8 +157,8 @@ def measure(build_peer, names, descriptions: dict, steps, warmup_steps, repeats:
         orders.append(order)
         for name in order:
             try:
-                steps = steps_of[name]
-                ends = peers[name].run(1 + steps)  # the lead-in step is not timed
+                timed = steps_of[name]
+                ends = peers[name].run(1 + timed)  # the lead-in step is not timed
             except Exception as e:  # noqa: BLE001
                 peers.pop(name)
                 record_error(results[name], e)
@@ -160,8 +168,8 @@ def measure(build_peer, names, descriptions: dict, steps, warmup_steps, repeats:
                     raise
                 continue
             (w0, c0), (w1, c1) = ends[0], ends[-1]
-            results[name]["images_per_s"].append(round(steps * batch_size / (w1 - w0), 3))
-            results[name]["cpu_ms_per_step"].append(round(1e3 * (c1 - c0) / steps, 1))
+            results[name]["images_per_s"].append(round(timed * batch_size / (w1 - w0), 3))
+            results[name]["cpu_ms_per_step"].append(round(1e3 * (c1 - c0) / timed, 1))
             print(f"round {round_index}: {name} {results[name]['images_per_s'][-1]:.2f} "
                   "images/s", flush=True)
     for record in results.values():

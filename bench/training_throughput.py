@@ -146,8 +146,6 @@ def build_peer(name: str, network: Network):
     if name.startswith("keras"):
         return KerasPeer(network, "mixed_bfloat16" if name.endswith("bfloat16") else "float32",
                          unfused_bn="unfused" in name)
-    if name in BFLOAT16_TORCH:
-        return TorchPeer(network, channels_last=True, compiled="compile" in name, bfloat16=True)
     return TorchPeer(network, **interleaved.torch_options(name))
 
 

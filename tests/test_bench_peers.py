@@ -49,6 +49,13 @@ def test_the_compiled_peers_exist_with_their_layouts():
     assert interleaved.torch_options("torch") == {"channels_last": False, "compiled": False}
     assert interleaved.torch_options("torch_channels_last") == {
         "channels_last": True, "compiled": False}
+    # the autocast and frozen peers are channels-last, as their names in the tables say
+    assert interleaved.torch_options("torch_bfloat16") == {
+        "channels_last": True, "compiled": False, "bfloat16": True}
+    assert interleaved.torch_options("torch_compile_bfloat16") == {
+        "channels_last": True, "compiled": True, "bfloat16": True}
+    assert interleaved.torch_options("torch_compile_frozen") == {
+        "channels_last": True, "compiled": True, "frozen": True}
 
 
 def test_training_ratios_take_the_best_pytorch_peer_of_each_precision():

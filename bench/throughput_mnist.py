@@ -19,9 +19,7 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +27,6 @@ import numpy as np
 from absl import flags
 
 from bench import RESULTS, SHARED, SHARED_DATA, cli, interleaved, machine
-from bench.preset_run import commit
 
 BATCH_SIZE = 100
 NUM_PARAMETERS = 123_552  # the book's DeepConvNet; every peer must match it
@@ -200,18 +197,19 @@ def _book_network(reference_dir: str, dtype):
 
 
 # --- Report ----------------------------------------------------------------------------------------
-def machine_info() -> dict:
+def versions() -> dict:
+    """What the machine record adds to interleaved.start's: the packages, the threads and the
+    load under the names this bench's results have always used."""
     def version(package):
         try:
             return metadata.version(package)
         except metadata.PackageNotFoundError:
             return None
 
-    return {**machine.describe(), "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
+    return {"cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
             **{p: version(p) for p in ("numpy", "tensorflow", "keras", "torch")},
-            **{var: os.environ[var] for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if var in os.environ},
-            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+            **{var: os.environ[var] for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if var in os.environ}}
 
 
 def best_torch(results: dict) -> str | None:
@@ -243,17 +241,9 @@ def write_report(results: dict, info: dict, command: str, repeats: int, warning:
 
 def main(args):
     peers = [ALIASES.get(n, n) for n in args.peers]
-    torch_threads = os.cpu_count()
-    if any(p.startswith("torch") for p in peers):
-        info, warning = interleaved.start(torch_threads)
-    else:
-        from suite.runtime.startup import load_tensorflow
-
-        load_tensorflow()
-        info = machine.describe()
-        warning = interleaved.load_warning(info)
-    info.update(machine_info())
-    started = time.monotonic()
+    uses_torch = any(p.startswith("torch") for p in peers)
+    info, warning = interleaved.start(os.cpu_count() if uses_torch else None)
+    info.update(versions(), load_average_1min_at_start=info["load_1min"])
 
     def build(name):
         if name == "keras_synthetic":
@@ -268,7 +258,8 @@ def main(args):
     warmups = {name: 1 if name.startswith("numpy") else args.warmup_steps for name in peers}
     results, orders = interleaved.measure(build, peers, PEERS, steps, warmups, args.repeats,
                                           BATCH_SIZE)
-    info["load_average_1min_at_end"] = info["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    interleaved.finish(info)
+    info["load_average_1min_at_end"] = info["load_1min_at_end"]
     command = machine.command(__file__)
     report = write_report(results, info, command, args.repeats, warning)
     print("\n" + report)
@@ -277,8 +268,8 @@ def main(args):
     (out / "throughput_mnist.md").write_text(report)
     (out / "throughput_mnist.json").write_text(json.dumps(
         {"command": command, "batch_size": BATCH_SIZE, "warning": warning or None, "machine": info,
-         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
-         "wall_s": round(time.monotonic() - started, 1), "steps": steps, "repeats": args.repeats,
+         "date": info["date"], "commit": info["commit"], "wall_s": info["wall_s"],
+         "steps": steps, "repeats": args.repeats,
          "round_orders": orders, "best_torch": best_torch(results),
          "pipeline_ratio": pipeline_ratio(results), "results": results}, indent=2) + "\n")
     print(f"wrote {out / 'throughput_mnist.md'} and {out / 'throughput_mnist.json'}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,14 +51,10 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def preset_config(flagfile: str):
-    from suite.runtime.flags import config_from_flags
-    from suite.runtime.flags import define_flags as define_app_flags
+    from suite.runtime.flags import config_from_args
     from suite.tasks.detection import DetectorConfig
 
-    fv = flags.FlagValues()
-    define_app_flags(fv, DetectorConfig)
-    fv(["app", f"--flagfile={flagfile}"])
-    return config_from_flags(fv, DetectorConfig)
+    return config_from_args(DetectorConfig, [f"--flagfile={flagfile}"])
 
 
 def train(flagfile: str, keep_every: int) -> dict:
@@ -195,8 +192,8 @@ def main(args):
     info = {**machine.describe(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "commit": commit()}
     if args.skip_training:
-        previous = json.load(open(os.path.join(out, "results.json")))
-        training = previous["training"]
+        with open(os.path.join(out, "results.json")) as f:
+            training = json.load(f)["training"]
     else:
         training = train(args.flagfile, args.keep_every)
     info["load_1min_at_end_of_training"] = round(os.getloadavg()[0], 2)
@@ -241,10 +238,8 @@ def main(args):
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     for copied in ("history.csv", "learning_curves.png"):
-        source = os.path.join(run_dir, copied)
-        if os.path.exists(source):
-            with open(source, "rb") as src, open(os.path.join(out, copied), "wb") as dst:
-                dst.write(src.read())
+        if os.path.exists(os.path.join(run_dir, copied)):
+            shutil.copyfile(os.path.join(run_dir, copied), os.path.join(out, copied))
     print(json.dumps({"test": {k: app_results.get(k) for k in ("map_50", "map_75")},
                       "chosen_epoch": chosen, **check}))
 

@@ -63,13 +63,10 @@ def throughput(flagfile: str, steps: int) -> dict:
 
     from suite.data import detection_pipeline as pipeline
     from suite.models.faster_rcnn import build_faster_rcnn, compile_faster_rcnn
-    from suite.runtime.flags import config_from_flags, define_flags
+    from suite.runtime.flags import config_from_args
     from suite.tasks.detection import DetectorConfig
 
-    fv = flags.FlagValues()
-    define_flags(fv, DetectorConfig)
-    fv(["app", f"--flagfile={flagfile}", "--init_from="])
-    c = config_from_flags(fv, DetectorConfig)
+    c = config_from_args(DetectorConfig, [f"--flagfile={flagfile}", "--init_from="])
     from suite.data.detection import load_detection
 
     data = load_detection(c.dataset, None, c.test_files)

@@ -102,10 +102,9 @@ def run_in_process(task_class, *args: str, data_override=None, strategy_override
 
 def app_task(task_class, *args: str):
     """The Task its app's command line `args` describe (flags parsed, config built)."""
-    from suite.runtime.flags import config_from_flags
+    from suite.runtime.flags import config_from_args
 
-    return task_class(config_from_flags(parse_app_flags(task_class, *args),
-                                        task_class.config_class))
+    return task_class(config_from_args(task_class.config_class, list(args)))
 
 
 def parse_app_flags(task_class, *args: str):

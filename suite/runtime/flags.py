@@ -71,6 +71,16 @@ def config_from_flags(fv: flags.FlagValues, config_class: type, prefix: str = ""
         raise ConfigError(as_flags(str(e), cfg.field_names(config_class, prefix))) from None
 
 
+def config_from_args(config_class: type, args: list[str]):
+    """The config an app's command-line `args` (flags only, e.g. a preset's --flagfile)
+    describe, parsed into flags of their own: for benches and tests that read a preset without
+    running its app."""
+    fv = flags.FlagValues()
+    define_flags(fv, config_class)
+    fv(["app", *args])
+    return config_from_flags(fv, config_class)
+
+
 def from_flag(spec: cfg.Spec, value):
     """A flag's value as its field's: a list's elements typed, an enum of numbers a number."""
     if value is None:

@@ -53,7 +53,8 @@ PORT = 23456
 # (keras/src/backend/tensorflow/nn.py, _compute_moments_sync), and ReplicaContext.all_reduce's
 # gradient all-reduces the two that have one: five collectives per layer and step, in order.
 SYNCS_PER_BATCH_NORM = 5
-PREFIX, SUBNET = "scal", "10.215.0"
+PREFIX, SUBNET = "scal", "10.215.0"  # apart from the slow tests' cluster (suite, 10.214.0)
+STATE = "/tmp/suite-cluster-scaling"
 CLUSTER = os.path.join(REPO, "launch", "slurm_cluster.sh")
 
 
@@ -246,10 +247,11 @@ def model_rows(configs: list[dict]) -> list[dict]:
                      "gradient_allreduce_ms": _median(b, "gradient_allreduce_ms"),
                      "one_float_allreduce_ms": _median(b, "one_float_allreduce_ms")}
             model = predict(parts, c["workers"], c["cap"], compute)
+            syncs = SYNCS_PER_BATCH_NORM * parts["sync_batch_norm_layers"]
             row.update(model=model, error=model["step_ms"] / step - 1,
                        allreduce_share=1 - compute / step,
-                       bare_gradient_allreduce_ms=_median(w, "gradient_allreduce_ms"))
-            syncs = SYNCS_PER_BATCH_NORM * parts["sync_batch_norm_layers"]
+                       bare_gradient_allreduce_ms=_median(w, "gradient_allreduce_ms"),
+                       gradient_bytes=parts["gradient_bytes"], syncs=syncs)
             if syncs:
                 base_step = max(x["step_ms"] for x in b)
                 per_sync = (base_step - statistics.mean(x["compute_ms"] for x in b)
@@ -266,11 +268,9 @@ def model_rows(configs: list[dict]) -> list[dict]:
 def _cluster(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "SUITE_CLUSTER_PREFIX": PREFIX, "SUITE_CLUSTER_SUBNET": SUBNET,
            "SUITE_CLUSTER_CTLD_PORT": "6927", "SUITE_CLUSTER_STATE": STATE}
-    return subprocess.run(["bash", str(CLUSTER), *argv], env=env, check=check,
+    return subprocess.run(["bash", CLUSTER, *argv], env=env, check=check,
                           capture_output=True, text=True)
 
-
-STATE = "/tmp/suite-cluster-scaling"
 
 
 def run_config(args, network: str, workers: int, cap: str) -> dict:
@@ -280,7 +280,7 @@ def run_config(args, network: str, workers: int, cap: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="cluster-scaling-") as tmp:
         procs = []
         for index in range(workers):
-            env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+            env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
                    "CUDA_VISIBLE_DEVICES": "", "SUITE_CLUSTER_STATE": STATE}
             env.pop("TF_CONFIG", None)
             if workers > 1:
@@ -290,7 +290,7 @@ def run_config(args, network: str, workers: int, cap: str) -> dict:
                        f"--network={network}", f"--result_dir={tmp}",
                        f"--steps={args.steps}", f"--warmup_steps={args.warmup_steps}",
                        f"--allreduce_repeats={args.allreduce_repeats}"]
-            procs.append(subprocess.Popen(["bash", str(CLUSTER), "run", str(index + 1),
+            procs.append(subprocess.Popen(["bash", CLUSTER, "run", str(index + 1),
                                            *command], cwd=REPO, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True))

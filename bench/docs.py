@@ -650,47 +650,42 @@ def cluster_scaling() -> Table:
 def cluster_link_90() -> Table:
     """The link at which N workers keep 90% efficiency: this machine's measured parts for 2 and
     3 one-core workers, SCALING.md's stated GPU assumptions for 8 and 100."""
-    from bench.cluster_scaling import SYNCS_PER_BATCH_NORM, model_rows
+    from bench.cluster_scaling import model_rows
     from bench.multiworker_overhead import GPU_STEP_S, link_for_efficiency
 
     data = load("cluster_scaling.json")
     found = {(r["network"], r["workers"], r["cap"]): r for r in model_rows(data["configs"])}
-    parts = {(c["network"], c["workers"], c["cap"]): c["per_worker"][0] for c in data["configs"]}
     rows = []
     for network in NETWORK_NAMES:
         single = found.get((network, 1, "unlimited"))
-        if not single:
+        pair = found.get((network, 2, "unlimited"))
+        if not (single and pair):
             continue
         for workers in (2, 3):
             row = found.get((network, workers, "unlimited"))
             if not row:
                 continue
             model = row.get("corrected") or row["model"]
-            syncs = (SYNCS_PER_BATCH_NORM
-                     * parts[(network, workers, "unlimited")]["sync_batch_norm_layers"])
             fixed = 1e-3 * (model["allreduce_software_ms"] + model["syncs_ms"])
-            need = link_for_efficiency(1e-3 * single["compute_ms"],
-                                       parts[(network, workers, "unlimited")]["gradient_bytes"],
+            need = link_for_efficiency(1e-3 * single["compute_ms"], row["gradient_bytes"],
                                        workers, 0.0, 0, fixed_s=fixed)
             rows.append([NETWORK_NAMES[network], f"{workers}, this machine (a core each)",
                          f"{single['compute_ms']:.0f} ms (measured, 1 worker)",
                          f"{fixed * 1e3:.0f} ms measured (gradient all-reduce"
-                         + (f" + {syncs} batch-norm syncs, calibrated)" if row.get("corrected")
-                            else ")"),
+                         + (f" + {row['syncs']} batch-norm syncs, calibrated)"
+                            if row.get("corrected") else ")"),
                          pct(single["compute_ms"] / (single["compute_ms"] + 1e3 * fixed), 0),
                          _rate(need)])
-        num_bytes = parts[(network, 1, "unlimited")]["gradient_bytes"]
-        layers = parts.get((network, 2, "unlimited"), {}).get("sync_batch_norm_layers", 0)
-        for sync in ([True, False] if layers else [False]):
-            collectives = 1 + (SYNCS_PER_BATCH_NORM * layers if sync else 0)
+        for sync in ([True, False] if pair["syncs"] else [False]):
+            collectives = 1 + (pair["syncs"] if sync else 0)
             for workers in (8, 100):
                 for latency in (5e-6, 50e-6):
-                    need = link_for_efficiency(GPU_STEP_S[network], num_bytes, workers, latency,
-                                               collectives)
+                    need = link_for_efficiency(GPU_STEP_S[network], pair["gradient_bytes"],
+                                               workers, latency, collectives)
                     hops = collectives * 2 * (workers - 1) * latency
                     rows.append([NETWORK_NAMES[network] + (
                         " (synchronised batch norm)" if sync else
-                        " (local batch norm)" if layers else ""),
+                        " (local batch norm)" if pair["syncs"] else ""),
                         f"{workers} GPUs, one a node", f"{GPU_STEP_S[network] * 1e3:.0f} ms "
                         "(assumed)", f"{collectives} ring(s) x {latency * 1e6:.0f} us a hop",
                         pct(GPU_STEP_S[network] / (GPU_STEP_S[network] + hops), 0),

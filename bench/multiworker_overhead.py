@@ -84,10 +84,10 @@ def link_for_efficiency(compute_s: float, num_bytes: float, workers: int, latenc
     the bandwidth term of one gradient ring, `collectives` rings' latency and any `fixed_s` (a
     measured software cost) must fit in compute x (1/target - 1). None when the rest does not
     leave the bandwidth term any time: no link is fast enough."""
-    budget = (compute_s * (1 / target - 1) - collectives * 2 * (workers - 1) * latency_s
-              - fixed_s)
     if workers <= 1:
         return 0.0
+    budget = (compute_s * (1 / target - 1) - collectives * 2 * (workers - 1) * latency_s
+              - fixed_s)
     if budget <= 0:
         return None
     return 2 * (workers - 1) / workers * num_bytes / budget

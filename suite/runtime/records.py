@@ -68,9 +68,15 @@ class HistoryLog:
         os.replace(tmp, self.path)
 
 
-def save_model_atomically(model: keras.Model, path: str) -> None:
+def _beside(path: str) -> str:
+    """Where a model file is written before os.replace moves it to `path`: the same folder,
+    the name prefixed (Keras checks the suffix, so it stays last)."""
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f"tmp-{name}")  # Keras checks the suffix, so keep it last
+    return os.path.join(folder, f"tmp-{name}")
+
+
+def save_model_atomically(model: keras.Model, path: str) -> None:
+    tmp = _beside(path)
     model.save(tmp, overwrite=True)
     os.replace(tmp, path)
 
@@ -126,9 +132,8 @@ class EpochCheckpoints:
 
     def _keep(self, epochs: int, logs: dict | None) -> None:
         kept = self.kept_path(epochs)
-        folder, name = os.path.split(kept)
-        tmp = os.path.join(folder, f"tmp-{name}")
-        shutil.copyfile(self.last_path, tmp)
+        tmp = _beside(kept)
+        shutil.copyfile(self.last_path, tmp)  # last.keras holds this epoch: no second save
         os.replace(tmp, kept)
         atomic_write_json(kept[:-len(".keras")] + ".json", {
             "epoch": epochs, "saved_unix": time.time(),
